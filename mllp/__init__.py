@@ -1,0 +1,1 @@
+"""A standalone MLLP transport: sans-IO framer plus a thin asyncio layer. Standard library only."""
