@@ -1,0 +1,5 @@
+import sys
+
+from radsched.cli import main
+
+sys.exit(main())

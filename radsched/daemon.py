@@ -1,0 +1,122 @@
+"""The composition root: start resources in dependency order, stop them in reverse.
+
+Everything the daemon owns is entered into one ``AsyncExitStack``; leaving the stack (SIGTERM, a
+start-up failure) unwinds exactly what was started, newest first. Readiness is announced to systemd
+only after every listener is bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from radsched.datadir import prepare_data_dir
+from radsched.errors import StartupError
+from radsched.http.app import build_app
+from radsched.http.health import Readiness, add_health_routes
+from radsched.logs import RedactingFilter
+from radsched.metrics import Metrics
+from radsched.secrets_store import Secrets, resolve_secrets
+from radsched.settings import HostPort, Settings
+from radsched.storage.connect import storage
+from radsched.storage.db import Database
+from radsched.storage.migrate import migrate
+from radsched.systemd import Notifier, watchdog_interval, watchdog_loop
+
+log = logging.getLogger("radsched.daemon")
+
+
+@dataclass
+class Daemon:
+    """The running daemon's parts, for components and tests to reach each other."""
+
+    settings: Settings
+    secrets: Secrets
+    metrics: Metrics
+    db: Database
+    dsn: str
+    readiness: Readiness
+    app: web.Application
+    listening: dict[str, HostPort] = field(default_factory=dict)
+
+
+async def _bind(runner: web.AppRunner, addr: HostPort, *, setting: str) -> HostPort:
+    site = web.TCPSite(runner, addr.host, addr.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"{setting}: {addr} is already in use") from None
+        raise StartupError(f"{setting}: cannot listen on {addr}: {exc.strerror}") from None
+    server = site._server  # aiohttp exposes bound sockets only here
+    sockets = getattr(server, "sockets", None) or []
+    host, port = sockets[0].getsockname()[:2] if sockets else (addr.host, addr.port)
+    return HostPort(str(host), int(port))
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings,
+    *,
+    notifier: Notifier | None = None,
+    redactor: RedactingFilter | None = None,
+) -> AsyncIterator[Daemon]:
+    """Start the daemon; yield it while it runs; stop everything in reverse order on exit."""
+    notifier = notifier or Notifier(address="")
+    async with AsyncExitStack() as stack:
+        settings = settings.model_copy(update={"data_dir": prepare_data_dir(settings.data_dir)})
+        secrets = resolve_secrets(settings)
+        if redactor is not None:
+            dsn_secret = settings.database_url.get_secret_value() if settings.database_url else None
+            redactor.set_secrets([*secrets.values(), *([dsn_secret] if dsn_secret else [])])
+        metrics = Metrics()
+        store = await stack.enter_async_context(
+            storage(settings, stack, metrics.registry, owner=True)
+        )
+        db, dsn = store.db, store.dsn
+        async with db.pool.acquire() as conn:
+            applied = await migrate(conn)
+        if applied:
+            log.info("database migrated", extra={"versions": ",".join(map(str, applied))})
+
+        readiness = Readiness()
+
+        async def database_ready() -> str | None:
+            await db.ping()
+            return None
+
+        readiness.add("database", database_ready)
+
+        app = build_app(metrics.registry)
+        add_health_routes(app, readiness, metrics)
+        daemon = Daemon(settings, secrets, metrics, db, dsn, readiness, app)
+
+        # --- components plug in here, in dependency order ---
+
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=settings.shutdown_grace_s, handle_signals=False
+        )
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        daemon.listening["http"] = await _bind(
+            runner, settings.http_addr, setting="RADSCHED_HTTP_LISTEN"
+        )
+
+        status = " ".join(f"{k}={v}" for k, v in daemon.listening.items())
+        log.info("radsched ready", extra={"listening": status})
+        metrics.up.set(1)
+        notifier.notify(f"STATUS=listening {status}", "READY=1")
+        stack.callback(notifier.notify, "STOPPING=1")
+
+        interval = watchdog_interval()
+        if interval is not None and notifier.enabled:
+            task = asyncio.create_task(watchdog_loop(notifier, interval), name="watchdog")
+            stack.callback(task.cancel)
+        yield daemon
+        log.info("radsched stopping")

@@ -1,0 +1,1 @@
+"""The aiohttp application: health, readiness, metrics, and the routes components add."""

@@ -1,0 +1,124 @@
+"""Secrets resolved at start-up: from settings, or generated once into DATA_DIR on embedded defaults.
+
+On embedded defaults (no DATABASE_URL) a newcomer must not have to invent keys, so missing secrets are
+generated with ``secrets`` and written to ``DATA_DIR/secrets/NAME`` with mode 0600, then reused on every
+start. In production (DATABASE_URL set) the phone-hash and PHI keys must be configured explicitly: a
+generated key that silently changes with a new DATA_DIR would orphan every stored hash and ciphertext.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from radsched.errors import ConfigError
+from radsched.settings import Settings
+
+_GENERATED = ("API_KEYS", "ORDER_TOKENS", "PHONE_HASH_KEY", "PHI_KEY", "TWILIO_AUTH_TOKEN")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Secrets:
+    """Resolved secret values. ``repr`` is suppressed so that a stray log call leaks nothing."""
+
+    api_keys: tuple[str, ...]
+    order_tokens: tuple[str, ...]
+    phone_hash_key: str
+    phi_key: str
+    twilio_auth_token: str
+
+    def __repr__(self) -> str:
+        return "Secrets(<redacted>)"
+
+    def values(self) -> tuple[str, ...]:
+        """Every secret string, for the log redaction filter."""
+        return (
+            *self.api_keys,
+            *self.order_tokens,
+            self.phone_hash_key,
+            self.phi_key,
+            self.twilio_auth_token,
+        )
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _generate(name: str) -> str:
+    if name in ("PHONE_HASH_KEY", "PHI_KEY"):
+        return secrets.token_hex(32)  # 256-bit keys, hex so they paste safely into an env file
+    return secrets.token_urlsafe(32)
+
+
+def secrets_dir(data_dir: Path) -> Path:
+    return data_dir / "secrets"
+
+
+def _load_or_create(directory: Path, name: str) -> str:
+    path = directory / name
+    try:
+        value = path.read_text(encoding="ascii").strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    value = _generate(name)
+    # O_EXCL + 0600: created private, never world-readable even for an instant.
+    tmp = directory / f".{name}.tmp"
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(value + "\n")
+    os.replace(tmp, path)
+    return value
+
+
+def resolve_secrets(settings: Settings) -> Secrets:
+    """Return every secret, generating the missing ones on embedded defaults."""
+    configured: dict[str, str | None] = {
+        "API_KEYS": _secret(settings.api_keys),
+        "ORDER_TOKENS": _secret(settings.order_tokens),
+        "PHONE_HASH_KEY": _secret(settings.phone_hash_key),
+        "PHI_KEY": _secret(settings.phi_key),
+        "TWILIO_AUTH_TOKEN": _secret(settings.twilio_auth_token),
+    }
+    if not settings.embedded:
+        missing = [n for n in ("PHONE_HASH_KEY", "PHI_KEY") if not configured[n]]
+        if missing:
+            names = " and ".join(f"RADSCHED_{n}" for n in missing)
+            raise ConfigError(
+                f"{names}: required when RADSCHED_DATABASE_URL is set "
+                "(generate with: python -c 'import secrets; print(secrets.token_hex(32))')"
+            )
+        if not settings.console_sms and not configured["TWILIO_AUTH_TOKEN"]:
+            raise ConfigError(
+                "RADSCHED_TWILIO_AUTH_TOKEN: required when RADSCHED_TWILIO_ACCOUNT_SID is set"
+            )
+    resolved: dict[str, str] = {}
+    directory = secrets_dir(settings.data_dir)
+    for name in _GENERATED:
+        value = configured[name]
+        if value:
+            resolved[name] = value
+        elif settings.embedded or name in ("API_KEYS", "ORDER_TOKENS", "TWILIO_AUTH_TOKEN"):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            resolved[name] = _load_or_create(directory, name)
+    return Secrets(
+        api_keys=_split(resolved["API_KEYS"]),
+        order_tokens=_split(resolved["ORDER_TOKENS"]),
+        phone_hash_key=resolved["PHONE_HASH_KEY"],
+        phi_key=resolved["PHI_KEY"],
+        twilio_auth_token=resolved["TWILIO_AUTH_TOKEN"],
+    )
+
+
+def _secret(value: object) -> str | None:
+    if isinstance(value, SecretStr):
+        text = value.get_secret_value().strip()
+        return text or None
+    return None

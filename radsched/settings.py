@@ -1,0 +1,267 @@
+"""Settings: the public names of DESIGN.md section 5, read from the environment and a TOML file.
+
+Precedence (highest first): environment variables with the ``RADSCHED_`` prefix, then the TOML file
+named by ``RADSCHED_CONFIG``, then defaults. Secrets are ``SecretStr`` so that they never appear in a
+repr, a log line or an error message. ``load_settings`` turns every validation problem into a
+``ConfigError`` whose message names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from radsched.errors import ConfigError
+
+ENV_PREFIX = "RADSCHED_"
+# Environment variables with our prefix that are not settings themselves.
+_NON_SETTING_ENV = {"RADSCHED_CONFIG", "RADSCHED_TEST_DATABASE_URL"}
+DIALECTS = ("ch10-2.5.1", "qie-2.3")
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, value: str, *, setting: str) -> HostPort:
+        host, sep, port_text = value.strip().rpartition(":")
+        if not sep or not host or not port_text.isdigit():
+            raise ValueError(f"{setting} must look like HOST:PORT, got {value!r}")
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"{setting} port must be 0..65535, got {port}")
+        return cls(host.strip("[]"), port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _default_data_dir() -> Path:
+    # systemd's StateDirectory= exports STATE_DIRECTORY (possibly a colon-separated list).
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return Path(state.split(":")[0])
+    return Path("var")
+
+
+class Settings(BaseSettings):
+    """Every public setting. Field names are the setting names without the prefix, lower-cased."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database_url: SecretStr | None = None
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    http_listen: str = "127.0.0.1:3010"
+    public_url: str = "http://127.0.0.1:3010"
+    api_keys: SecretStr | None = None
+    order_tokens: SecretStr | None = None
+    mllp_listen: str = "127.0.0.1:2575"
+    mllp_tls_cert: Path | None = None
+    mllp_tls_key: Path | None = None
+    mllp_tls_ca: Path | None = None
+    ris_addr: str | None = None
+    ris_dialect: Literal["ch10-2.5.1", "qie-2.3"] = "ch10-2.5.1"
+    ris_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    emr_routes: str | None = None
+    sending_app: str = Field(default="RADSCHED", min_length=1, max_length=180)
+    sending_facility: str = Field(default="RADSCHED", min_length=1, max_length=180)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    phone_hash_key: SecretStr | None = None
+    phi_key: SecretStr | None = None
+    enabled_modalities: str = "CR,DX"
+    scheduling_phone: str = ""
+    practice_name: str = ""
+    timezone: str = "America/New_York"
+    quiet_hours: str = "20:00-09:00"
+    log_format: Literal["json", "text"] | None = None
+    # Not in the public table but needed by operators: how long SIGTERM waits for in-flight work.
+    shutdown_grace_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("database_url")
+    @classmethod
+    def _dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("postgres", "postgresql"):
+            # Never echo the DSN: it may carry a password.
+            raise ValueError("must be a postgresql:// or postgres:// URL")
+        if not parts.netloc and "host=" not in (parts.query or ""):
+            raise ValueError("names no host (expected postgresql://user@host:port/dbname)")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        return value
+
+    @field_validator("http_listen", "mllp_listen", "ris_addr")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        HostPort.parse(value, setting="value")
+        return value
+
+    @field_validator("public_url", "twilio_api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str) -> str:
+        if value.strip() == "":
+            return ""
+        start, sep, end = value.partition("-")
+        if not sep:
+            raise ValueError(f"must look like HH:MM-HH:MM, got {value!r}")
+        for part in (start, end):
+            hh, colon, mm = part.strip().partition(":")
+            if not (colon and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+                raise ValueError(f"must look like HH:MM-HH:MM, got {value!r}")
+        return value
+
+    @field_validator("enabled_modalities")
+    @classmethod
+    def _modalities(cls, value: str) -> str:
+        codes = [c.strip().upper() for c in value.split(",") if c.strip()]
+        for code in codes:
+            if not code.isalnum() or len(code) > 16:
+                raise ValueError(f"{code!r} is not a DICOM modality code")
+        return ",".join(codes)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the TOML file; the TOML file arrives as init kwargs.
+        return (env_settings, init_settings)
+
+    # Derived views -------------------------------------------------------------------------
+
+    @property
+    def embedded(self) -> bool:
+        """True when no DATABASE_URL is set: embedded PostgreSQL and generated secrets."""
+        return self.database_url is None
+
+    @property
+    def http_addr(self) -> HostPort:
+        return HostPort.parse(self.http_listen, setting="HTTP_LISTEN")
+
+    @property
+    def mllp_addr(self) -> HostPort:
+        return HostPort.parse(self.mllp_listen, setting="MLLP_LISTEN")
+
+    @property
+    def ris_hostport(self) -> HostPort | None:
+        return HostPort.parse(self.ris_addr, setting="RIS_ADDR") if self.ris_addr else None
+
+    @property
+    def modality_defaults(self) -> tuple[str, ...]:
+        return tuple(c for c in self.enabled_modalities.split(",") if c)
+
+    @property
+    def console_sms(self) -> bool:
+        return not self.twilio_account_sid
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + str(loc[0]).upper() if loc else "settings"
+
+
+def _read_toml(path_text: str) -> dict[str, Any]:
+    path = Path(path_text)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"RADSCHED_CONFIG: file {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"RADSCHED_CONFIG: file {path} is not readable") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"RADSCHED_CONFIG: {path} is not valid TOML: {exc}") from None
+    # Setting names are case-insensitive in the file too; sections are not settings.
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            continue
+        name = key.lower()
+        if name.startswith(ENV_PREFIX.lower()):
+            name = name[len(ENV_PREFIX) :]
+        out[name] = value
+    return out
+
+
+def toml_sections() -> dict[str, Any]:
+    """Tables of the TOML file (e.g. ``[templates]``), for the components that own them."""
+    path_text = os.environ.get("RADSCHED_CONFIG")
+    if not path_text:
+        return {}
+    with Path(path_text).open("rb") as fh:
+        data = tomllib.load(fh)
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
+def load_settings() -> Settings:
+    """Read and validate the settings, or raise ``ConfigError`` naming the offending setting."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = sorted(
+        key
+        for key in os.environ
+        if key.upper().startswith(ENV_PREFIX)
+        and key.upper() not in known
+        and key.upper() not in _NON_SETTING_ENV
+    )
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown setting (see the settings table in README.md)")
+    config = os.environ.get("RADSCHED_CONFIG")
+    file_values = _read_toml(config) if config else {}
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = _setting_name(err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{name}: unknown setting in RADSCHED_CONFIG file") from None
+        message = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}") from None

@@ -1,0 +1,1 @@
+"""Storage: every SQL statement of the daemon lives in this subpackage."""
