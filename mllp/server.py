@@ -1,0 +1,408 @@
+"""asyncio MLLP server: a thin ``asyncio.Protocol`` around :class:`~mllp.framing.FrameDecoder`.
+
+Per connection, decoded frames go into a FIFO drained by one task at a time, so replies leave in the
+order the frames came (HL7 ordering) while connections run in parallel. The task exists only while
+there is work; an idle connection costs a protocol object and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as _ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from mllp._lifecycle import AsyncClosing
+from mllp._sockopts import tune
+from mllp.errors import FramingError
+from mllp.framing import (
+    COMMIT_ACK_BLOCK,
+    COMMIT_NAK_BLOCK,
+    DEFAULT_MAX_FRAME_SIZE,
+    CommitAck,
+    Frame,
+    FrameDecoder,
+    encode_frame,
+)
+from mllp.observe import NULL_OBSERVER, Observer
+from mllp.peer import PeerInfo, peer_info
+
+log = logging.getLogger("mllp.server")
+
+#: ``async (payload, peer) -> reply payload or None``; the server frames the reply.
+Handler = Callable[[bytes, PeerInfo], Awaitable[bytes | None]]
+#: ``(error, peer) -> reply payload or None``; raise to close the connection instead.
+FramingErrorHook = Callable[[FramingError, PeerInfo], bytes | None]
+#: ``(exception, peer) -> reply payload or None``; None (or raising) closes the connection.
+HandlerErrorHook = Callable[[Exception, PeerInfo], bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    handler: Handler
+    max_frame_size: int
+    lenient: bool
+    idle_timeout: float | None
+    on_framing_error: FramingErrorHook | None
+    on_handler_error: HandlerErrorHook | None
+    commit_ack: bool
+    high_water_frames: int
+    high_water_bytes: int
+    max_connections: int
+    observer: Observer
+
+
+class _Connection(asyncio.Protocol):
+    """One accepted connection. Not public: handlers see only :class:`PeerInfo`."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._cfg = server._settings
+        self._obs = self._cfg.observer
+        self._loop = server._loop
+        self._decoder = FrameDecoder(
+            max_frame_size=self._cfg.max_frame_size, lenient=self._cfg.lenient
+        )
+        self._queue: deque[bytes | FramingError] = deque()
+        self._queued_bytes = 0
+        self._worker: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._paused = False  # reading paused by us (back-pressure or shutdown)
+        self._stopped = False  # no more input will be accepted (fatal error, EOF, shutdown)
+        self._write_ready: asyncio.Future[None] | None = None  # set while the transport is full
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
+        self._junk_seen = 0
+        self.peer: PeerInfo | None = None
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+
+    # --- asyncio.Protocol ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, so cast instead of isinstance.
+        self._transport = cast(asyncio.Transport, transport)
+        transport = self._transport
+        server = self._server
+        if server._closing or len(server._connections) >= self._cfg.max_connections:
+            # Accept-then-close: asyncio cannot pause accept(), and a prompt close tells the sender
+            # to back off instead of leaving it in the listen queue.
+            self._obs.connection_rejected()
+            log.warning(
+                "rejecting connection from %s: connection limit reached",
+                transport.get_extra_info("peername"),
+            )
+            transport.abort()
+            return
+        tune(transport, keepalive=True)
+        self.peer = peer_info(transport)
+        server._connections.add(self)
+        self._obs.connection_opened("server")
+        log.debug("connection from %s", self.peer)
+        if self._cfg.idle_timeout is not None:
+            self._last_activity = self._loop.time()
+            self._idle_handle = self._loop.call_later(self._cfg.idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self._stopped:
+            return
+        obs = self._obs
+        obs.bytes_received("server", len(data))
+        if self._idle_handle is not None:
+            self._last_activity = self._loop.time()
+        events = self._decoder.feed(data)
+        if self._decoder.junk_bytes != self._junk_seen:
+            obs.junk_skipped("server", self._decoder.junk_bytes - self._junk_seen)
+            self._junk_seen = self._decoder.junk_bytes
+        queue = self._queue
+        for event in events:
+            cls = type(event)
+            if cls is Frame:
+                payload = event.payload  # type: ignore[union-attr]
+                obs.frame_received("server", len(payload))
+                queue.append(payload)
+                self._queued_bytes += len(payload)
+            elif cls is FramingError:
+                assert isinstance(event, FramingError)
+                obs.framing_error("server", event.kind.value)
+                queue.append(event)
+                if self._cfg.on_framing_error is None:
+                    # Close policy: answer what came before, then close; read nothing more.
+                    self._stop_reading()
+                    break
+            else:  # Release 2 commit blocks sent *to* a server carry no work
+                obs.commit_ack_received("server", cls is CommitAck)
+        if queue:
+            if self._worker is None:
+                self._worker = self._loop.create_task(self._drain())
+            if not self._paused and (
+                len(queue) > self._cfg.high_water_frames
+                or self._queued_bytes > self._cfg.high_water_bytes
+            ):
+                self._paused = True
+                obs.reading_paused()
+                assert self._transport is not None
+                self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        for event in self._decoder.feed(b""):
+            if isinstance(event, FramingError):
+                self._obs.framing_error("server", event.kind.value)
+                log.info("peer %s closed mid-frame (%d bytes dropped)", self.peer, event.discarded)
+        self._stopped = True
+        # With work queued, keep the write side open so those frames still get their replies;
+        # otherwise returning False lets the transport close.
+        return self._worker is not None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stopped = True
+        self._queue.clear()  # the replies could not be delivered; the sender will resend
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        if self._write_ready is not None and not self._write_ready.done():
+            self._write_ready.set_result(None)
+        if self.peer is not None:
+            self._server._connections.discard(self)
+            self._obs.connection_closed("server")
+            log.debug("connection %s closed: %s", self.peer, exc or "clean")
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_ready = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._write_ready is not None and not self._write_ready.done():
+            self._write_ready.set_result(None)
+        self._write_ready = None
+
+    # --- work ----------------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        """Handle queued items strictly in order; exits when the queue is empty."""
+        assert self._transport is not None and self.peer is not None
+        transport, peer = self._transport, self.peer
+        try:
+            while self._queue and not transport.is_closing():
+                item = self._queue.popleft()
+                if isinstance(item, bytes):
+                    self._queued_bytes -= len(item)
+                    self._maybe_resume()
+                    out = await self._handle(item, peer)
+                else:
+                    out = self._framing_reply(item, peer)
+                if out is None:
+                    transport.close()
+                    return
+                if out and not transport.is_closing():
+                    transport.write(out)
+                    self._obs.bytes_sent("server", len(out))
+                if self._write_ready is not None:
+                    await self._write_ready  # the peer is not reading its replies: wait
+        finally:
+            self._worker = None
+            if self._idle_handle is not None:
+                self._last_activity = self._loop.time()
+            if self._stopped and not self._queue and not transport.is_closing():
+                transport.close()  # EOF or fatal error earlier: everything answered, now close
+
+    async def _handle(self, payload: bytes, peer: PeerInfo) -> bytes | None:
+        """Run the handler; return the bytes to write (b"" = nothing) or None to close."""
+        cfg = self._cfg
+        try:
+            reply = await cfg.handler(payload, peer)
+            out = b"" if reply is None else encode_frame(reply)
+        except Exception as exc:  # the per-connection boundary: log, count, answer or close
+            log.exception("handler failed for a frame from %s", peer)
+            self._obs.handler_error()
+            if cfg.commit_ack:
+                return COMMIT_NAK_BLOCK  # Release 2: the sender resends on NAK
+            return self._hook_reply(cfg.on_handler_error, exc, peer)
+        if reply is not None:
+            self._obs.frame_sent("server", len(reply))
+        return COMMIT_ACK_BLOCK + out if cfg.commit_ack else out
+
+    def _framing_reply(self, error: FramingError, peer: PeerInfo) -> bytes | None:
+        log.warning(
+            "framing error from %s: %s (%d bytes dropped)", peer, error.kind, error.discarded
+        )
+        return self._hook_reply(self._cfg.on_framing_error, error, peer)
+
+    def _hook_reply(
+        self,
+        hook: Callable[[Any, PeerInfo], bytes | None] | None,
+        error: Exception,
+        peer: PeerInfo,
+    ) -> bytes | None:
+        if hook is None:
+            return None
+        try:
+            reply = hook(error, peer)
+            if reply is None:
+                return b""
+            self._obs.frame_sent("server", len(reply))
+            return encode_frame(reply)
+        except Exception:
+            log.exception("error hook failed for %s; closing", peer)
+            return None
+
+    def _maybe_resume(self) -> None:
+        if (
+            self._paused
+            and not self._stopped
+            and len(self._queue) <= self._cfg.high_water_frames // 2
+            and self._queued_bytes <= self._cfg.high_water_bytes // 2
+        ):
+            self._paused = False
+            assert self._transport is not None
+            self._transport.resume_reading()
+
+    def _stop_reading(self) -> None:
+        self._stopped = True
+        if not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def _check_idle(self) -> None:
+        # One timer per connection, re-armed lazily: data_received only stamps a time, which is much
+        # cheaper than cancelling and re-creating a TimerHandle on every read.
+        timeout = self._cfg.idle_timeout
+        assert timeout is not None and self._transport is not None
+        remaining = self._last_activity + timeout - self._loop.time()
+        if self._worker is not None or remaining > 0:
+            delay = timeout if self._worker is not None else remaining
+            self._idle_handle = self._loop.call_later(delay, self._check_idle)
+            return
+        self._idle_handle = None
+        log.info("closing idle connection %s", self.peer)
+        self._obs.idle_timeout()
+        self._transport.close()
+
+    def begin_shutdown(self) -> None:
+        """Stop reading and drop unstarted frames; the frame being handled may finish."""
+        self._stop_reading()
+        self._queue.clear()
+        self._queued_bytes = 0
+        if self._worker is None and self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class Server(AsyncClosing):
+    """A listening MLLP server. Create it with :func:`start_server`."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self._settings = settings
+        self._loop = asyncio.get_running_loop()
+        self._connections: set[_Connection] = set()
+        self._closing = False
+        self._aserver: asyncio.Server | None = None
+        self._address: tuple[str, int] = ("", 0)
+
+    @property
+    def sockets(self) -> tuple[object, ...]:
+        """The listening sockets (as ``asyncio.Server.sockets``)."""
+        assert self._aserver is not None
+        return tuple(self._aserver.sockets)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful after binding port 0); still readable after close."""
+        return self._address[1]
+
+    @property
+    def host(self) -> str:
+        """The bound address of the first listening socket."""
+        return self._address[0]
+
+    @property
+    def connection_count(self) -> int:
+        """Connections currently open."""
+        return len(self._connections)
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight handlers finish within ``grace`` seconds, then close all.
+
+        Frames received but not yet started are dropped unanswered; the sender resends them.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        assert self._aserver is not None
+        self._aserver.close()
+        conns = list(self._connections)
+        for conn in conns:
+            conn.begin_shutdown()
+        waits = [conn.closed for conn in conns]
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=grace)
+            if pending:
+                log.warning(
+                    "%d connection(s) still busy after %.1f s grace; aborting", len(pending), grace
+                )
+                for conn in conns:
+                    if not conn.closed.done():
+                        conn.abort()
+                await asyncio.wait(pending, timeout=1.0)
+        await self._aserver.wait_closed()
+
+
+async def start_server(
+    handler: Handler,
+    host: str | None = "127.0.0.1",
+    port: int = 2575,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    max_connections: int = 256,
+    idle_timeout: float | None = None,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    lenient: bool = False,
+    on_framing_error: FramingErrorHook | None = None,
+    on_handler_error: HandlerErrorHook | None = None,
+    observer: Observer | None = None,
+    commit_ack: bool = False,
+    high_water_frames: int = 32,
+    high_water_bytes: int = 8 * 1024 * 1024,
+    backlog: int = 128,
+    ssl_handshake_timeout: float | None = 10.0,
+) -> Server:
+    """Listen for MLLP on ``host:port`` (port 0 picks a free port; read it from ``server.port``).
+
+    ``handler(payload, peer)`` is awaited once per frame, in order per connection; its return value is
+    framed and written in one ``write()``. Framing errors close the connection unless
+    ``on_framing_error`` is given, whose return value (e.g. a NAK) is sent instead. Handler exceptions
+    are logged and close that connection unless ``on_handler_error`` answers for it. With
+    ``commit_ack`` the server sends an MLLP Release 2 commit ACK block before each reply (NAK when
+    the handler raised). ``idle_timeout`` (seconds, None = never) closes connections with no traffic.
+    """
+    settings = _Settings(
+        handler=handler,
+        max_frame_size=max_frame_size,
+        lenient=lenient,
+        idle_timeout=idle_timeout,
+        on_framing_error=on_framing_error,
+        on_handler_error=on_handler_error,
+        commit_ack=commit_ack,
+        high_water_frames=high_water_frames,
+        high_water_bytes=high_water_bytes,
+        max_connections=max_connections,
+        observer=observer or NULL_OBSERVER,
+    )
+    server = Server(settings)
+    server._aserver = await server._loop.create_server(
+        lambda: _Connection(server),
+        host,
+        port,
+        ssl=ssl,
+        backlog=backlog,
+        reuse_address=True,
+        ssl_handshake_timeout=ssl_handshake_timeout if ssl is not None else None,
+    )
+    sockname = server._aserver.sockets[0].getsockname()
+    server._address = (str(sockname[0]), int(sockname[1]))
+    return server
