@@ -10,16 +10,22 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+import mllp
+from channels import Party
 from radsched.datadir import prepare_data_dir
 from radsched.errors import StartupError
+from radsched.hl7metrics import HL7Metrics
 from radsched.http.app import build_app
 from radsched.http.health import Readiness, add_health_routes
+from radsched.inbound import InboundRouter
 from radsched.logs import RedactingFilter
 from radsched.metrics import Metrics
 from radsched.secrets_store import Secrets, resolve_secrets
@@ -28,6 +34,7 @@ from radsched.storage.connect import storage
 from radsched.storage.db import Database
 from radsched.storage.migrate import migrate
 from radsched.systemd import Notifier, watchdog_interval, watchdog_loop
+from radsched.tls import listener_context
 
 log = logging.getLogger("radsched.daemon")
 
@@ -43,6 +50,11 @@ class Daemon:
     dsn: str
     readiness: Readiness
     app: web.Application
+    hl7_metrics: HL7Metrics
+    inbound: InboundRouter
+    me: Party
+    tz: ZoneInfo
+    clock: Callable[[], datetime]
     listening: dict[str, HostPort] = field(default_factory=dict)
 
 
@@ -60,12 +72,40 @@ async def _bind(runner: web.AppRunner, addr: HostPort, *, setting: str) -> HostP
     return HostPort(str(host), int(port))
 
 
+async def _listen_mllp(daemon: Daemon) -> mllp.Server:
+    settings = daemon.settings
+    addr = settings.mllp_addr
+    try:
+        return await mllp.start_server(
+            daemon.inbound.handle_frame,
+            addr.host,
+            addr.port,
+            ssl=listener_context(settings),
+            max_connections=settings.mllp_max_connections,
+            idle_timeout=settings.mllp_idle_timeout_s,
+            max_frame_size=settings.mllp_max_frame_bytes,
+            on_framing_error=daemon.inbound.on_framing_error,
+            observer=daemon.hl7_metrics.observer("listener"),
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"RADSCHED_MLLP_LISTEN: {addr} is already in use") from None
+        raise StartupError(
+            f"RADSCHED_MLLP_LISTEN: cannot listen on {addr}: {exc.strerror}"
+        ) from None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @asynccontextmanager
 async def running(
     settings: Settings,
     *,
     notifier: Notifier | None = None,
     redactor: RedactingFilter | None = None,
+    clock: Callable[[], datetime] = _utc_now,
 ) -> AsyncIterator[Daemon]:
     """Start the daemon; yield it while it runs; stop everything in reverse order on exit."""
     notifier = notifier or Notifier(address="")
@@ -95,9 +135,19 @@ async def running(
 
         app = build_app(metrics.registry)
         add_health_routes(app, readiness, metrics)
-        daemon = Daemon(settings, secrets, metrics, db, dsn, readiness, app)
+        hl7_metrics = HL7Metrics(metrics.registry)
+        me = Party(settings.sending_app, settings.sending_facility)
+        tz = ZoneInfo(settings.timezone)
+        inbound = InboundRouter(db, me, hl7_metrics, tz=tz, clock=clock)
+        daemon = Daemon(
+            settings, secrets, metrics, db, dsn, readiness, app, hl7_metrics, inbound, me, tz, clock
+        )
 
         # --- components plug in here, in dependency order ---
+
+        mllp_server = await _listen_mllp(daemon)
+        stack.push_async_callback(mllp_server.aclose, settings.shutdown_grace_s)
+        daemon.listening["mllp"] = HostPort(mllp_server.host, mllp_server.port)
 
         runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=settings.shutdown_grace_s, handle_signals=False

@@ -97,8 +97,11 @@ class Settings(BaseSettings):
     timezone: str = "America/New_York"
     quiet_hours: str = "20:00-09:00"
     log_format: Literal["json", "text"] | None = None
-    # Not in the public table but needed by operators: how long SIGTERM waits for in-flight work.
+    # Beyond the public table: operational limits with safe defaults.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=300)
+    mllp_max_connections: int = Field(default=64, ge=1, le=10_000)
+    mllp_idle_timeout_s: float = Field(default=600.0, gt=0)
+    mllp_max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     @field_validator("database_url")
     @classmethod

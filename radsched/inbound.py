@@ -1,0 +1,278 @@
+"""Inbound HL7 over MLLP: parse, de-duplicate, hand to the registered handler, commit, then ACK.
+
+The order of operations is the whole point of this module:
+
+1. A frame that cannot be parsed gets an AR NAK saying why; the connection stays open.
+2. A message type or version we do not handle gets AR (HL7 table 0357 codes 200/201/203).
+3. Sender (MSH-3^MSH-4) + MSH-10 seen before → the ACK we gave the first time, and nothing else happens.
+4. Otherwise the handler runs inside a database transaction, the ACK is recorded in ``inbound_messages``
+   in the same transaction, the transaction commits, and only then is the ACK returned to the socket.
+   AA therefore means "durably stored". A handler that raises :class:`Rejected` (content we will never
+   accept) has its writes rolled back and the message is answered AE — and recorded, so a resend gets
+   the same AE. Any other failure (database down) answers AR "resend later" and records nothing.
+
+In enhanced acknowledgement mode (MSH-15 set) the same outcomes are sent as accept acknowledgements
+CA/CE/CR, honouring MSH-15 (AL/NE/SU/ER); since a handler's work is complete at commit, no separate
+application acknowledgement is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+
+import asyncpg
+
+from channels import AckCode, Message, ParseError, Party, build_ack, build_nak, parse
+from channels.ack import is_enhanced_mode, wants_accept_ack
+from mllp import FramingError, PeerInfo
+from radsched.hl7metrics import HL7Metrics
+from radsched.logs import correlated
+from radsched.storage.db import Database
+
+log = logging.getLogger("radsched.inbound")
+
+SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
+_ENHANCED = {AckCode.AA: AckCode.CA, AckCode.AE: AckCode.CE, AckCode.AR: AckCode.CR}
+
+
+class Rejected(Exception):
+    """Raised by a handler for content we will never accept (answered AE with ``reason``).
+
+    ``reason`` goes back to the sender in MSA-3/ERR, so it must not quote patient data.
+    """
+
+    def __init__(self, reason: str, *, error_code: str = "207", location: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error_code = error_code
+        self.location = location
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a handler decided. ``text`` (MSA-3) must not carry PHI."""
+
+    code: AckCode = AckCode.AA
+    text: str = ""
+
+
+@dataclass(slots=True)
+class InboundContext:
+    correlation_id: str
+    received_at: datetime
+    peer: PeerInfo | None
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+InboundHandler = Callable[[asyncpg.Connection, Message, InboundContext], Awaitable[Outcome]]
+
+
+class _Duplicate(Exception):
+    pass
+
+
+class InboundRouter:
+    """Routes inbound messages by ``TYPE^TRIGGER`` to handlers registered by the components."""
+
+    def __init__(
+        self,
+        db: Database,
+        me: Party,
+        metrics: HL7Metrics,
+        *,
+        tz: tzinfo,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self._me = me
+        self._metrics = metrics
+        self._tz = tz
+        self._clock = clock
+        self._handlers: dict[str, InboundHandler] = {}
+
+    def register(self, message_type: str, handler: InboundHandler) -> None:
+        """``message_type`` is ``"ORM^O01"``-style; registering twice is a programming error."""
+        key = message_type.upper()
+        if key in self._handlers:
+            raise ValueError(f"a handler for {key} is already registered")
+        self._handlers[key] = handler
+
+    @property
+    def message_types(self) -> tuple[str, ...]:
+        return tuple(sorted(self._handlers))
+
+    # -- the mllp server calls these -------------------------------------------------------------
+
+    async def handle_frame(self, frame: bytes, peer: PeerInfo | None) -> bytes | None:
+        correlation_id = secrets.token_hex(8)
+        with correlated(correlation_id):
+            return await self._handle(frame, peer, correlation_id)
+
+    def on_framing_error(self, error: FramingError, peer: PeerInfo) -> bytes | None:
+        """Answer a framing problem (e.g. an oversized frame) with a NAK and keep the connection."""
+        log.warning(
+            "framing error",
+            extra={"peer": str(peer), "kind": str(error.kind), "detail": error.detail},
+        )
+        reason = f"MLLP framing error: {error.kind}" + (
+            f" ({error.detail})" if error.detail else ""
+        )
+        return self._nak(b"", reason, "100")
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _nak(self, frame: bytes, reason: str, error_code: str) -> bytes:
+        return build_nak(
+            frame, reason, sender=self._me, error_code=error_code, clock=self._clock, tz=self._tz
+        ).payload
+
+    def _ack(self, msg: Message, code: AckCode, text: str = "", error_code: str = "") -> bytes:
+        if is_enhanced_mode(msg):
+            code = _ENHANCED.get(code, code)
+        return build_ack(
+            msg,
+            code,
+            text=text,
+            error_code=error_code,
+            sender=self._me,
+            clock=self._clock,
+            tz=self._tz,
+        ).payload
+
+    async def _handle(
+        self, frame: bytes, peer: PeerInfo | None, correlation_id: str
+    ) -> bytes | None:
+        try:
+            msg = parse(frame)
+        except ParseError as exc:
+            self._metrics.inbound.labels("unparseable", "AR").inc()
+            log.warning("unparseable message", extra={"peer": str(peer), "reason": exc.reason})
+            return self._nak(frame, exc.reason, exc.hl7_error_code)
+
+        key = f"{msg.message_type}^{msg.trigger}"
+        extra = {"message_type": key, "control_id": msg.control_id, "peer": str(peer)}
+        refusal = self._refuse(msg, key)
+        if refusal is not None:
+            reason, error_code = refusal
+            self._metrics.inbound.labels(
+                key if key in self._handlers else "unsupported", "AR"
+            ).inc()
+            log.warning("message refused", extra={**extra, "reason": reason})
+            return self._reply(msg, AckCode.AR, reason, error_code, success=False)
+
+        sender = f"{msg.sending_application}^{msg.sending_facility}"
+        stored = await self._stored_ack(sender, msg.control_id)
+        if stored is not None:
+            self._metrics.duplicates.labels(key).inc()
+            log.info("duplicate message; original ACK repeated", extra=extra)
+            return stored
+
+        ctx = InboundContext(correlation_id, self._clock(), peer)
+        try:
+            ack, code = await self._process(msg, key, sender, ctx)
+        except _Duplicate:
+            stored = await self._stored_ack(sender, msg.control_id)
+            self._metrics.duplicates.labels(key).inc()
+            return stored
+        except Exception:
+            # Nothing was committed: tell the sender to try again rather than claim we have it.
+            log.exception("inbound processing failed; answered AR", extra=extra)
+            self._metrics.inbound.labels(key, "AR").inc()
+            return self._reply(
+                msg,
+                AckCode.AR,
+                "temporary failure, message not stored; resend later",
+                "207",
+                success=False,
+            )
+        self._metrics.inbound.labels(key, str(code)).inc()
+        log.info("message processed", extra={**extra, "ack_code": str(code)})
+        for callback in ctx.after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed", extra=extra)
+        return ack
+
+    def _refuse(self, msg: Message, key: str) -> tuple[str, str] | None:
+        if msg.version not in SUPPORTED_VERSIONS:
+            return f"unsupported HL7 version {msg.version or '(empty)'}; accepted: 2.3-2.5.1", "203"
+        if key not in self._handlers:
+            known = {k.split("^")[0] for k in self._handlers}
+            code = "201" if msg.message_type in known else "200"
+            return (
+                f"unsupported message type {key}; accepted: {', '.join(self.message_types)}",
+                code,
+            )
+        if not msg.control_id:
+            return "MSH-10 message control id is empty", "101"
+        return None
+
+    def _reply(
+        self, msg: Message, code: AckCode, text: str, error_code: str, *, success: bool
+    ) -> bytes | None:
+        if is_enhanced_mode(msg) and not wants_accept_ack(msg, success):
+            return None  # MSH-15 NE/SU/ER said not to answer this outcome
+        return self._ack(msg, code, text, error_code)
+
+    async def _stored_ack(self, sender: str, control_id: str) -> bytes | None:
+        async with self._db.transaction("inbound.duplicate_check") as conn:
+            payload = await conn.fetchval(
+                "SELECT ack_payload FROM inbound_messages WHERE sender = $1 AND control_id = $2",
+                sender,
+                control_id,
+            )
+        return bytes(payload) if payload is not None else None
+
+    async def _process(
+        self, msg: Message, key: str, sender: str, ctx: InboundContext
+    ) -> tuple[bytes | None, AckCode]:
+        handler = self._handlers[key]
+        async with self._db.transaction(f"inbound {key}") as conn:
+            # Serialise the same sender + control id across connections and daemons, then look
+            # again: a resend racing the original waits here and is answered as a duplicate, so a
+            # handler never runs twice for one message.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"inbound\x1f{sender}\x1f{msg.control_id}",
+            )
+            if await conn.fetchval(
+                "SELECT 1 FROM inbound_messages WHERE sender = $1 AND control_id = $2",
+                sender,
+                msg.control_id,
+            ):
+                raise _Duplicate
+            try:
+                async with conn.transaction():  # savepoint: a rejection undoes the handler's writes
+                    outcome = await handler(conn, msg, ctx)
+                code, text, error_code = outcome.code, outcome.text, ""
+            except Rejected as rej:
+                code, text, error_code = AckCode.AE, rej.reason, rej.error_code
+                ctx.after_commit.clear()
+            ack = self._ack(msg, code, text, error_code)
+            inserted = await conn.fetchval(
+                """
+                INSERT INTO inbound_messages
+                    (sender, control_id, message_type, received_at, ack_code, ack_payload, correlation_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (sender, control_id) DO NOTHING
+                RETURNING id
+                """,
+                sender,
+                msg.control_id,
+                key,
+                ctx.received_at,
+                str(code),
+                ack,
+                ctx.correlation_id,
+            )
+            if inserted is None:
+                raise _Duplicate  # another connection stored the same message first; roll ours back
+        success = code.is_success
+        if is_enhanced_mode(msg) and not wants_accept_ack(msg, success):
+            return None, code
+        return ack, code
