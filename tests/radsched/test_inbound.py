@@ -93,7 +93,7 @@ async def stored(db: Database, control_id: str) -> bool:
 async def test_aa_only_after_commit_and_ack_is_valid_hl7(
     setup: tuple[mllp.Server, Scratch, Database],
 ) -> None:
-    server, scratch, db = setup
+    server, _, db = setup
     async with mllp.Client("127.0.0.1", server.port) as client:
         reply = await client.request(orm("C1"), timeout=10)
     ack = read_ack(parse_hl7(reply))
