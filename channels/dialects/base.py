@@ -1,0 +1,562 @@
+"""What every dialect shares: configuration, MSH/response plumbing, location queries, orders, SIU and ACKs.
+
+A dialect is *one peer's* contract: the version, the message types, and where each value travels. The two
+shipped dialects differ only in the slot query and booking exchanges (and their version), so those are the
+abstract methods; everything else lives here.
+
+Requester side (the daemon): ``build_*`` returns an :class:`~channels.model.OutboundMessage` whose
+``control_id`` the caller keeps; ``parse_*_response(data, expected_control_id)`` checks MSA-2 against it and
+raises :class:`~channels.errors.ControlIdMismatch` for a reply to another request (count and discard),
+:class:`~channels.errors.ResponseError` when the peer answered with an error, and
+:class:`~channels.errors.ParseError` for anything unreadable.
+
+Responder side (the simulated RIS): ``parse_*`` reads a request, ``build_*_response`` answers it with the
+parties swapped, in the dialect's version and the request's control id in MSA-2.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import ClassVar
+from zoneinfo import ZoneInfo
+
+from .. import ack as _ack
+from .. import orders as _orders
+from .. import siu as _siu
+from ..errors import ConfigError, ParseError, ResponseError
+from ..header import build, request_header
+from ..ids import Clock, ControlIdSource, random_control_ids, system_clock
+from ..message import FieldPath, Message, Segment, SegmentBuilder, parse
+from ..model import (
+    DEFAULT_LOCAL,
+    DEFAULT_REMOTE,
+    Ack,
+    AckCode,
+    Appointment,
+    BookingRequest,
+    BookingResult,
+    Location,
+    LocationQuery,
+    Order,
+    OrderRef,
+    OutboundMessage,
+    Party,
+    RequestHeader,
+    SiuMessage,
+    Slot,
+    SlotQuery,
+)
+from ..timestamps import format_ts, parse_ts
+from . import dsp
+from .settings import Placement, resolve
+
+# Placements every dialect has (orders from the RIS, the location query).
+COMMON_PLACEMENTS: dict[str, Placement] = {
+    "order.facility": Placement("MSH-4", frozenset({"MSH", "PV1", "ORC", "OBR", "PID"})),
+    "order.modality": Placement("OBR-24", frozenset({"OBR", "ORC", "ZDS", "PV1"})),
+    "order.procedure": Placement("OBR-4", frozenset({"OBR"})),
+    "location_query.modality": Placement("QRF-4", frozenset({"QRD", "QRF"})),
+}
+
+BASE_OPTIONS: dict[str, object] = {
+    "timestamps_with_offset": True,
+    "dsp_separator": ";",
+    "dsp_list_separator": ",",
+    "siu_filler_contact": "^SCHEDULER^RIS",
+    "siu_entered_by": "SMSBOT^SELFSCHEDULE^SMS",
+    "siu_note": _siu.DEFAULT_NOTE,
+    "placer_contact": "SMSBOT^SELFSCHEDULE^SMS",
+    "query_limit": 50,
+    "mrn_authority": "",
+}
+
+
+def _xcn(text: str) -> tuple[str, ...]:
+    return tuple(text.split("^"))
+
+
+class Dialect(abc.ABC):
+    """Base of the shipped dialects. Build one with :func:`channels.get_dialect`."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    PLACEMENTS: ClassVar[Mapping[str, Placement]]
+    OPTIONS: ClassVar[Mapping[str, object]]
+
+    def __init__(
+        self,
+        overrides: Mapping[str, object] | None = None,
+        *,
+        local: Party = DEFAULT_LOCAL,
+        remote: Party = DEFAULT_REMOTE,
+        tz: tzinfo = UTC,
+        clock: Clock = system_clock,
+        control_ids: ControlIdSource = random_control_ids,
+    ) -> None:
+        self.paths, self.options = resolve(
+            self.name,
+            {**COMMON_PLACEMENTS, **self.PLACEMENTS},
+            {**BASE_OPTIONS, **self.OPTIONS},
+            overrides,
+        )
+        self.local = local
+        self.remote = remote
+        zone = self.options.get("timezone")
+        self.tz: tzinfo = ZoneInfo(str(zone)) if zone else tz
+        self.clock = clock
+        self.control_ids = control_ids
+
+    def __repr__(self) -> str:
+        return f"<Dialect {self.name} v{self.version}>"
+
+    # ---- small helpers ------------------------------------------------------------------------------------
+
+    @property
+    def with_offset(self) -> bool:
+        return bool(self.options["timestamps_with_offset"])
+
+    @property
+    def charset(self) -> str:
+        return str(self.options["charset"])
+
+    def _opt(self, key: str) -> str:
+        return str(self.options[key])
+
+    def path(self, key: str) -> FieldPath | None:
+        return self.paths[key]
+
+    def _ts(self, moment: datetime) -> str:
+        return format_ts(moment, self.tz, with_offset=self.with_offset)
+
+    def _read_ts(self, text: str, field: str) -> datetime:
+        return parse_ts(text, self.tz, field=field)
+
+    def _place(
+        self, segments: Sequence[SegmentBuilder], key: str, value: str, *, required: bool = True
+    ) -> None:
+        """Write ``value`` at the placement ``key`` (into the first segment of that name).
+
+        ``required=False`` is for echoes (e.g. the resources of an SRR) where a site may have moved the value
+        into a segment the echo does not carry.
+        """
+        path = self.paths[key]
+        if path is None or not value:
+            return
+        for seg in segments:
+            if seg.name == path.segment:
+                seg.set(path, value)
+                return
+        if not required:
+            return
+        raise ConfigError(
+            f"{self.name}: placement {key!r}={path} names a segment this message lacks"
+        )
+
+    def _read(self, msg: Message, key: str, within: Sequence[Segment] | None = None) -> str:
+        path = self.paths[key]
+        return msg.value(path, within).strip() if path is not None else ""
+
+    def _build(
+        self,
+        sender: Party,
+        receiver: Party,
+        kind: tuple[str, str, str],
+        segments: Sequence[SegmentBuilder],
+        control_id: str | None = None,
+    ) -> OutboundMessage:
+        msg_type, trigger, structure = kind
+        return build(
+            sender=sender,
+            receiver=receiver,
+            msg_type=msg_type,
+            trigger=trigger,
+            structure=structure,
+            version=self.version,
+            segments=segments,
+            clock=self.clock,
+            control_ids=self.control_ids,
+            tz=self.tz,
+            with_offset=self.with_offset,
+            charset=self.charset,
+            control_id=control_id,
+        )
+
+    def _send(
+        self,
+        kind: tuple[str, str, str],
+        segments: Sequence[SegmentBuilder],
+        control_id: str | None = None,
+    ) -> OutboundMessage:
+        """A request from us to the RIS."""
+        return self._build(self.local, self.remote, kind, segments, control_id)
+
+    def _respond(
+        self, header: RequestHeader, kind: tuple[str, str, str], segments: Sequence[SegmentBuilder]
+    ) -> OutboundMessage:
+        """A response: the request's receiver answers its sender, in this dialect's version and charset."""
+        return self._build(header.receiver, header.sender, kind, segments)
+
+    @staticmethod
+    def _expect(msg: Message, *types: tuple[str, str]) -> None:
+        if (msg.message_type, msg.trigger) not in types and msg.message_type not in {
+            t for t, tr in types if not tr
+        }:
+            wanted = " or ".join(f"{t}^{tr}" if tr else t for t, tr in types)
+            raise ParseError(
+                f"expected {wanted}, got {msg.message_type}^{msg.trigger}",
+                hl7_error_code="200",
+                location="MSH-9",
+            )
+
+    @staticmethod
+    def _answer(msg: Message, expected_control_id: str) -> Ack:
+        """MSA of a response, checked against our control id; an error answer raises ResponseError."""
+        ack = _ack.read_ack(msg)
+        _ack.check_control_id(ack, expected_control_id)
+        return ack
+
+    @staticmethod
+    def _raise_for(ack: Ack, msg: Message) -> None:
+        if not ack.code.is_success:
+            raise ResponseError(ack.code.value, ack.text, ack.error_code)
+        qak = msg.first("QAK")
+        status = qak.get(2).upper() if qak else ""
+        if status in ("AE", "AR"):
+            raise ResponseError(status, ack.text or "query rejected (QAK-2)", ack.error_code)
+
+    @staticmethod
+    def _no_data(msg: Message) -> bool:
+        qak = msg.first("QAK")
+        return qak is not None and qak.get(2).upper() == "NF"
+
+    def _qrd(
+        self,
+        format_code: str,
+        query_id: str,
+        what: tuple[str, str, str],
+        department: Sequence[str],
+        limit: int | None = None,
+    ) -> SegmentBuilder:
+        """QRD of an original-mode query: QRD-2 D (display, QRY) or R (record, SQM); QRD-4 is ST(10) in 2.3,
+        so the query id is the last 10 characters of the control id."""
+        return SegmentBuilder(
+            "QRD",
+            self._ts(self.clock()),
+            format_code,
+            "I",
+            query_id[-10:],
+            None,
+            None,
+            (str(limit or self.options["query_limit"]), "RD"),
+            "ALL",
+            what,
+            tuple(department),
+        )
+
+    @staticmethod
+    def _query_id(msg: Message) -> str:
+        qrd = msg.first("QRD")
+        return qrd.get(4) if qrd else ""
+
+    def _query_ack(
+        self, code: AckCode, control_id: str, query_id: str, found: bool
+    ) -> list[SegmentBuilder]:
+        return [
+            _ack.msa_segment(code, control_id),
+            SegmentBuilder("QAK", query_id, "OK" if found else "NF"),
+        ]
+
+    # ---- location query: QRY^Q01 -> DSR^Q01 in both dialects --------------------------------------------
+
+    _LOCATION_WHAT = ("OTH", "Other", "HL70048")
+    _LOCATION_DEPT = ("IMGLOC", "Imaging locations", "L")
+
+    def build_location_query(self, modality: str = "") -> OutboundMessage:
+        """QRY^Q01 for the locations offering ``modality`` (all locations when empty)."""
+        cid = self.control_ids()
+        segments = [
+            self._qrd("D", cid, self._LOCATION_WHAT, self._LOCATION_DEPT),
+            SegmentBuilder("QRF", "RAD"),
+        ]
+        self._place(segments, "location_query.modality", modality.upper())
+        return self._send(("QRY", "Q01", "QRY_Q01"), segments, cid)
+
+    def parse_location_response(self, data: bytes, expected_control_id: str) -> list[Location]:
+        msg = parse(data)
+        self._expect(msg, ("DSR", "Q01"), ("ACK", ""))
+        ack = self._answer(msg, expected_control_id)
+        self._raise_for(ack, msg)
+        if self._no_data(msg):
+            return []
+        sep, list_sep = self._opt("dsp_separator"), self._opt("dsp_list_separator")
+        out: list[Location] = []
+        for seg in msg.all("DSP"):
+            cells = dsp.decode_row(seg.get(3), dsp.LOCATION_TAG, sep)
+            if cells is None:
+                continue
+            cells += [""] * (4 - len(cells))
+            if not dsp.cell(cells[0]):
+                raise ParseError(
+                    "a LOC row in DSP-3 has no location id", hl7_error_code="101", location="DSP-3"
+                )
+            out.append(
+                Location(
+                    id=dsp.cell(cells[0]),
+                    name=dsp.cell(cells[1]),
+                    address=dsp.cell(cells[2]),
+                    modalities=tuple(m.upper() for m in dsp.cell_list(cells[3], list_sep)),
+                )
+            )
+        return out
+
+    def parse_location_query(self, data: bytes) -> LocationQuery:
+        msg = parse(data)
+        self._expect(msg, ("QRY", "Q01"))
+        msg.require("QRD")
+        return LocationQuery(
+            header=request_header(msg),
+            query_id=self._query_id(msg),
+            modality=self._read(msg, "location_query.modality").upper(),
+        )
+
+    def build_location_response(
+        self, query: LocationQuery, locations: Iterable[Location]
+    ) -> OutboundMessage:
+        sep, list_sep = self._opt("dsp_separator"), self._opt("dsp_list_separator")
+        rows = [
+            dsp.encode_row(
+                dsp.LOCATION_TAG, [loc.id, loc.name, loc.address, loc.modalities], sep, list_sep
+            )
+            for loc in locations
+        ]
+        echo = [
+            self._qrd("D", query.query_id, self._LOCATION_WHAT, self._LOCATION_DEPT),
+            SegmentBuilder("QRF", "RAD"),
+        ]
+        self._place(echo, "location_query.modality", query.modality)
+        return self._display_response(query.header, query.query_id, echo, rows)
+
+    def _display_response(
+        self, header: RequestHeader, query_id: str, echo: list[SegmentBuilder], rows: list[str]
+    ) -> OutboundMessage:
+        segments = self._query_ack(AckCode.AA, header.control_id, query_id, bool(rows))
+        segments += echo
+        # DSR requires at least one DSP: an empty answer gets one untagged line, which readers skip.
+        lines = rows or ["NO DATA"]
+        segments += [
+            SegmentBuilder("DSP", str(i), None, row) for i, row in enumerate(lines, start=1)
+        ]
+        return self._respond(header, ("DSR", "Q01", "DSR_Q01"), segments)
+
+    # ---- slots and booking: per dialect -------------------------------------------------------------------
+
+    SLOT_QUERY: ClassVar[tuple[str, str, str]]
+    """MSH-9 of the slot query."""
+    BOOKING_ANSWERS: ClassVar[tuple[tuple[str, str], ...]]
+    """Message types accepted as the answer to a booking request (``("ACK", "")`` = any ACK)."""
+    BOOKING_ANSWER: ClassVar[tuple[str, str, str]]
+    """MSH-9 of the booking answer we build as responder (an empty trigger = the request's)."""
+
+    @abc.abstractmethod
+    def _slot_query_segments(
+        self,
+        query_id: str,
+        *,
+        location_id: str,
+        modality: str,
+        start: datetime,
+        end: datetime,
+        limit: int | None,
+    ) -> list[SegmentBuilder]:
+        """Body of the slot query (also echoed by the responder where the answer repeats it)."""
+
+    def build_slot_query(
+        self,
+        location_id: str,
+        modality: str,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int | None = None,
+    ) -> OutboundMessage:
+        """Open slots for ``modality`` at ``location_id`` starting in [start, end)."""
+        cid = self.control_ids()
+        segments = self._slot_query_segments(
+            cid, location_id=location_id, modality=modality, start=start, end=end, limit=limit
+        )
+        return self._send(self.SLOT_QUERY, segments, cid)
+
+    @abc.abstractmethod
+    def parse_slot_response(self, data: bytes, expected_control_id: str) -> list[Slot]: ...
+
+    @abc.abstractmethod
+    def parse_slot_query(self, data: bytes) -> SlotQuery: ...
+
+    @abc.abstractmethod
+    def build_slot_response(self, query: SlotQuery, slots: Iterable[Slot]) -> OutboundMessage: ...
+
+    @abc.abstractmethod
+    def build_booking(self, order: OrderRef, slot: Slot, appointment_id: str) -> OutboundMessage:
+        """Ask the RIS to book ``slot`` for ``order``; ``appointment_id`` is ours (placer), unique per booking."""
+
+    @abc.abstractmethod
+    def parse_booking_request(self, data: bytes) -> BookingRequest: ...
+
+    def _booked_segments(
+        self, request: BookingRequest, appointment_id: str, slot: Slot | None
+    ) -> list[SegmentBuilder]:
+        """What a positive booking answer carries after MSA (nothing in a bare ACK)."""
+        del request, appointment_id, slot
+        return []
+
+    def build_booking_response(
+        self,
+        request: BookingRequest,
+        *,
+        accepted: bool,
+        appointment_id: str = "",
+        reason: str = "",
+        code: AckCode | None = None,
+        slot: Slot | None = None,
+    ) -> OutboundMessage:
+        """Answer a booking request; a rejection defaults to AE (slot taken: the sender must not resend)."""
+        ack_code = code or (AckCode.AA if accepted else AckCode.AE)
+        segments = [_ack.msa_segment(ack_code, request.header.control_id, reason)]
+        if ack_code.is_success:
+            segments += self._booked_segments(request, appointment_id, slot)
+        else:
+            segments.append(_ack.err_segment(self.version, "207", reason))
+        self._place(segments, "booking_response.appointment_id", appointment_id)
+        msg_type, trigger, structure = self.BOOKING_ANSWER
+        return self._respond(
+            request.header, (msg_type, trigger or request.header.trigger, structure), segments
+        )
+
+    def parse_booking_response(self, data: bytes, expected_control_id: str) -> BookingResult:
+        """AA = booked; AE/AR (in the answer or a general ACK) = rejected, with the reason."""
+        msg = parse(data)
+        self._expect(msg, *self.BOOKING_ANSWERS)
+        ack = self._answer(msg, expected_control_id)
+        return self._booking_result(ack, self._read(msg, "booking_response.appointment_id"))
+
+    def _booking_result(self, ack: Ack, appointment_id: str) -> BookingResult:
+        accepted = ack.code is AckCode.AA
+        return BookingResult(
+            accepted=accepted,
+            ack_code=ack.code,
+            appointment_id=appointment_id if accepted else "",
+            reason="" if accepted else (ack.text or f"booking rejected ({ack.code.value})"),
+            error_code=ack.error_code,
+        )
+
+    # ---- shared: query errors, orders, SIU, ACK ------------------------------------------------------------
+
+    def build_query_error(
+        self, header: RequestHeader, reason: str, *, code: AckCode = AckCode.AE
+    ) -> OutboundMessage:
+        """A general ACK rejecting a request (simulator fault switch, unknown location, ...)."""
+        segments = [
+            _ack.msa_segment(code, header.control_id, reason),
+            _ack.err_segment(self.version, "207", reason),
+        ]
+        return self._respond(header, ("ACK", header.trigger, "ACK"), segments)
+
+    def parse_order(self, data: bytes | Message) -> Order:
+        """ORM^O01 from the RIS, with this site's facility/modality/procedure placements."""
+        return _orders.parse_order(
+            data,
+            facility=self._required_path("order.facility"),
+            modality=self._required_path("order.modality"),
+            procedure=self._required_path("order.procedure"),
+            tz=self.tz,
+        )
+
+    def _required_path(self, key: str) -> FieldPath:
+        path = self.paths[key]
+        assert path is not None  # only optional placements can be None
+        return path
+
+    def build_order(self, order: Order, *, receiver: Party | None = None) -> OutboundMessage:
+        """ORM^O01 as the RIS would send it (simulator, replay); keeps the order's own version."""
+        return _orders.build_order(
+            order,
+            sender=self.remote,
+            receiver=receiver or self.local,
+            clock=self.clock,
+            control_ids=self.control_ids,
+            tz=self.tz,
+            with_offset=self.with_offset,
+            charset=self.charset,
+        )
+
+    def build_siu_s12(
+        self, appointment: Appointment, order: OrderRef, *, receiver: Party, trigger: str = "S12"
+    ) -> OutboundMessage:
+        """SIU (S12 by default) to the EMR named by the route (``receiver`` = MSH-5/6)."""
+        if not order.mrn_authority and self._opt("mrn_authority"):
+            order = _with_authority(order, self._opt("mrn_authority"))
+        return _siu.build_siu(
+            appointment,
+            order,
+            version=self.version,
+            sender=self.local,
+            receiver=receiver,
+            trigger=trigger,
+            clock=self.clock,
+            control_ids=self.control_ids,
+            tz=self.tz,
+            with_offset=self.with_offset,
+            charset=self.charset,
+            filler_contact=_xcn(self._opt("siu_filler_contact")),
+            entered_by=_xcn(self._opt("siu_entered_by")),
+            note=self._opt("siu_note"),
+        )
+
+    def parse_siu(self, data: bytes | Message) -> SiuMessage:
+        return _siu.parse_siu(data, tz=self.tz)
+
+    def parse_ack(self, data: bytes, expected_control_id: str) -> Ack:
+        return _ack.parse_ack(data, expected_control_id)
+
+    def build_ack(
+        self,
+        inbound: Message | bytes,
+        code: AckCode | str,
+        *,
+        text: str = "",
+        error_code: str = "",
+        error_location: str = "",
+    ) -> OutboundMessage:
+        msg = inbound if isinstance(inbound, Message) else parse(inbound)
+        return _ack.build_ack(
+            msg,
+            code,
+            text=text,
+            error_code=error_code,
+            error_location=error_location,
+            sender=self.local,
+            clock=self.clock,
+            control_ids=self.control_ids,
+            tz=self.tz,
+            with_offset=self.with_offset,
+        )
+
+    def build_nak(self, data: bytes, reason: str, *, error_code: str = "100") -> OutboundMessage:
+        return _ack.build_nak(
+            data,
+            reason,
+            sender=self.local,
+            error_code=error_code,
+            clock=self.clock,
+            control_ids=self.control_ids,
+            tz=self.tz,
+            default_version=self.version,
+        )
+
+
+def _with_authority(order: OrderRef, authority: str) -> OrderRef:
+    from dataclasses import replace
+
+    return replace(order, mrn_authority=authority)

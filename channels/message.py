@@ -1,0 +1,494 @@
+"""The HL7 v2 tree: reading bytes into segments/fields, and writing segments back to bytes.
+
+This is the one place that knows the ER7 syntax. Everything above it (ACKs, orders, SIU, dialects) addresses
+values by :class:`FieldPath` (``"AIL-3.4"``) and handles plain, unescaped Python strings.
+
+Reading
+    * Delimiters come from MSH-1/MSH-2 of *each* message.
+    * Bytes are decoded per MSH-18 (see :mod:`channels.charset`) before splitting.
+    * Segment separators: ``\\r`` is the standard. A message with no CR at all is split on LF/CRLF (files and
+      vendor feeds that use ``\\n``). When CRs are present, CRLF becomes CR and a lone LF is data, because real
+      messages carry LF inside NTE/OBX text (the reason deoxxa/hl7 and panates/hl7v2 reverted blind LF
+      splitting). Blank lines, a missing final CR and trailing NUL/whitespace are tolerated.
+    * Unknown and Z-segments are kept as they are; nothing here rejects a segment for being unexpected.
+
+Writing
+    * Every leaf is escaped with the delimiters of the message being written; ``\\r`` ends every segment.
+    * Trailing empty fields/components are dropped (``PID|1||X`` not ``PID|1||X|||``).
+
+(The ``hl7`` package is deliberately not used here: its ``unescape`` drops ``\\.br\\`` and hex data and its tree
+shape varies between a string and a list depending on content, which made round-trip guarantees harder to
+state than this ~300-line module.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from . import charset as _charset
+from .errors import ParseError
+from .escaping import STANDARD, Delimiters, LineBreaks, escape, unescape
+
+_SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}")
+_PATH = re.compile(
+    r"([A-Z][A-Z0-9]{2})-(\d{1,3})(?:\((\d{1,3})\))?(?:\.(\d{1,3}))?(?:\.(\d{1,3}))?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPath:
+    """Address of one value: ``SEG-field[(repetition)][.component[.subcomponent]]``, all 1-based.
+
+    ``"AIL-3.4"`` is AIL-3 component 4; ``"PID-13(2).3"`` is the equipment type of the second PID-13 repetition.
+    Used by the site overrides in :mod:`channels.dialects`.
+    """
+
+    segment: str
+    field: int
+    component: int = 1
+    subcomponent: int = 1
+    repetition: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> FieldPath:
+        m = _PATH.fullmatch(text.strip())
+        if m is None:
+            raise ValueError(f"{text!r} is not a field path like 'AIL-3.4' or 'PID-13(2).3'")
+        seg, fld, rep, comp, sub = m.groups()
+        path = cls(seg, int(fld), int(comp or 1), int(sub or 1), int(rep or 1))
+        if min(path.field, path.component, path.subcomponent, path.repetition) < 1:
+            raise ValueError(f"{text!r}: positions are 1-based")
+        if seg == "MSH" and path.field <= 2:
+            raise ValueError(f"{text!r}: MSH-1/MSH-2 are the delimiters, not a value")
+        return path
+
+    def __str__(self) -> str:
+        rep = f"({self.repetition})" if self.repetition != 1 else ""
+        text = f"{self.segment}-{self.field}{rep}"
+        if self.component != 1 or self.subcomponent != 1:
+            text += f".{self.component}"
+        if self.subcomponent != 1:
+            text += f".{self.subcomponent}"
+        return text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading
+
+
+class Segment:
+    """One parsed segment. ``fields[n]`` is the raw (still escaped) text of field n; ``fields[0]`` is the name."""
+
+    __slots__ = ("_codec", "_delims", "fields", "name")
+
+    def __init__(self, name: str, fields: tuple[str, ...], delims: Delimiters, codec: str) -> None:
+        self.name = name
+        self.fields = fields
+        self._delims = delims
+        self._codec = codec
+
+    def __repr__(self) -> str:
+        return f"<Segment {self.name} ({len(self.fields) - 1} fields)>"
+
+    @property
+    def field_count(self) -> int:
+        return len(self.fields) - 1
+
+    def raw(self, field: int) -> str:
+        """Raw text of a field (all repetitions), ``""`` when absent."""
+        return self.fields[field] if 0 <= field < len(self.fields) else ""
+
+    def repetition_count(self, field: int) -> int:
+        raw = self.raw(field)
+        if not raw or self._is_msh_header_field(field):
+            return 1 if raw else 0
+        return len(raw.split(self._delims.repetition))
+
+    def _is_msh_header_field(self, field: int) -> bool:
+        return self.name == "MSH" and field <= 2
+
+    def _raw_components(self, field: int, repetition: int) -> list[str]:
+        """Raw (escaped) components of one repetition of a field; ``[]`` when absent."""
+        raw = self.raw(field)
+        if not raw:
+            return []
+        reps = raw.split(self._delims.repetition)
+        if repetition > len(reps):
+            return []
+        return reps[repetition - 1].split(self._delims.component)
+
+    def get(
+        self, field: int, component: int = 1, subcomponent: int = 1, repetition: int = 1
+    ) -> str:
+        """The unescaped value at one position, ``""`` when absent."""
+        if self._is_msh_header_field(field):
+            return self.raw(field)
+        subs = self.subcomponents(field, component, repetition, unescaped=False)
+        if subcomponent > len(subs):
+            return ""
+        return unescape(subs[subcomponent - 1], self._delims, self._codec)
+
+    def at(self, path: FieldPath) -> str:
+        return self.get(path.field, path.component, path.subcomponent, path.repetition)
+
+    def components(self, field: int, repetition: int = 1) -> list[str]:
+        """All components of one repetition, unescaped, with subcomponents left joined (raw ``&``)."""
+        return [
+            unescape(c, self._delims, self._codec) for c in self._raw_components(field, repetition)
+        ]
+
+    def subcomponents(
+        self, field: int, component: int = 1, repetition: int = 1, *, unescaped: bool = True
+    ) -> list[str]:
+        comps = self._raw_components(field, repetition)
+        if component > len(comps):
+            return []
+        subs = comps[component - 1].split(self._delims.subcomponent)
+        return [unescape(x, self._delims, self._codec) for x in subs] if unescaped else subs
+
+    def to_builder(self) -> SegmentBuilder:
+        """An equivalent :class:`SegmentBuilder` (leaves unescaped), e.g. to re-emit a Z-segment."""
+        builder = SegmentBuilder(self.name)
+        d = self._delims
+        first = 3 if self.name == "MSH" else 1
+        for number in range(first, len(self.fields)):
+            raw = self.fields[number]
+            if not raw:
+                continue
+            builder._fields[number] = [
+                [
+                    [unescape(sub, d, self._codec) for sub in comp.split(d.subcomponent)]
+                    for comp in rep.split(d.component)
+                ]
+                for rep in raw.split(d.repetition)
+            ]
+        return builder
+
+    def text(self) -> str:
+        """The segment as it was received (escaped), without terminator."""
+        if self.name == "MSH":
+            return (
+                "MSH"
+                + self.fields[1]
+                + self.fields[2]
+                + "".join(self.fields[1] + f for f in self.fields[3:])
+            )
+        return self._delims.field.join(self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A parsed message: segments in order plus what was learned from MSH."""
+
+    segments: tuple[Segment, ...]
+    delimiters: Delimiters
+    charset: str
+    """MSH-18 as received (first repetition), ``""`` when empty."""
+    codec: str
+    """The Python codec actually used to decode the bytes."""
+    decode_replaced: bool
+    """True when undecodable bytes were replaced (worth a metric, never a rejection)."""
+
+    @property
+    def msh(self) -> Segment:
+        return self.segments[0]
+
+    @property
+    def control_id(self) -> str:
+        return self.msh.get(10)
+
+    @property
+    def message_type(self) -> str:
+        return self.msh.get(9, 1).upper()
+
+    @property
+    def trigger(self) -> str:
+        return self.msh.get(9, 2).upper()
+
+    @property
+    def structure(self) -> str:
+        return self.msh.get(9, 3).upper()
+
+    @property
+    def version(self) -> str:
+        return self.msh.get(12, 1)
+
+    @property
+    def processing_id(self) -> str:
+        return self.msh.get(11, 1)
+
+    @property
+    def sending_application(self) -> str:
+        return self.msh.get(3, 1)
+
+    @property
+    def sending_facility(self) -> str:
+        return self.msh.get(4, 1)
+
+    @property
+    def receiving_application(self) -> str:
+        return self.msh.get(5, 1)
+
+    @property
+    def receiving_facility(self) -> str:
+        return self.msh.get(6, 1)
+
+    @property
+    def accept_ack_type(self) -> str:
+        return self.msh.get(15).upper()
+
+    @property
+    def application_ack_type(self) -> str:
+        return self.msh.get(16).upper()
+
+    def first(self, name: str) -> Segment | None:
+        for seg in self.segments:
+            if seg.name == name:
+                return seg
+        return None
+
+    def all(self, name: str) -> list[Segment]:
+        return [s for s in self.segments if s.name == name]
+
+    def require(self, name: str) -> Segment:
+        seg = self.first(name)
+        if seg is None:
+            raise ParseError(
+                f"{self.message_type}^{self.trigger} has no {name} segment", hl7_error_code="100"
+            )
+        return seg
+
+    def groups(self, start: str, within: Sequence[Segment] | None = None) -> list[list[Segment]]:
+        """Split ``within`` (default: all segments) into runs that each begin with a ``start`` segment."""
+        out: list[list[Segment]] = []
+        for seg in self.segments if within is None else within:
+            if seg.name == start:
+                out.append([seg])
+            elif out:
+                out[-1].append(seg)
+        return out
+
+    def value(self, path: FieldPath, within: Sequence[Segment] | None = None) -> str:
+        """Value at ``path`` in the first matching segment of ``within`` (default: the whole message)."""
+        for seg in self.segments if within is None else within:
+            if seg.name == path.segment:
+                return seg.at(path)
+        return ""
+
+    def text(self) -> str:
+        """The message re-serialised with ``\\r`` terminators (escapes preserved)."""
+        return "".join(s.text() + "\r" for s in self.segments)
+
+
+_BOM = b"\xef\xbb\xbf"
+_LEADING_JUNK = b"\x00\x0b\x1c\r\n\t "
+
+
+def parse(data: bytes) -> Message:
+    """Parse one message. Raises :class:`ParseError` (and nothing else) for any unreadable input."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError("parse() takes bytes")
+    raw = bytes(data).strip(_LEADING_JUNK)
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    if not raw.startswith(b"MSH"):
+        raise ParseError("message does not start with an MSH segment", location="MSH")
+    if len(raw) < 8:
+        raise ParseError("MSH segment is truncated", location="MSH")
+    fs_byte = raw[3:4]
+    if fs_byte[0] >= 0x80 or fs_byte in b"\r\n":
+        raise ParseError(
+            "MSH-1 field separator is not a printable ASCII character", location="MSH-1"
+        )
+    header_end = min((i for i in (raw.find(b"\r"), raw.find(b"\n")) if i != -1), default=len(raw))
+    header = raw[:header_end].split(fs_byte)
+    enc_bytes = header[1] if len(header) > 1 else b""
+    if not enc_bytes or any(b >= 0x80 for b in enc_bytes):
+        raise ParseError("MSH-2 encoding characters are missing", location="MSH-2")
+    try:
+        delims = Delimiters.from_msh(fs_byte.decode("ascii"), enc_bytes.decode("ascii")[:4])
+    except ValueError as exc:
+        raise ParseError(str(exc), location="MSH-2") from None
+    msh18 = _first_value(header[17], delims) if len(header) > 17 else ""
+    decoded = _charset.decode(raw, msh18)
+    segments = tuple(_split_segments(decoded.text, delims, decoded.codec))
+    if not segments or segments[0].name != "MSH":
+        raise ParseError("message does not start with an MSH segment", location="MSH")
+    return Message(
+        segments=segments,
+        delimiters=delims,
+        charset=msh18,
+        codec=decoded.codec,
+        decode_replaced=decoded.replaced,
+    )
+
+
+def _first_value(field: bytes, delims: Delimiters) -> str:
+    text = field.decode("ascii", errors="replace")
+    return text.split(delims.repetition)[0].split(delims.component)[0].strip()
+
+
+def _split_segments(text: str, delims: Delimiters, codec: str) -> Iterator[Segment]:
+    lines = text.replace("\r\n", "\r").split("\r") if "\r" in text else text.split("\n")
+    fs = delims.field
+    for index, raw_line in enumerate(lines, start=1):
+        line = raw_line.strip("\x00\n\t ")
+        if not line:
+            continue
+        parts = line.split(fs)
+        name = parts[0]
+        if not _SEGMENT_NAME.fullmatch(name):
+            raise ParseError(f"segment {index} has no valid three-character segment ID")
+        if name == "MSH":
+            if index != 1 and not _is_first_nonblank(lines, index):
+                raise ParseError("a second MSH segment was found; send one message per frame")
+            fields = ("MSH", fs, *parts[1:])
+        else:
+            fields = tuple(parts)
+        yield Segment(name, fields, delims, codec)
+
+
+def _is_first_nonblank(lines: list[str], index: int) -> bool:
+    return all(not line.strip("\x00\n\t ") for line in lines[: index - 1])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writing
+
+Component = str | tuple[str, ...]
+"""A component: a plain value, or a tuple of subcomponent values."""
+FieldValue = Component | Sequence[Component] | list[tuple[Component, ...]]
+"""A field: one component, a tuple of components, or a *list* of repetitions (each a tuple of components)."""
+
+
+class SegmentBuilder:
+    """A segment under construction. Values are plain text; escaping happens in :meth:`encode`.
+
+    Storage is ``field -> repetitions -> components -> subcomponents`` so that a site override can put any
+    value at any :class:`FieldPath` without the message-specific code knowing about it.
+    """
+
+    __slots__ = ("_fields", "formatted", "name")
+
+    def __init__(self, name: str, *fields: FieldValue | None) -> None:
+        if not _SEGMENT_NAME.fullmatch(name):
+            raise ValueError(f"invalid segment name {name!r}")
+        self.name = name
+        self._fields: dict[int, list[list[list[str]]]] = {}
+        # Fields of type FT get `\.br\` line breaks (see channels.escaping).
+        self.formatted: set[int] = set()
+        for number, value in enumerate(fields, start=1):
+            if value is not None:
+                self.field(number, value)
+
+    @classmethod
+    def from_text(cls, text: str, delims: Delimiters = STANDARD) -> SegmentBuilder:
+        """Build from one escaped ER7 segment line (not MSH)."""
+        name = text.split(delims.field, 1)[0]
+        seg = Segment(name, tuple(text.split(delims.field)), delims, "latin-1")
+        return seg.to_builder()
+
+    def field(self, number: int, value: FieldValue) -> SegmentBuilder:
+        """Set a whole field: a string, a tuple of components, or a list of repetitions of those."""
+        if isinstance(value, list):
+            self._fields[number] = [_components(v) for v in value]
+        else:
+            self._fields[number] = [_components(value)]
+        return self
+
+    def set(self, path: FieldPath, value: str) -> SegmentBuilder:
+        """Set one leaf value, growing repetitions/components as needed."""
+        reps = self._fields.setdefault(path.field, [])
+        while len(reps) < path.repetition:
+            reps.append([[""]])
+        comps = reps[path.repetition - 1]
+        while len(comps) < path.component:
+            comps.append([""])
+        subs = comps[path.component - 1]
+        while len(subs) < path.subcomponent:
+            subs.append("")
+        subs[path.subcomponent - 1] = value
+        return self
+
+    def get(self, path: FieldPath) -> str:
+        try:
+            return self._fields[path.field][path.repetition - 1][path.component - 1][
+                path.subcomponent - 1
+            ]
+        except (KeyError, IndexError):
+            return ""
+
+    def encode(self, delims: Delimiters, codec_hint: str = "") -> str:
+        del codec_hint
+        top = max(self._fields, default=0)
+        out: list[str] = []
+        for number in range(1, top + 1):
+            breaks = LineBreaks.FORMATTED if number in self.formatted else LineBreaks.HEX
+            reps = self._fields.get(number, [])
+            out.append(
+                delims.repetition.join(
+                    _trim(
+                        delims.component.join(
+                            _trim(
+                                delims.subcomponent.join(escape(s, delims, breaks) for s in subs),
+                                "",
+                            )
+                            for subs in comps
+                        ),
+                        delims.component,
+                    )
+                    for comps in reps
+                )
+            )
+        while out and out[-1] == "":
+            out.pop()
+        return delims.field.join([self.name, *out])
+
+
+def _components(value: Component | Sequence[Component]) -> list[list[str]]:
+    if isinstance(value, str):
+        return [[value]]
+    comps: list[list[str]] = []
+    for comp in value:
+        comps.append([comp] if isinstance(comp, str) else list(comp))
+    return comps
+
+
+def _trim(text: str, sep: str) -> str:
+    """Drop trailing empty components so ``A^^`` is written ``A``."""
+    if not sep:
+        return text
+    while text.endswith(sep):
+        text = text[: -len(sep)]
+    return text
+
+
+def encode_message(
+    msh_fields: dict[int, FieldValue],
+    segments: Iterable[SegmentBuilder],
+    *,
+    delims: Delimiters = STANDARD,
+    charset: str = "",
+) -> bytes:
+    """Serialise MSH (fields 3..n given as a mapping) plus the body segments, encoded per ``charset``."""
+    msh = SegmentBuilder("MSH")
+    for number, value in msh_fields.items():
+        if number <= 2:
+            raise ValueError("MSH-1/MSH-2 come from the delimiters")
+        msh.field(number, value)
+    if charset:
+        msh.field(18, charset)
+    # SegmentBuilder numbers fields from 1, but for MSH field n sits at position n-1 after "MSH|": shift.
+    body = msh.encode(delims)
+    head = body.split(delims.field, 1)
+    rest = head[1] if len(head) > 1 else ""
+    # rest starts with MSH-1 position (empty) then MSH-2 (empty); replace both with the delimiters.
+    parts = rest.split(delims.field)
+    parts = parts[2:] if len(parts) >= 2 else []
+    msh_text = "MSH" + delims.field + delims.encoding_characters
+    if parts:
+        msh_text += delims.field + delims.field.join(parts)
+    text = msh_text + "\r" + "".join(s.encode(delims) + "\r" for s in segments)
+    return _charset.encode(text, charset)
