@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import importlib.util
 import logging
 import sys
@@ -112,13 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations and exit").set_defaults(
         func=cmd_migrate
     )
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
-# Other modules contribute sub-commands here: each entry takes the sub-parser collection.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+# Modules that contribute sub-commands: each has ``register(subparsers) -> None`` and keeps its heavy
+# imports inside the command functions so ``radsched --help`` stays fast.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: list[str] | None = None) -> int:

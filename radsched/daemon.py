@@ -21,13 +21,15 @@ from aiohttp import web
 import mllp
 from channels import Party
 from radsched.datadir import prepare_data_dir
-from radsched.errors import StartupError
+from radsched.errors import ConfigError, StartupError
 from radsched.hl7metrics import HL7Metrics
 from radsched.http.app import build_app
 from radsched.http.health import Readiness, add_health_routes
 from radsched.inbound import InboundRouter
 from radsched.logs import RedactingFilter
 from radsched.metrics import Metrics
+from radsched.orders import OrderStore
+from radsched.privacy import KeyFormatError, PhiBox, parse_key
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
 from radsched.storage.connect import storage
@@ -55,6 +57,9 @@ class Daemon:
     me: Party
     tz: ZoneInfo
     clock: Callable[[], datetime]
+    hash_key: bytes
+    phi: PhiBox
+    orders: OrderStore
     listening: dict[str, HostPort] = field(default_factory=dict)
 
 
@@ -112,6 +117,11 @@ async def running(
     async with AsyncExitStack() as stack:
         settings = settings.model_copy(update={"data_dir": prepare_data_dir(settings.data_dir)})
         secrets = resolve_secrets(settings)
+        try:
+            hash_key = parse_key(secrets.phone_hash_key, setting="RADSCHED_PHONE_HASH_KEY")
+            phi = PhiBox.from_secret(secrets.phi_key, setting="RADSCHED_PHI_KEY")
+        except KeyFormatError as exc:
+            raise ConfigError(str(exc)) from None
         if redactor is not None:
             dsn_secret = settings.database_url.get_secret_value() if settings.database_url else None
             redactor.set_secrets([*secrets.values(), *([dsn_secret] if dsn_secret else [])])
@@ -140,7 +150,21 @@ async def running(
         tz = ZoneInfo(settings.timezone)
         inbound = InboundRouter(db, me, hl7_metrics, tz=tz, clock=clock)
         daemon = Daemon(
-            settings, secrets, metrics, db, dsn, readiness, app, hl7_metrics, inbound, me, tz, clock
+            settings,
+            secrets,
+            metrics,
+            db,
+            dsn,
+            readiness,
+            app,
+            hl7_metrics,
+            inbound,
+            me,
+            tz,
+            clock,
+            hash_key,
+            phi,
+            OrderStore(hash_key, phi),
         )
 
         # --- components plug in here, in dependency order ---

@@ -32,7 +32,7 @@ CREATE INDEX sms_audit_log_phone_hash ON sms_audit_log (phone_hash, occurred_at)
 CREATE TABLE sms_conversations (
     id              uuid PRIMARY KEY,
     phone_hash      text NOT NULL,
-    order_key       text NOT NULL,              -- HMAC of sender + order id, so ORC-1=CA finds it without storing the id
+    order_key       text NOT NULL,              -- HMAC of the order id (radsched/orders.py), so ORC-1=CA finds it
     modality        text NOT NULL,
     facility        text,
     state           text NOT NULL,

@@ -1,5 +1,5 @@
 -- Orders received (MLLP ORM^O01 or POST /api/orders) and bookings made on the RIS.
--- Both are keyed by order_key = hex HMAC-SHA256(PHONE_HASH_KEY, 'order:' || sender || ':' || order id),
+-- Both are keyed by order_key = hex HMAC-SHA256(PHONE_HASH_KEY, 'order:' || order id) (radsched/orders.py),
 -- so a cancel (ORC-1=CA) or a repeated booking finds its row without the order id being stored in clear.
 
 CREATE TABLE orders (

@@ -56,8 +56,8 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
             raise StartupError(f"migration file {path.name} is not named NNNN_name.sql")
         found.append(Migration(int(match[1]), match[2], path.read_text(encoding="utf-8")))
     versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StartupError(f"migrations must be numbered 1..N without gaps, found {versions}")
+    if len(set(versions)) != len(versions) or (versions and versions[0] < 1):
+        raise StartupError(f"migration numbers must be unique and start at 1, found {versions}")
     return found
 
 
