@@ -142,7 +142,13 @@ class _Step:
         self.update(last_activity_at=self.now)
 
     def finish(self) -> tuple[Conversation, list[Command]]:
+        # EndConversation deletes the sealed PHI, so whatever else this event caused (a
+        # reply to a text that arrived after a missed expiry) must be performed first.
+        ends = [c for c in self.commands if isinstance(c, EndConversation)]
+        self.commands = [c for c in self.commands if not isinstance(c, EndConversation)] + ends
         conv = self.conv
+        if conv.state is State.NEW:
+            return conv, self.commands  # no order yet, so no clock is running
         if conv.state in TERMINAL_STATES:
             conv = dataclasses.replace(conv, wake_at=None, expires_at=None)
         else:
@@ -154,14 +160,20 @@ class _Step:
             if conv.busy_until is not None:
                 deadlines.append(conv.busy_until)
             conv = dataclasses.replace(conv, expires_at=expires, wake_at=min(deadlines))
-            if conv.wake_at != self.before.wake_at and conv.state is not State.NEW:
-                # Before EndConversation would be wrong, but a live conversation has none.
+            if conv.wake_at != self.before.wake_at:
                 self.commands.append(ScheduleWake(min(deadlines)))
         return conv, self.commands
 
     # --- dispatch --------------------------------------------------------------------------
 
     def apply(self, event: Event) -> None:
+        expires = self.conv.expires_at
+        if not self.conv.is_over and expires is not None and self.now >= expires:
+            # The Tick may be late (daemon down): expire first, then treat the event as
+            # arriving after the end, which it did.
+            self.expire()
+            if isinstance(event, Tick):
+                return
         match event:
             case OrderReceived():
                 self.on_order(event)
@@ -187,7 +199,7 @@ class _Step:
             language=self.cfg.templates.language(event.language),
             last_activity_at=self.now,
         )
-        if event.consent is ConsentStatus.REVOKED:
+        if event.consent == ConsentStatus.REVOKED:
             # No text at all, not even "call us": they told us to stop.
             self.end(EndReason.OPTED_OUT, DeferReason.OPTED_OUT)
             return
@@ -228,10 +240,7 @@ class _Step:
         conv = self.conv
         if conv.state in TERMINAL_STATES or conv.state is State.NEW:
             return
-        if conv.expires_at is not None and self.now >= conv.expires_at:
-            self.emit(Audit("expired"))
-            self.end(EndReason.EXPIRED, DeferReason.EXPIRED)
-        elif (
+        if (
             conv.state is State.PENDING_FIRST_CONTACT
             and conv.first_contact_at is not None
             and self.now >= conv.first_contact_at
@@ -240,6 +249,11 @@ class _Step:
         elif conv.busy_until is not None and self.now >= conv.busy_until:
             self.emit(Audit("ris_timeout", conv.state))
             self.on_ris_answer(RisUnavailable())
+
+    def expire(self) -> None:
+        # No text: expiry can fall at night, and the patient did nothing wrong.
+        self.emit(Audit("expired"))
+        self.end(EndReason.EXPIRED, DeferReason.EXPIRED)
 
     # --- patient texts ---------------------------------------------------------------------
 
@@ -294,7 +308,9 @@ class _Step:
         if was in TERMINAL_STATES:
             self.update(state=State.OPTED_OUT)
         else:
-            self.end(EndReason.OPTED_OUT, DeferReason.OPTED_OUT)
+            # The order still needs an appointment: staff call instead (none yet in NEW).
+            defer = DeferReason.OPTED_OUT if was is not State.NEW else None
+            self.end(EndReason.OPTED_OUT, defer)
 
     def after_end(self, intent: Intent) -> None:
         conv = self.conv

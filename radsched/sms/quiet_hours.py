@@ -50,12 +50,12 @@ class QuietHours:
         moment = _aware(moment).astimezone(UTC)
         if not self.contains(moment, tz):
             return moment
-        local_day = moment.astimezone(tz).date()
-        # The window ends today if we are in its after-midnight part, else tomorrow.
-        if self.start > self.end and moment.astimezone(tz).time() < self.end:
-            end_day = local_day
-        else:
-            end_day = local_day + timedelta(days=1)
+        local = moment.astimezone(tz)
+        # Inside the window, it ends later today - unless the window wraps midnight and we
+        # are in its evening part, when it ends tomorrow.
+        end_day = local.date()
+        if self.start > self.end and local.time() >= self.start:
+            end_day += timedelta(days=1)
         return self._first_instant_at_end(end_day, tz)
 
     def _first_instant_at_end(self, day: date, tz: ZoneInfo) -> datetime:
