@@ -239,8 +239,10 @@ def _salvage_msh(data: bytes) -> dict[int, str]:
         index = number - 1
         if index >= len(parts):
             continue
-        value = parts[index]
-        value = value.split(comp)[1 if number == 9 else 0] if comp and comp != fs else value
+        pieces = parts[index].split(comp) if comp and comp != fs else [parts[index]]
+        # MSH-9: the trigger (component 2) is what the ACK echoes; elsewhere the first component.
+        wanted = 1 if number == 9 else 0
+        value = pieces[wanted] if wanted < len(pieces) else b""
         text = value.decode("ascii", errors="ignore").strip()
         if _SAFE.fullmatch(text):
             out[number] = text

@@ -6,8 +6,8 @@ site contract. Ours, one row per DSP segment, values separated by ``;`` (``dsp_s
     LOC;<location id>;<name>;<address>;<modality>,<modality>,...
     SLOT;<slot id>;<location id>;<modality>;<start TS with offset>;<duration minutes>
 
-Inside a value, ``%`` and the separators are percent-encoded (``%25``, ``%3B``, ``%2C``), so any name or address
-survives; the HL7 escaping of DSP-3 itself (``\\F\\`` etc.) is applied on top by the segment writer. Rows with
+Inside a value, ``%`` and the separator are percent-encoded (``%25``, ``%3B``; inside a list cell also the
+list separator, ``%2C``), so any name or address survives; the HL7 escaping of DSP-3 itself (``\\F\\`` etc.) is applied on top by the segment writer. Rows with
 another tag (headers, blank lines, a vendor banner) are ignored when reading.
 """
 
@@ -45,13 +45,12 @@ def _is_hex(text: str) -> bool:
 
 
 def encode_row(tag: str, values: Sequence[str | Sequence[str]], sep: str, list_sep: str) -> str:
-    specials = sep + list_sep
     cells = [tag]
     for value in values:
         if isinstance(value, str):
-            cells.append(_quote(value, specials))
+            cells.append(_quote(value, sep))
         else:
-            cells.append(list_sep.join(_quote(v, specials) for v in value))
+            cells.append(list_sep.join(_quote(v, sep + list_sep) for v in value))
     return sep.join(cells)
 
 

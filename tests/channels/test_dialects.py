@@ -4,10 +4,19 @@ message passes hl7apy strict validation."""
 from __future__ import annotations
 
 import pytest
-from conftest import APPOINTMENT, EMR, LOCATIONS, ORDER, SLOTS, WINDOW, requester, responder
-from hl7check import assert_valid_hl7
 
 from channels import AckCode, ConfigError, ControlIdMismatch, ResponseError, get_dialect, parse
+from tests.channels.hl7check import assert_valid_hl7
+from tests.channels.samples import (
+    APPOINTMENT,
+    EMR,
+    LOCATIONS,
+    ORDER,
+    SLOTS,
+    WINDOW,
+    requester,
+    responder,
+)
 
 
 def test_location_exchange(dialect_name: str) -> None:
