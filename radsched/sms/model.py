@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from radsched.sms.templates import TemplateId
+from radsched.sms.gsm import to_gsm_value
+from radsched.sms.templates import PLACEHOLDER_MAX_LEN, TemplateId
 
 __all__ = [
     "BUSY_STATES",
@@ -130,8 +131,11 @@ class Location:
 class Slot:
     id: str
     location_id: str
-    start: datetime  # aware
+    start: datetime  # aware; a naive time would be read in the daemon's zone, not the practice's
     duration_minutes: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_aware(self.start, "Slot.start")
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -183,6 +187,16 @@ class BookingConfirmed:
     appointment_id: str | None = None
     start: datetime | None = None
     location_name: str | None = None
+
+    def __post_init__(self) -> None:
+        # Checked here, in the driver's hands, because a code cut short in the text would
+        # send the patient a wrong code: refuse it before anything is booked on our side.
+        limit = PLACEHOLDER_MAX_LEN["code"]
+        code = self.confirmation_code
+        if not code or to_gsm_value(code, limit) != code:
+            raise ValueError(f"confirmation_code must be 1-{limit} plain GSM-7 characters")
+        if self.start is not None:
+            _require_aware(self.start, "BookingConfirmed.start")
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +321,11 @@ Command = (
     | ScheduleWake
     | EndConversation
 )
+
+
+def _require_aware(moment: datetime, what: str) -> None:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{what} must be an aware datetime")
 
 
 # --- state -----------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ PLACEHOLDER_MAX_LEN: Mapping[str, int] = {
     "location_name": 24,
     "time": 18,
     "procedure_type": 18,
-    "code": 12,
+    "code": 16,
 }
 MENU_LABEL_MAX_LEN = 24  # a location name or a slot time on one menu line
 MAX_MENU_ITEMS = 9  # single-digit numbers only: "10" is easy to mistype as "1"

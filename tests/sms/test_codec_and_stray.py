@@ -94,3 +94,18 @@ def test_segment_accounting() -> None:
 def _stray_text() -> str:
     (text,) = [c for c in _stray("what", ConsentStatus.UNKNOWN) if isinstance(c, SendText)]
     return text.text
+
+
+def test_events_that_would_mislead_the_patient_cannot_be_built() -> None:
+    from datetime import datetime
+
+    from radsched.sms import BookingConfirmed, Slot
+
+    with pytest.raises(ValueError, match="aware"):
+        Slot("S1", "L1", datetime(2026, 6, 2, 9, 0))
+    with pytest.raises(ValueError, match="aware"):
+        BookingConfirmed("ABC123", start=datetime(2026, 6, 2, 9, 0))
+    for bad in ("", "X" * 17, "CÓDIGO", "AB\nCD", "AB{CD}"):
+        with pytest.raises(ValueError, match="confirmation_code"):
+            BookingConfirmed(bad)
+    assert BookingConfirmed("APPT-2026-000123").confirmation_code == "APPT-2026-000123"

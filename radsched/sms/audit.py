@@ -1,0 +1,75 @@
+"""``sms_audit_log``: one metadata row per text in or out and per engine decision.
+
+A row holds the phone hash, a type (template id, keyword class or decision name), the direction,
+the consent state at that moment, the conversation id as session id, the correlation id, the
+modality and an outcome constant. Never a body, number, name or MRN: callers pass constants, and
+the columns are bounded so that a mistake cannot smuggle a message body in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import asyncpg
+
+__all__ = ["AuditRow", "AuditTrail", "Direction"]
+
+Direction = Literal["inbound", "outbound", "system"]
+_MAX = 64  # constants are short; anything longer is a bug, cut rather than stored
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    message_type: str
+    direction: Direction
+    consent_state: str | None
+    outcome: str | None
+
+
+@dataclass
+class AuditTrail:
+    """Audit rows of one transaction for one phone, written together in one round trip."""
+
+    phone_hash: str
+    session_id: uuid.UUID | None
+    correlation_id: str
+    modality: str | None
+    consent_state: str | None = None
+    rows: list[AuditRow] = field(default_factory=list)
+
+    def add(self, message_type: str, direction: Direction, outcome: str | None = None) -> None:
+        self.rows.append(
+            AuditRow(
+                message_type[:_MAX],
+                direction,
+                self.consent_state,
+                outcome[:_MAX] if outcome else None,
+            )
+        )
+
+    async def flush(self, conn: asyncpg.Connection, now: datetime) -> None:
+        if not self.rows:
+            return
+        rows, self.rows = self.rows, []
+        await conn.execute(
+            """
+            INSERT INTO sms_audit_log (occurred_at, phone_hash, message_type, direction,
+                                       consent_state, session_id, correlation_id, modality, outcome)
+            SELECT $1, $2, t.message_type, t.direction, t.consent_state, $3, $4, $5, t.outcome
+              FROM unnest($6::text[], $7::text[], $8::text[], $9::text[])
+                   WITH ORDINALITY AS t(message_type, direction, consent_state, outcome, n)
+             ORDER BY t.n
+            """,
+            now,
+            self.phone_hash,
+            self.session_id,
+            self.correlation_id[:_MAX],
+            self.modality,
+            [r.message_type for r in rows],
+            [r.direction for r in rows],
+            [r.consent_state for r in rows],
+            [r.outcome for r in rows],
+        )
