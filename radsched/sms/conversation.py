@@ -239,7 +239,9 @@ class _Step(MenuSteps):
     def on_booked(self, event: BookingConfirmed) -> None:
         conv = self.conv
         if conv.state is not State.BOOKING:
-            if conv.state in TERMINAL_STATES:
+            if conv.end_reason is EndReason.BOOKED:
+                self.emit(Audit("duplicate_booking_confirmation"))  # a driver retry
+            elif conv.state in TERMINAL_STATES:
                 # Booked after STOP, cancel or a timeout: no text; a person must call.
                 self.emit(DeferToStaff(DeferReason.BOOKED_AFTER_END), Audit("booked_after_end"))
             else:

@@ -273,6 +273,12 @@ def test_order_cancelled_mid_conversation_ends_silently(state: State) -> None:
     play.patient("2").says(template=TemplateId.ENDED)
 
 
+def test_a_repeated_booking_confirmation_is_only_audited() -> None:
+    for play in (reach(State.BOOKED), reach(State.BOOKED).patient("stop")):
+        play.ris(BookingConfirmed("K7M2QX")).silent()
+        assert play.last == [Audit("duplicate_booking_confirmation")]
+
+
 def test_booking_confirmed_after_cancel_goes_to_staff() -> None:
     play = reach(State.BOOKING).feed(OrderCancelled()).ris(BookingConfirmed("K7M2QX"))
     play.silent().does(DeferToStaff(DeferReason.BOOKED_AFTER_END))
