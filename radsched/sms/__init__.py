@@ -7,8 +7,10 @@
 - :class:`TemplateSet` - the checked, one-segment texts in each language (:mod:`.templates`)
 - :mod:`.quiet_hours`, :mod:`.gsm`, :mod:`.codec` - helpers the driver also needs
 
-The driver (database, Twilio outbox, RIS calls) lives elsewhere and performs the commands;
-docs/sms.md describes the contract between the two.
+The driver (database, Twilio outbox, RIS calls) performs the commands; docs/sms.md describes
+the contract between the two. Driver modules may sit in this package beside the core (consent,
+audit, …) and import it; the core modules re-exported here never import them, and
+tests/sms/test_purity.py keeps it that way.
 """
 
 from radsched.sms.codec import dump_conversation, load_conversation

@@ -62,7 +62,9 @@ def config(**changes: object) -> ConversationConfig:
     return ConversationConfig(practice_name=PRACTICE, scheduling_phone=PHONE, **changes)  # type: ignore[arg-type]
 
 
-def slots(n: int, *, location: str = "L2", first: datetime | None = None, prefix: str = "S"):
+def slots(
+    n: int, *, location: str = "L2", first: datetime | None = None, prefix: str = "S"
+) -> tuple[Slot, ...]:
     """``n`` slots one hour apart, starting the next day at 09:00 New York time."""
     start = first or datetime(2026, 6, 2, 13, 0, tzinfo=UTC)
     return tuple(Slot(f"{prefix}{i}", location, start + timedelta(hours=i), 30) for i in range(n))

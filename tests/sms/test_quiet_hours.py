@@ -15,8 +15,8 @@ NY = ZoneInfo("America/New_York")
 DEFAULT = QuietHours(time(20, 0), time(9, 0))
 
 
-def ny(*args: int) -> datetime:
-    return datetime(*args, tzinfo=NY)  # type: ignore[misc]
+def ny(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=NY)
 
 
 def test_parse() -> None:

@@ -15,6 +15,7 @@ from radsched.sms import (
     DeferReason,
     DeferToStaff,
     EndConversation,
+    EndReason,
     Event,
     InboundText,
     LocationsLoaded,
@@ -182,7 +183,11 @@ def test_every_event_in_every_state_is_handled(state: State, event: Event) -> No
 @pytest.mark.parametrize("state", [s for s in State if s is not State.BOOKING])
 @pytest.mark.parametrize(
     "event",
-    [LocationsLoaded(LOCATIONS), SlotsLoaded(slots(2), False), BookingRejected("slot_taken")],
+    [
+        LocationsLoaded(LOCATIONS),
+        SlotsLoaded(slots(2), False),
+        BookingRejected(RejectReason.SLOT_TAKEN),
+    ],
     ids=lambda e: type(e).__name__,
 )
 def test_answers_nobody_asked_for_are_only_audited(state: State, event: Event) -> None:
@@ -326,7 +331,7 @@ def test_wake_is_scheduled_for_the_next_deadline() -> None:
 @pytest.mark.parametrize("state", LIVE)
 def test_events_after_a_missed_expiry_tick_see_an_expired_conversation(state: State) -> None:
     play = reach(state).advance(timedelta(hours=80)).patient("1")
-    play.does(DeferToStaff(DeferReason.EXPIRED), EndConversation("expired"))
+    play.does(DeferToStaff(DeferReason.EXPIRED), EndConversation(EndReason.EXPIRED))
     play.says(template=TemplateId.ENDED).in_state(State.EXPIRED)
 
 

@@ -205,7 +205,9 @@ def test_any_configured_text_is_accepted_only_if_it_fits(text: str) -> None:
     except TemplateError:
         return
     rendered = ts.render(
-        "en", TemplateId.CALL_US, {k: "W" * PLACEHOLDER_MAX_LEN[k] for k in ALLOWED["call_us"]}
+        "en",
+        TemplateId.CALL_US,
+        {k: "W" * PLACEHOLDER_MAX_LEN[k] for k in ALLOWED[TemplateId.CALL_US]},
     )
     assert rendered.segment.single_segment
 
