@@ -9,7 +9,8 @@ Rules that hold in every state:
 - STOP (and every revocation word, see :mod:`radsched.sms.keywords`) revokes consent at once.
   A live conversation ends and its order goes to staff; one confirmation text is sent unless
   the conversation was already opted out.
-- HELP is answered with the practice name and phone and changes nothing else.
+- HELP is answered with the practice name and phone; the state, menu and miss count stay
+  as they were (like any reply, it counts as activity for expiry).
 - Quiet hours delay only the *first* text of a conversation; replies are never delayed.
 - A conversation expires ``idle_expiry`` after the patient's last activity (or after the first
   contact when they never replied), and never lives longer than ``max_lifetime`` after the
