@@ -10,7 +10,16 @@ No sockets, no SQL: every function takes and returns bytes or typed values. Entr
 See docs/dialects.md for the message-by-message contract.
 """
 
-from .ack import build_ack, build_nak, parse_ack, read_ack, wants_accept_ack, wants_application_ack
+from .ack import (
+    build_ack,
+    build_nak,
+    is_enhanced_mode,
+    parse_ack,
+    read_ack,
+    wants_accept_ack,
+    wants_application_ack,
+)
+from .batch import split_messages
 from .dialects import DIALECTS, Ch10Dialect, Dialect, Qie23Dialect, get_dialect
 from .errors import ChannelError, ConfigError, ControlIdMismatch, ParseError, ResponseError
 from .escaping import Delimiters, LineBreaks, escape, unescape
@@ -89,6 +98,7 @@ __all__ = [
     "fixed_clock",
     "format_ts",
     "get_dialect",
+    "is_enhanced_mode",
     "parse",
     "parse_ack",
     "parse_order",
@@ -97,6 +107,7 @@ __all__ = [
     "random_control_ids",
     "read_ack",
     "sequential_control_ids",
+    "split_messages",
     "system_clock",
     "unescape",
     "wants_accept_ack",
