@@ -166,6 +166,10 @@ PHI_PLACEHOLDERS = frozenset(
 )
 
 
+# PID-15 often carries three-letter codes; only languages we may ship need to be here.
+_ISO_639_2 = {"eng": "en", "spa": "es", "fra": "fr", "fre": "fr", "por": "pt", "zho": "zh"}
+
+
 class TemplateError(ValueError):
     """A template breaks a rule. The message names the language and template id."""
 
@@ -250,10 +254,16 @@ class TemplateSet:
         return frozenset(self.texts)
 
     def language(self, wanted: str | None) -> str:
-        """``wanted`` if templates exist for it, else the default language."""
-        if wanted is not None and wanted in self.texts:
-            return wanted
-        return self.default_language
+        """The template language for ``wanted``, else the default language.
+
+        Accepts what PID-15 and Accept-Language carry: ``es``, ``ES``, ``es-US``, ``es_MX`` and
+        the ISO 639-2 codes ``spa``/``eng``, so the driver need not normalise.
+        """
+        if not wanted:
+            return self.default_language
+        code = wanted.strip().lower().replace("_", "-").split("-")[0]
+        code = _ISO_639_2.get(code, code)
+        return code if code in self.texts else self.default_language
 
     def procedure_type(self, language: str, modality: str) -> str:
         names = self.procedure_types.get(language) or self.procedure_types[self.default_language]

@@ -122,6 +122,10 @@ def test_a_new_language_can_be_added_one_text_at_a_time() -> None:
     assert ts.render("fr", TemplateId.CALL_US, values).text == "Appelez le 555."
     assert ts.render("fr", TemplateId.HELP, values).text.startswith("P scheduling texts")
     assert ts.language("de") == "en"
+    for code in ("es", "ES", "es-US", "es_MX", "spa", " SPA "):
+        assert DEFAULTS.language(code) == "es", code
+    for other in (None, "", "eng", "en-GB", "xx", "-"):
+        assert DEFAULTS.language(other) == "en", other
 
 
 def test_procedure_types_are_configurable_and_bounded() -> None:
