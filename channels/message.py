@@ -480,15 +480,12 @@ def encode_message(
         msh.field(number, value)
     if charset:
         msh.field(18, charset)
-    # SegmentBuilder numbers fields from 1, but for MSH field n sits at position n-1 after "MSH|": shift.
-    body = msh.encode(delims)
-    head = body.split(delims.field, 1)
-    rest = head[1] if len(head) > 1 else ""
-    # rest starts with MSH-1 position (empty) then MSH-2 (empty); replace both with the delimiters.
-    parts = rest.split(delims.field)
-    parts = parts[2:] if len(parts) >= 2 else []
-    msh_text = "MSH" + delims.field + delims.encoding_characters
-    if parts:
-        msh_text += delims.field + delims.field.join(parts)
+    # MSH-1/MSH-2 are left empty in the builder (so never escaped) and replaced by the delimiters here.
+    fs = delims.field
+    encoded = msh.encode(delims)
+    empty_prefix = "MSH" + fs + fs + fs
+    if not encoded.startswith(empty_prefix):
+        raise ValueError("MSH needs at least MSH-3")
+    msh_text = "MSH" + fs + delims.encoding_characters + fs + encoded[len(empty_prefix) :]
     text = msh_text + "\r" + "".join(s.encode(delims) + "\r" for s in segments)
     return _charset.encode(text, charset)

@@ -120,3 +120,8 @@ def service_for(order: OrderRef, slot: Slot) -> tuple[str, str, str]:
     if order.procedure_code:
         return (order.procedure_code, order.procedure_text, order.procedure_system)
     return (slot.modality, slot.modality, "DCM")
+
+
+def split_xcn(text: str) -> tuple[str, ...]:
+    """An XCN written in settings as ``id^family^given`` (always with ``^``, whatever the message delimiters)."""
+    return tuple(text.split("^"))

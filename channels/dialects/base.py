@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from typing import ClassVar
 from zoneinfo import ZoneInfo
@@ -48,6 +49,7 @@ from ..model import (
     Slot,
     SlotQuery,
 )
+from ..segments import split_xcn
 from ..timestamps import format_ts, parse_ts
 from . import dsp
 from .settings import Placement, resolve
@@ -71,10 +73,6 @@ BASE_OPTIONS: dict[str, object] = {
     "query_limit": 50,
     "mrn_authority": "",
 }
-
-
-def _xcn(text: str) -> tuple[str, ...]:
-    return tuple(text.split("^"))
 
 
 class Dialect(abc.ABC):
@@ -212,13 +210,23 @@ class Dialect(abc.ABC):
 
     @staticmethod
     def _answer(msg: Message, expected_control_id: str) -> Ack:
-        """MSA of a response, checked against our control id; an error answer raises ResponseError."""
+        """MSA of a response, checked against our control id (:class:`ControlIdMismatch` otherwise).
+
+        We send in original mode, so the answer must be an application acknowledgement. A bare CA (enhanced-mode
+        commit accept) says only "received"; reading it as an empty answer or a failed booking would both be
+        wrong, so it is reported as a :class:`ResponseError` the daemon can log and retry.
+        """
         ack = _ack.read_ack(msg)
         _ack.check_control_id(ack, expected_control_id)
+        if ack.code is AckCode.CA:
+            raise ResponseError(
+                "CA", "commit acknowledgement only; the peer answers in enhanced mode"
+            )
         return ack
 
     @staticmethod
     def _raise_for(ack: Ack, msg: Message) -> None:
+        """Queries: an error in MSA-1 or QAK-2 is a :class:`ResponseError` (bookings use BookingResult)."""
         if not ack.code.is_success:
             raise ResponseError(ack.code.value, ack.text, ack.error_code)
         qak = msg.first("QAK")
@@ -509,8 +517,8 @@ class Dialect(abc.ABC):
             tz=self.tz,
             with_offset=self.with_offset,
             charset=self.charset,
-            filler_contact=_xcn(self._opt("siu_filler_contact")),
-            entered_by=_xcn(self._opt("siu_entered_by")),
+            filler_contact=split_xcn(self._opt("siu_filler_contact")),
+            entered_by=split_xcn(self._opt("siu_entered_by")),
             note=self._opt("siu_note"),
         )
 
@@ -557,6 +565,4 @@ class Dialect(abc.ABC):
 
 
 def _with_authority(order: OrderRef, authority: str) -> OrderRef:
-    from dataclasses import replace
-
     return replace(order, mrn_authority=authority)

@@ -29,9 +29,9 @@ from ..model import (
     SlotQuery,
 )
 from ..orders import mrn_of
-from ..segments import pid_segment, resource_segments, service_for, tq1_segment
+from ..segments import pid_segment, resource_segments, service_for, split_xcn, tq1_segment
 from ..values import int_or_none
-from .base import Dialect, _xcn
+from .base import Dialect
 from .settings import Placement
 
 _SLOTS_WHAT = ("SOP", "Open slots", "HL70048")
@@ -76,8 +76,8 @@ class Ch10Dialect(Dialect):
             arq.field(10, "min")
         if start is not None and end is not None:
             arq.field(11, (self._ts(start), self._ts(end)))
-        arq.field(15, _xcn(self._opt("placer_contact")))
-        arq.field(19, _xcn(self._opt("placer_contact")))
+        arq.field(15, split_xcn(self._opt("placer_contact")))
+        arq.field(19, split_xcn(self._opt("placer_contact")))
         return arq
 
     # ---- slots: SQM^S25 -> SQR^S25 ------------------------------------------------------------------------
@@ -140,8 +140,8 @@ class Ch10Dialect(Dialect):
         sch.field(6, ("SOP", "Open slot", "L"))
         sch.field(9, str(slot.duration_minutes))
         sch.field(10, "min")
-        sch.field(16, _xcn(self._opt("siu_filler_contact")))
-        sch.field(20, _xcn(self._opt("siu_filler_contact")))
+        sch.field(16, split_xcn(self._opt("siu_filler_contact")))
+        sch.field(20, split_xcn(self._opt("siu_filler_contact")))
         group = [
             sch,
             tq1_segment(slot.start, slot.duration_minutes, self.tz, self.with_offset),
@@ -271,8 +271,8 @@ class Ch10Dialect(Dialect):
         if minutes is not None:
             sch.field(9, str(minutes))
             sch.field(10, "min")
-        sch.field(16, _xcn(self._opt("siu_filler_contact")))
-        sch.field(20, _xcn(self._opt("siu_filler_contact")))
+        sch.field(16, split_xcn(self._opt("siu_filler_contact")))
+        sch.field(20, split_xcn(self._opt("siu_filler_contact")))
         sch.field(25, ("Booked", "Booked", "HL70278"))
         segments = [sch]
         if start is not None and minutes is not None:

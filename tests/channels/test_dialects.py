@@ -204,3 +204,19 @@ def test_booking_slot_override_round_trips() -> None:
     assert_valid_hl7(request.payload)
     parsed = ris.parse_booking_request(request.payload)
     assert parsed.slot_id == "SLOT-7001" and parsed.start == SLOTS[0].start
+
+
+def test_commit_ack_is_not_an_answer(dialect_name: str) -> None:
+    us = requester(dialect_name)
+    query = us.build_location_query("CT")
+    commit = (
+        f"MSH|^~\\&|SYNAPSERIS|RADCO|RADSCHED|RADSCHED|20250114||ACK^Q01|C1|P|2.5.1\rMSA|CA|{query.control_id}\r"
+    ).encode()
+    with pytest.raises(ResponseError, match="commit"):
+        us.parse_location_response(commit, query.control_id)
+    booking = us.build_booking(ORDER, SLOTS[0], "A1")
+    with pytest.raises(ResponseError, match="commit"):
+        us.parse_booking_response(
+            commit.replace(query.control_id.encode(), booking.control_id.encode()),
+            booking.control_id,
+        )
