@@ -62,13 +62,19 @@ class _Connection(asyncio.Protocol):
         self._server = server
         self._cfg = server._settings
         self._obs = self._cfg.observer
+        # Per-frame hooks are skipped outright without an observer: cheaper than a no-op call.
+        self._counting = self._obs is not NULL_OBSERVER
         self._loop = server._loop
         self._decoder = FrameDecoder(
             max_frame_size=self._cfg.max_frame_size, lenient=self._cfg.lenient
         )
         self._queue: deque[bytes | FramingError] = deque()
         self._queued_bytes = 0
+        # One long-lived worker task per connection, started at the first frame. Between frames it
+        # waits on ``_wake``; waking a task costs less than creating one per frame.
         self._worker: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._busy = False  # a queued item is being handled right now
         self._transport: asyncio.Transport | None = None
         self._paused = False  # reading paused by us (back-pressure or shutdown)
         self._stopped = False  # no more input will be accepted (fatal error, EOF, shutdown)
@@ -108,7 +114,9 @@ class _Connection(asyncio.Protocol):
         if self._stopped:
             return
         obs = self._obs
-        obs.bytes_received("server", len(data))
+        counting = self._counting
+        if counting:
+            obs.bytes_received("server", len(data))
         if self._idle_handle is not None:
             self._last_activity = self._loop.time()
         events = self._decoder.feed(data)
@@ -120,7 +128,8 @@ class _Connection(asyncio.Protocol):
             cls = type(event)
             if cls is Frame:
                 payload = event.payload  # type: ignore[union-attr]
-                obs.frame_received("server", len(payload))
+                if counting:
+                    obs.frame_received("server", len(payload))
                 queue.append(payload)
                 self._queued_bytes += len(payload)
             elif cls is FramingError:
@@ -134,8 +143,10 @@ class _Connection(asyncio.Protocol):
             else:  # Release 2 commit blocks sent *to* a server carry no work
                 obs.commit_ack_received("server", cls is CommitAck)
         if queue:
-            if self._worker is None:
-                self._worker = self._loop.create_task(self._drain())
+            if self._wake is not None:
+                self._wake_worker()
+            elif self._worker is None:
+                self._worker = self._loop.create_task(self._work())
             if not self._paused and (
                 len(queue) > self._cfg.high_water_frames
                 or self._queued_bytes > self._cfg.high_water_bytes
@@ -153,7 +164,8 @@ class _Connection(asyncio.Protocol):
         self._stopped = True
         # With work queued, keep the write side open so those frames still get their replies;
         # otherwise returning False lets the transport close.
-        return self._worker is not None
+        self._wake_worker()  # an idle worker notices _stopped and closes
+        return self._busy or bool(self._queue)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stopped = True
@@ -162,6 +174,7 @@ class _Connection(asyncio.Protocol):
             self._idle_handle.cancel()
         if self._write_ready is not None and not self._write_ready.done():
             self._write_ready.set_result(None)
+        self._wake_worker()
         if self.peer is not None:
             self._server._connections.discard(self)
             self._obs.connection_closed("server")
@@ -178,49 +191,74 @@ class _Connection(asyncio.Protocol):
         self._write_ready = None
 
     # --- work ----------------------------------------------------------------------------------
-    async def _drain(self) -> None:
-        """Handle queued items strictly in order; exits when the queue is empty."""
-        assert self._transport is not None and self.peer is not None
-        transport, peer = self._transport, self.peer
-        try:
-            while self._queue and not transport.is_closing():
-                item = self._queue.popleft()
-                if isinstance(item, bytes):
-                    self._queued_bytes -= len(item)
-                    self._maybe_resume()
-                    out = await self._handle(item, peer)
-                else:
-                    out = self._framing_reply(item, peer)
-                if out is None:
-                    transport.close()
-                    return
-                if out and not transport.is_closing():
-                    transport.write(out)
-                    self._obs.bytes_sent("server", len(out))
-                if self._write_ready is not None:
-                    await self._write_ready  # the peer is not reading its replies: wait
-        finally:
-            self._worker = None
-            if self._idle_handle is not None:
-                self._last_activity = self._loop.time()
-            if self._stopped and not self._queue and not transport.is_closing():
-                transport.close()  # EOF or fatal error earlier: everything answered, now close
+    def _wake_worker(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
-    async def _handle(self, payload: bytes, peer: PeerInfo) -> bytes | None:
-        """Run the handler; return the bytes to write (b"" = nothing) or None to close."""
-        cfg = self._cfg
+    async def _work(self) -> None:
+        """The connection's worker: handle queued items strictly in order, then wait for more."""
+        assert self._transport is not None and self.peer is not None
+        transport, peer, cfg, obs = self._transport, self.peer, self._cfg, self._obs
+        counting = self._counting
+        queue, handler = self._queue, cfg.handler
+        out: bytes | None
         try:
-            reply = await cfg.handler(payload, peer)
-            out = b"" if reply is None else encode_frame(reply)
-        except Exception as exc:  # the per-connection boundary: log, count, answer or close
-            log.exception("handler failed for a frame from %s", peer)
-            self._obs.handler_error()
-            if cfg.commit_ack:
-                return COMMIT_NAK_BLOCK  # Release 2: the sender resends on NAK
-            return self._hook_reply(cfg.on_handler_error, exc, peer)
-        if reply is not None:
-            self._obs.frame_sent("server", len(reply))
-        return COMMIT_ACK_BLOCK + out if cfg.commit_ack else out
+            while True:
+                while queue and not transport.is_closing():
+                    self._busy = True
+                    item = queue.popleft()
+                    if type(item) is bytes:
+                        self._queued_bytes -= len(item)
+                        if self._paused:
+                            self._maybe_resume()
+                        # Awaited inline, not in a task per frame: one worker per connection is
+                        # what keeps the replies in order.
+                        try:
+                            reply = await handler(item, peer)
+                            out = b"" if reply is None else encode_frame(reply)
+                        except Exception as exc:  # the per-connection boundary
+                            out = self._handler_failed(exc, peer)
+                        else:
+                            if counting and reply is not None:
+                                obs.frame_sent("server", len(reply))
+                            if cfg.commit_ack:
+                                out = COMMIT_ACK_BLOCK + out
+                    else:
+                        assert isinstance(item, FramingError)
+                        out = self._framing_reply(item, peer)
+                    if out is None:
+                        transport.close()
+                        return
+                    if out and not transport.is_closing():
+                        transport.write(out)
+                        if counting:
+                            obs.bytes_sent("server", len(out))
+                    if self._write_ready is not None:
+                        await self._write_ready  # the peer is not reading its replies: wait
+                self._busy = False
+                if self._idle_handle is not None:
+                    self._last_activity = self._loop.time()
+                if self._stopped or transport.is_closing():
+                    break  # no more input will come: everything answered
+                self._wake = self._loop.create_future()
+                await self._wake
+        except Exception:
+            # A bug on our side (an observer, a hook): lose this connection, not the server.
+            log.exception("internal error on connection %s; aborting it", peer)
+            transport.abort()
+        finally:
+            self._busy = False
+            if not transport.is_closing():
+                transport.close()
+
+    def _handler_failed(self, exc: Exception, peer: PeerInfo) -> bytes | None:
+        """Log and count a handler exception; return what to send (None closes)."""
+        log.exception("handler failed for a frame from %s", peer, exc_info=exc)
+        self._obs.handler_error()
+        if self._cfg.commit_ack:
+            return COMMIT_NAK_BLOCK  # Release 2: the sender resends on NAK
+        return self._hook_reply(self._cfg.on_handler_error, exc, peer)
 
     def _framing_reply(self, error: FramingError, peer: PeerInfo) -> bytes | None:
         log.warning(
@@ -269,8 +307,8 @@ class _Connection(asyncio.Protocol):
         timeout = self._cfg.idle_timeout
         assert timeout is not None and self._transport is not None
         remaining = self._last_activity + timeout - self._loop.time()
-        if self._worker is not None or remaining > 0:
-            delay = timeout if self._worker is not None else remaining
+        if self._busy or remaining > 0:
+            delay = timeout if self._busy else remaining
             self._idle_handle = self._loop.call_later(delay, self._check_idle)
             return
         self._idle_handle = None
@@ -283,7 +321,7 @@ class _Connection(asyncio.Protocol):
         self._stop_reading()
         self._queue.clear()
         self._queued_bytes = 0
-        if self._worker is None and self._transport is not None:
+        if not self._busy and self._transport is not None:
             self._transport.close()
 
     def abort(self) -> None:

@@ -1,0 +1,354 @@
+"""MLLP transport benchmark: ``.venv/bin/python -m bench.mllp [--seconds S] [--rounds N] [--no-docs]``.
+
+1. Strict request/ACK throughput and latency. Each server runs in its own process pinned to core 0;
+   the C load generator (bench/mllp/loadgen.c, built here with ``cc -O2``) runs pinned to core 1.
+   Servers: this package (async handler returning a prebuilt ACK), python-hl7's ``hl7.mllp``
+   (``create_ack()``), and a bare ``asyncio.Protocol`` with ``bytearray.find`` (the ceiling), each on
+   the default asyncio loop and on uvloop. Rounds are interleaved so background load spreads evenly;
+   the table shows the median round and the min-max spread of msgs/s.
+2. Large frames 1 KiB .. 16 MiB through this package's server (time per frame, peak RSS growth of a
+   fresh server process for the 16 MiB frame).
+
+The result is printed as markdown and written into the ``## MLLP transport`` section of
+docs/performance.md (other sections are left alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.mllp.messages import ORM_O01
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "bench" / "out"
+DOC = ROOT / "docs" / "performance.md"
+SECTION = "## MLLP transport"
+SERVER_CPU, LOADGEN_CPU = 0, 1
+KINDS = [
+    ("mllp", "radsched mllp"),
+    ("hl7", "python-hl7 hl7.mllp"),
+    ("bare", "bare asyncio.Protocol"),
+]
+
+
+@dataclass
+class Run:
+    msgs_per_s: float
+    p50_us: int
+    p99_us: int
+    max_us: int
+    errors: int
+    #: Server CPU time per message (user + system, all threads): the figure background load
+    #: disturbs least, because it does not count time the server spent waiting for a core.
+    cpu_us: float
+
+
+def build_loadgen() -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    exe = OUT / "loadgen"
+    src = ROOT / "bench" / "mllp" / "loadgen.c"
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["cc", "-O2", "-pthread", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
+class ServerProcess:
+    """A server subprocess pinned to SERVER_CPU; ``port`` is read from a file it writes."""
+
+    def __init__(self, kind: str, uvloop: bool) -> None:
+        self._dir = tempfile.TemporaryDirectory()
+        port_file = Path(self._dir.name) / "port"
+        cmd = [sys.executable, "-m", "bench.mllp.servers", kind, str(port_file)]
+        cmd += ["--cpu", str(SERVER_CPU)] + (["--uvloop"] if uvloop else [])
+        self.proc = subprocess.Popen(cmd, cwd=ROOT)
+        deadline = time.monotonic() + 20
+        while not port_file.exists() or not port_file.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server {kind} did not start")
+            time.sleep(0.05)  # polling a child process's file; there is no event to await
+        self.port = int(port_file.read_text())
+
+    def cpu_ns(self) -> int:
+        total = 0
+        for stat in Path(f"/proc/{self.proc.pid}/task").glob("*/schedstat"):
+            total += int(stat.read_text().split()[0])
+        return total
+
+    def peak_rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self._dir.cleanup()
+
+
+def loadgen(exe: Path, server: ServerProcess, conns: int, seconds: float, msg_file: Path) -> Run:
+    port = server.port
+    cpu_before = server.cpu_ns()
+    out = subprocess.run(
+        [str(exe), "127.0.0.1", str(port), str(conns), str(seconds), str(msg_file), "1"],
+        check=True,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {LOADGEN_CPU}),
+    ).stdout
+    cpu = server.cpu_ns() - cpu_before
+    data = json.loads(out)
+    return Run(
+        data["msgs_per_s"],
+        data["p50_us"],
+        data["p99_us"],
+        data["max_us"],
+        data["errors"],
+        cpu / 1000 / max(1, data["all_msgs"]),
+    )
+
+
+def throughput(
+    seconds: float, rounds: int, kinds: list[str]
+) -> dict[tuple[str, bool, int], list[Run]]:
+    exe = build_loadgen()
+    msg_file = OUT / "orm_o01.hl7"
+    msg_file.write_bytes(ORM_O01)
+    loops = [False]
+    if _have_uvloop():
+        loops.append(True)
+    results: dict[tuple[str, bool, int], list[Run]] = {}
+    for r in range(rounds):
+        for kind in kinds:
+            for uv in loops:
+                server = ServerProcess(kind, uv)
+                try:
+                    for conns in (1, 8):
+                        run = loadgen(exe, server, conns, seconds, msg_file)
+                        results.setdefault((kind, uv, conns), []).append(run)
+                        print(
+                            f"round {r + 1} {kind:5} {'uvloop' if uv else 'asyncio':7} "
+                            f"{conns} conn: {run.msgs_per_s:9,.0f} msg/s  p50 {run.p50_us} us  "
+                            f"p99 {run.p99_us} us  cpu {run.cpu_us:.1f} us/msg",
+                            file=sys.stderr,
+                        )
+                finally:
+                    server.stop()
+    return results
+
+
+def _have_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _big_message(size: int) -> bytes:
+    head = b"MSH|^~\\&|RIS|RADCO|SMS|VENDOR|20250114101500||ORU^R01|BIG1|P|2.5.1\rOBX|1|ED|PDF||"
+    return head + b"A" * max(0, size - len(head) - 1) + b"\r"
+
+
+def _round_trip(sock: socket.socket, frame: bytes) -> None:
+    sock.sendall(frame)
+    buf = bytearray()
+    while not buf.endswith(b"\x1c\r"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("server closed the connection")
+        buf += chunk
+
+
+def large_frames() -> tuple[list[tuple[int, float]], int, int]:
+    """Time per frame for 1 KiB .. 16 MiB, then RSS growth of a fresh server for one 16 MiB frame."""
+    sizes = [1 << k for k in range(10, 25, 2)]  # 1 KiB, 4 KiB, ... 16 MiB
+    timings = []
+    server = ServerProcess("mllp", False)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            for size in sizes:
+                frame = b"\x0b" + _big_message(size) + b"\x1c\r"
+                repeat = max(3, min(200, (64 << 20) // size))
+                _round_trip(sock, frame)  # warm up
+                start = time.perf_counter()
+                for _ in range(repeat):
+                    _round_trip(sock, frame)
+                timings.append((size, (time.perf_counter() - start) / repeat))
+    finally:
+        server.stop()
+    server = ServerProcess("mllp", False)
+    try:
+        frame = b"\x0b" + _big_message(16 << 20) + b"\x1c\r"
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            _round_trip(sock, b"\x0b" + ORM_O01 + b"\x1c\r")
+            before = server.peak_rss_kib()
+            _round_trip(sock, frame)
+            after = server.peak_rss_kib()
+    finally:
+        server.stop()
+    return timings, before, after
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    try:
+        import uvloop
+
+        uv = f"uvloop {uvloop.__version__}"
+    except ImportError:
+        uv = "no uvloop"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python "
+        f"{platform.python_version()}, {uv}, {shutil.which('cc') and _cc_version()}"
+    )
+
+
+def _cc_version() -> str:
+    out = subprocess.run(["cc", "--version"], check=False, capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else "cc"
+
+
+def render(
+    results: dict[tuple[str, bool, int], list[Run]],
+    large: tuple[list[tuple[int, float]], int, int] | None,
+    seconds: float,
+    rounds: int,
+    loads: tuple[str, str],
+) -> str:
+    lines = [
+        SECTION,
+        "",
+        "Reproduce: `.venv/bin/python -m bench.mllp` (options: `--seconds`, `--rounds`, `--no-docs`).",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.",
+        f"Server pinned to core {SERVER_CPU}, C load generator to core {LOADGEN_CPU}; strict "
+        f"request/ACK (one frame in flight per connection), {len(ORM_O01)}-byte ORM^O01, "
+        f"{seconds:g} s per run after 1 s warm-up, {rounds} interleaved rounds; the table shows the "
+        "median round (msgs/s range over all rounds in brackets).",
+        f"Load average before/after: {loads[0]} / {loads[1]}. The machine is shared with other test "
+        "runs, so absolute figures are noisy; compare rows measured in the same round.",
+        "",
+        "| server | loop | conns | msgs/s (min-max) | p50 | p99 | max | server CPU/msg | "
+        "msgs/s vs bare | CPU/msg vs bare |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, label in KINDS:
+        for uv in (False, True):
+            for conns in (1, 8):
+                runs = results.get((kind, uv, conns))
+                if not runs:
+                    continue
+                med = sorted(runs, key=lambda r: r.msgs_per_s)[len(runs) // 2]
+                bare = results.get(("bare", uv, conns))
+                ratio = cpu_ratio = ""
+                if bare and kind != "bare":
+                    ratio = f"{_median(runs) / _median(bare):.0%}"
+                    cpu_ratio = f"{_median_cpu(bare) / _median_cpu(runs):.0%}"
+                errs = (
+                    f" ({sum(r.errors for r in runs)} bad ACKs)"
+                    if any(r.errors for r in runs)
+                    else ""
+                )
+                lines.append(
+                    f"| {label}{errs} | {'uvloop' if uv else 'asyncio'} | {conns} | "
+                    f"{med.msgs_per_s:,.0f} ({min(r.msgs_per_s for r in runs):,.0f}-"
+                    f"{max(r.msgs_per_s for r in runs):,.0f}) | {_ms(med.p50_us)} | "
+                    f"{_ms(med.p99_us)} | {_ms(med.max_us)} | {_median_cpu(runs):.1f} us | "
+                    f"{ratio} | {cpu_ratio} |"
+                )
+    if large is None:
+        return "\n".join(lines)
+    timings, before, after = large
+    lines += [
+        "",
+        "Large frames through this package's server (asyncio loop, one connection, Python client, "
+        "ACK reply); time is the full round trip including the client's send:",
+        "",
+        "| payload | time per frame | MB/s | time / size vs 1 MiB |",
+        "|---|---|---|---|",
+    ]
+    per_byte_1m = next(t / s for s, t in timings if s == 1 << 20)
+    for size, t in timings:
+        lines.append(
+            f"| {_size(size)} | {t * 1000:.2f} ms | {size / t / 1e6:,.0f} | "
+            f"{(t / size) / per_byte_1m:.2f} |"
+        )
+    growth = (after - before) * 1024
+    lines += [
+        "",
+        f"16 MiB frame, fresh server process: peak RSS {before / 1024:.1f} MiB before, "
+        f"{after / 1024:.1f} MiB after, growth {growth / (1 << 20):.1f} MiB = "
+        f"{growth / (16 << 20):.2f}x the frame (target < 3x).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _median(runs: list[Run]) -> float:
+    return statistics.median(r.msgs_per_s for r in runs)
+
+
+def _median_cpu(runs: list[Run]) -> float:
+    return statistics.median(r.cpu_us for r in runs)
+
+
+def _ms(us: int) -> str:
+    return f"{us / 1000:.2f} ms"
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
+def write_section(text: str) -> None:
+    """Replace (or append) the ``## MLLP transport`` section, leaving other sections untouched."""
+    doc = DOC.read_text() if DOC.exists() else "# Performance\n"
+    start = doc.find(SECTION + "\n")
+    if start < 0:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    else:
+        end = doc.find("\n## ", start + len(SECTION))
+        rest = doc[end + 1 :] if end >= 0 else ""
+        doc = doc[:start] + text + ("\n" + rest if rest else "")
+    DOC.write_text(doc.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.mllp")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs alone")
+    parser.add_argument("--servers", default="mllp,hl7,bare", help="comma-separated subset")
+    parser.add_argument("--no-large", action="store_true", help="skip the large-frame runs")
+    args = parser.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs two cores (server and load generator are pinned apart)")
+    load_before = f"{os.getloadavg()[0]:.2f}"
+    results = throughput(args.seconds, args.rounds, args.servers.split(","))
+    large = None if args.no_large else large_frames()
+    load_after = f"{os.getloadavg()[0]:.2f}"
+    text = render(results, large, args.seconds, args.rounds, (load_before, load_after))
+    print(text)
+    if not args.no_docs:
+        write_section(text)
+        print(f"written to {DOC.relative_to(ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+/*
+ * Strict request/ACK MLLP load generator: one blocking thread per connection, each sends a frame and
+ * waits for the complete reply frame before sending the next (the normal MLLP pattern).
+ *
+ * usage: loadgen HOST PORT CONNS SECONDS MESSAGE_FILE [WARMUP_SECONDS]
+ * prints one JSON line: {"conns":..,"msgs":..,"seconds":..,"msgs_per_s":..,"p50_us":..,"p99_us":..,
+ *                        "max_us":..,"errors":..,"all_msgs":..}   (all_msgs includes warm-up)
+ * Written in C so that the load generator is never the bottleneck being measured.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SAMPLES (4u << 20)
+
+static const char *g_host;
+static int g_port;
+static unsigned char *g_frame;
+static size_t g_frame_len;
+static atomic_int g_phase; /* 0 warmup, 1 measure, 2 stop */
+
+typedef struct {
+    uint32_t *lat_us;
+    size_t n;
+    long all; /* exchanges including warm-up, for CPU cost per message */
+    long errors;
+} worker_t;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int connect_one(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)g_port);
+    inet_pton(AF_INET, g_host, &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        perror("connect");
+        exit(2);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static void *run(void *arg) {
+    worker_t *w = arg;
+    int fd = connect_one();
+    unsigned char buf[65536];
+    while (atomic_load(&g_phase) < 2) {
+        double t0 = now_s();
+        size_t off = 0;
+        while (off < g_frame_len) {
+            ssize_t k = write(fd, g_frame + off, g_frame_len - off);
+            if (k <= 0) { perror("write"); exit(3); }
+            off += (size_t)k;
+        }
+        /* read until the reply's end block: 0x1C 0x0D at the end of what we have */
+        size_t have = 0;
+        for (;;) {
+            ssize_t k = read(fd, buf + have, sizeof buf - have);
+            if (k <= 0) { perror("read"); exit(4); }
+            have += (size_t)k;
+            if (have >= 2 && buf[have - 2] == 0x1c && buf[have - 1] == 0x0d) break;
+            if (have == sizeof buf) { fprintf(stderr, "reply too large\n"); exit(5); }
+        }
+        if (buf[0] != 0x0b || memmem(buf, have, "MSA|A", 5) == NULL) w->errors++;
+        double t1 = now_s();
+        w->all++;
+        if (atomic_load(&g_phase) == 1 && w->n < MAX_SAMPLES)
+            w->lat_us[w->n++] = (uint32_t)((t1 - t0) * 1e6 + 0.5);
+    }
+    close(fd);
+    return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 6) {
+        fprintf(stderr, "usage: %s HOST PORT CONNS SECONDS MESSAGE_FILE [WARMUP]\n", argv[0]);
+        return 1;
+    }
+    g_host = argv[1];
+    g_port = atoi(argv[2]);
+    int conns = atoi(argv[3]);
+    double seconds = atof(argv[4]);
+    double warmup = argc > 6 ? atof(argv[6]) : 0.5;
+    FILE *f = fopen(argv[5], "rb");
+    if (!f) { perror("message file"); return 1; }
+    unsigned char msg[1 << 16];
+    size_t len = fread(msg, 1, sizeof msg, f);
+    fclose(f);
+    g_frame = malloc(len + 3);
+    g_frame[0] = 0x0b;
+    memcpy(g_frame + 1, msg, len);
+    g_frame[len + 1] = 0x1c;
+    g_frame[len + 2] = 0x0d;
+    g_frame_len = len + 3;
+
+    pthread_t *th = calloc((size_t)conns, sizeof *th);
+    worker_t *ws = calloc((size_t)conns, sizeof *ws);
+    for (int i = 0; i < conns; i++) {
+        ws[i].lat_us = malloc(MAX_SAMPLES * sizeof(uint32_t));
+        pthread_create(&th[i], NULL, run, &ws[i]);
+    }
+    usleep((useconds_t)(warmup * 1e6));
+    atomic_store(&g_phase, 1);
+    double t0 = now_s();
+    usleep((useconds_t)(seconds * 1e6));
+    atomic_store(&g_phase, 2);
+    double elapsed = now_s() - t0;
+    for (int i = 0; i < conns; i++) pthread_join(th[i], NULL);
+
+    size_t total = 0;
+    long errors = 0, all_msgs = 0;
+    for (int i = 0; i < conns; i++) { total += ws[i].n; errors += ws[i].errors; all_msgs += ws[i].all; }
+    uint32_t *all = malloc((total ? total : 1) * sizeof(uint32_t));
+    size_t k = 0;
+    for (int i = 0; i < conns; i++) {
+        memcpy(all + k, ws[i].lat_us, ws[i].n * sizeof(uint32_t));
+        k += ws[i].n;
+    }
+    qsort(all, total, sizeof(uint32_t), cmp_u32);
+    uint32_t p50 = total ? all[total / 2] : 0;
+    uint32_t p99 = total ? all[(size_t)(total * 0.99)] : 0;
+    uint32_t mx = total ? all[total - 1] : 0;
+    printf("{\"conns\":%d,\"msgs\":%zu,\"seconds\":%.3f,\"msgs_per_s\":%.1f,"
+           "\"p50_us\":%u,\"p99_us\":%u,\"max_us\":%u,\"errors\":%ld,\"all_msgs\":%ld}\n",
+           conns, total, elapsed, total / elapsed, p50, p99, mx, errors, all_msgs);
+    return 0;
+}
