@@ -24,7 +24,7 @@ state than this ~300-line module.)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import charset as _charset
@@ -466,7 +466,7 @@ def _trim(text: str, sep: str) -> str:
 
 
 def encode_message(
-    msh_fields: dict[int, FieldValue],
+    msh_fields: Mapping[int, FieldValue],
     segments: Iterable[SegmentBuilder],
     *,
     delims: Delimiters = STANDARD,

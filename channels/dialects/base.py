@@ -500,9 +500,19 @@ class Dialect(abc.ABC):
         )
 
     def build_siu_s12(
-        self, appointment: Appointment, order: OrderRef, *, receiver: Party, trigger: str = "S12"
+        self,
+        appointment: Appointment,
+        order: OrderRef,
+        *,
+        receiver: Party,
+        trigger: str = "S12",
+        filler_status: str = "Booked",
     ) -> OutboundMessage:
-        """SIU (S12 by default) to the EMR named by the route (``receiver`` = MSH-5/6)."""
+        """SIU (S12 by default) to the EMR named by the route (``receiver`` = MSH-5/6).
+
+        The same structure serves S13 (reschedule), S14 (modify) and S15 (cancel, with
+        ``filler_status="Cancelled"``), should the daemon notify those later.
+        """
         if not order.mrn_authority and self._opt("mrn_authority"):
             order = _with_authority(order, self._opt("mrn_authority"))
         return _siu.build_siu(
@@ -520,6 +530,7 @@ class Dialect(abc.ABC):
             filler_contact=split_xcn(self._opt("siu_filler_contact")),
             entered_by=split_xcn(self._opt("siu_entered_by")),
             note=self._opt("siu_note"),
+            filler_status=filler_status,
         )
 
     def parse_siu(self, data: bytes | Message) -> SiuMessage:

@@ -3,9 +3,19 @@ message passes hl7apy strict validation."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from channels import AckCode, ConfigError, ControlIdMismatch, ResponseError, get_dialect, parse
+from channels import (
+    AckCode,
+    ConfigError,
+    ControlIdMismatch,
+    PatientName,
+    ResponseError,
+    get_dialect,
+    parse,
+)
 from tests.channels.hl7check import assert_valid_hl7
 from tests.channels.samples import (
     APPOINTMENT,
@@ -220,3 +230,27 @@ def test_commit_ack_is_not_an_answer(dialect_name: str) -> None:
             commit.replace(query.control_id.encode(), booking.control_id.encode()),
             booking.control_id,
         )
+
+
+def test_siu_non_ascii_names_and_other_triggers() -> None:
+    order = replace(ORDER, name=PatientName("MÜLLER", "JOSÉ"))
+    utf8 = requester("ch10-2.5.1").build_siu_s12(APPOINTMENT, order, receiver=EMR)
+    assert_valid_hl7(utf8.payload)
+    assert parse(utf8.payload).require("PID").get(5, 2) == "JOSÉ"
+    ascii_link = requester("qie-2.3").build_siu_s12(APPOINTMENT, order, receiver=EMR)
+    assert_valid_hl7(ascii_link.payload)
+    assert (
+        b"MULLER^JOSE" in ascii_link.payload
+    )  # MSH-18 empty: transliterated, never an encoding error
+    latin = requester("qie-2.3", {"charset": "8859/1"}).build_siu_s12(
+        APPOINTMENT, order, receiver=EMR
+    )
+    assert_valid_hl7(latin.payload)
+    assert parse(latin.payload).require("PID").get(5) == "MÜLLER"
+    for name in ("ch10-2.5.1", "qie-2.3"):
+        cancel = requester(name).build_siu_s12(
+            APPOINTMENT, ORDER, receiver=EMR, trigger="S15", filler_status="Cancelled"
+        )
+        assert_valid_hl7(cancel.payload)
+        siu = requester(name).parse_siu(cancel.payload)
+        assert (siu.trigger, siu.filler_status) == ("S15", "Cancelled")

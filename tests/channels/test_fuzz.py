@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -42,19 +43,23 @@ def _mutations() -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=300), prefixed, spliced())
 
 
+def _call(parser: Callable[[bytes, str], object], control_id: str, data: bytes) -> object:
+    return parser(data, control_id)
+
+
 def _parsers() -> list[tuple[str, Callable[[bytes], object]]]:
     out: list[tuple[str, Callable[[bytes], object]]] = [
         ("parse", parse),
         ("parse_order", parse_order),
         ("parse_siu", parse_siu),
-        ("parse_ack", lambda b: parse_ack(b, "X")),
+        ("parse_ack", partial(_call, parse_ack, "X")),
     ]
     for name in DIALECT_NAMES:
         us, ris = requester(name), responder(name)
         out += [
-            (f"{name} location_response", lambda b, d=us: d.parse_location_response(b, "Q000001")),
-            (f"{name} slot_response", lambda b, d=us: d.parse_slot_response(b, "Q000002")),
-            (f"{name} booking_response", lambda b, d=us: d.parse_booking_response(b, "Q000003")),
+            (f"{name} location_response", partial(_call, us.parse_location_response, "Q000001")),
+            (f"{name} slot_response", partial(_call, us.parse_slot_response, "Q000002")),
+            (f"{name} booking_response", partial(_call, us.parse_booking_response, "Q000003")),
             (f"{name} location_query", ris.parse_location_query),
             (f"{name} slot_query", ris.parse_slot_query),
             (f"{name} booking_request", ris.parse_booking_request),
