@@ -20,18 +20,26 @@ from aiohttp import web
 
 import mllp
 from channels import Party
+from radsched import emr as emr_component
+from radsched import retention
+from radsched import ris as ris_component
 from radsched.datadir import prepare_data_dir
 from radsched.errors import ConfigError, StartupError
 from radsched.hl7metrics import HL7Metrics
 from radsched.http.app import build_app
 from radsched.http.health import Readiness, add_health_routes
 from radsched.inbound import InboundRouter
+from radsched.intake import start as start_intake
 from radsched.logs import RedactingFilter
 from radsched.metrics import Metrics
 from radsched.orders import OrderStore
 from radsched.privacy import KeyFormatError, PhiBox, parse_key
+from radsched.ris.service import SchedulingService
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
+from radsched.sms import sender as sms_sender
+from radsched.sms.engine import SmsEngine
+from radsched.sms.outbox import SmsOutbox
 from radsched.storage.connect import storage
 from radsched.storage.db import Database
 from radsched.storage.migrate import migrate
@@ -61,6 +69,11 @@ class Daemon:
     phi: PhiBox
     orders: OrderStore
     listening: dict[str, HostPort] = field(default_factory=dict)
+    # Set by the RIS component, which starts first (radsched/ris).
+    scheduling: SchedulingService = field(init=False)
+    sms_engine: SmsEngine | None = None
+    emr: emr_component.EmrOutbox | None = None
+    sms_outbox: SmsOutbox | None = None
 
 
 async def _bind(runner: web.AppRunner, addr: HostPort, *, setting: str) -> HostPort:
@@ -168,6 +181,19 @@ async def running(
         )
 
         # --- components plug in here, in dependency order ---
+
+        # RIS gateway first: sets daemon.scheduling, which the SMS and EMR components use.
+        await ris_component.start(daemon, stack)
+
+        # Order intake + SMS conversations: after the RIS (daemon.scheduling), before the SMS transport.
+        await start_intake(daemon, stack)
+
+        # SMS transport: after the RIS and the SMS engine (it reaches daemon.sms_engine lazily).
+        await sms_sender.start(daemon, stack)
+
+        # EMR outbox: after the RIS (booking hook); before the MLLP listener (relay handlers).
+        daemon.emr = await emr_component.start(daemon, stack)
+        await retention.start(daemon, stack)  # daily purge, one daemon at a time
 
         mllp_server = await _listen_mllp(daemon)
         stack.push_async_callback(mllp_server.aclose, settings.shutdown_grace_s)

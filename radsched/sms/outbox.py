@@ -1,0 +1,402 @@
+"""The SMS outbox: rows written with the state change that causes a text, sent after commit.
+
+``enqueue_text`` is what the conversation driver calls inside its transaction. Everything else here
+is the SQL the sender (``radsched.sms.sender``) and the status webhook use to move a row through its
+life::
+
+    pending ──claim──▶ sending ──▶ sent ──callback──▶ delivered | failed
+       ▲                  │
+       └──retry (backoff)─┤──▶ failed (opted out, invalid number, ambiguous)
+                          └──▶ dead (rejected, expired, attempts exhausted)
+
+Never twice: a row is marked ``sending`` (claim token + the claiming session's identity) in its own
+committed transaction *before* Twilio is called, and every later update is guarded by that token.
+A ``sending`` row whose session is gone was interrupted mid-send and becomes ``failed`` /
+``ambiguous`` — never pending again. Only a status callback can then prove it was sent.
+
+The number and body are sealed with ``PhiBox`` under an AAD that names the row, and the sealed
+payload is deleted as soon as the text is accepted or can never be sent.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from radsched.privacy import PhiBox
+
+if TYPE_CHECKING:
+    from radsched.sms.sender import OutboxSender
+
+NOTIFY_CHANNEL = "radsched_sms_outbox"
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+# Rank of outbox states for status callbacks, which may arrive late, twice or out of order: a
+# callback only ever moves a row forward. Rows a callback may rescue (ambiguous, dead, pending after a
+# 5xx that Twilio in fact accepted) rank lowest; a failure Twilio itself reported ranks as final.
+_RANK = {"pending": 0, "sending": 0, "dead": 0, "sent": 1, "delivered": 2, "failed": 2}
+_DELIVERED = frozenset({"delivered", "read"})
+_FAILED = frozenset({"failed", "undelivered", "canceled"})
+
+
+def payload_aad(row_id: int) -> bytes:
+    return f"sms_outbox:{row_id}".encode()
+
+
+async def enqueue_text(
+    conn: asyncpg.Connection,
+    *,
+    phi: PhiBox,
+    to_e164: str,
+    body: str,
+    template_id: str,
+    phone_hash: str,
+    conversation_id: uuid.UUID | None,
+    correlation_id: str,
+    now: datetime,
+    not_after: datetime | None = None,
+) -> int:
+    """Queue one text in the caller's transaction; return the ``sms_outbox`` row id.
+
+    The row is visible to senders only when the caller commits; the NOTIFY is delivered at commit
+    too, so every daemon sharing the database wakes up then (and not for a rolled-back text).
+    """
+    if not _E164.fullmatch(to_e164):
+        raise ValueError("enqueue_text needs an E.164 number")
+    if not body:
+        raise ValueError("enqueue_text needs a body")
+    row_id: int = await conn.fetchval("SELECT nextval('sms_outbox_id_seq')")
+    sealed = phi.seal({"to": to_e164, "body": body}, aad=payload_aad(row_id))
+    await conn.execute(
+        """
+        WITH queued AS (
+            INSERT INTO sms_outbox (id, conversation_id, phone_hash, template_id, payload,
+                                    next_attempt_at, not_after, created_at, correlation_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8)
+            RETURNING id
+        )
+        SELECT pg_notify($9, '') FROM queued
+        """,
+        row_id,
+        conversation_id,
+        phone_hash,
+        template_id,
+        sealed,
+        now,
+        not_after,
+        correlation_id,
+        NOTIFY_CHANNEL,
+    )
+    return row_id
+
+
+class SmsOutbox:
+    """The handle other components hold (``daemon.sms_outbox``): wake the sender after a commit.
+
+    Waking is an optimisation: the NOTIFY from ``enqueue_text`` and the sender's periodic sweep
+    find the row anyway, so calling ``wake`` is never required for correctness.
+    """
+
+    def __init__(self, sender: OutboxSender | None = None) -> None:
+        self.sender = sender
+
+    def wake(self) -> None:
+        if self.sender is not None:
+            self.sender.wake()
+
+
+# --- the sender's side ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedText:
+    id: int
+    claim_token: uuid.UUID
+    payload: bytes | None
+    template_id: str
+    phone_hash: str
+    attempts: int
+    not_after: datetime | None
+    correlation_id: str
+
+
+SESSION_IDENTITY_SQL = """
+SELECT pid::text || '@' || (extract(epoch FROM backend_start) * 1000000)::bigint::text
+FROM pg_stat_activity WHERE pid = pg_backend_pid()
+"""
+
+
+async def claim_due(
+    conn: asyncpg.Connection, *, now: datetime, limit: int, claimed_by: str
+) -> list[ClaimedText]:
+    """Mark up to ``limit`` due rows 'sending' (SKIP LOCKED: other daemons take other rows)."""
+    token = uuid.uuid4()
+    rows = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT id FROM sms_outbox
+            WHERE state = 'pending' AND next_attempt_at <= $1
+            ORDER BY next_attempt_at, id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE sms_outbox o
+        SET state = 'sending', attempts = o.attempts + 1,
+            claim_token = $3, claimed_by = $4, claimed_at = $1
+        FROM due WHERE o.id = due.id
+        RETURNING o.id, o.payload, o.template_id, o.phone_hash, o.attempts, o.not_after,
+                  o.correlation_id
+        """,
+        now,
+        limit,
+        token,
+        claimed_by,
+    )
+    return [
+        ClaimedText(
+            id=r["id"],
+            claim_token=token,
+            payload=r["payload"],
+            template_id=r["template_id"],
+            phone_hash=r["phone_hash"],
+            attempts=r["attempts"],
+            not_after=r["not_after"],
+            correlation_id=r["correlation_id"],
+        )
+        for r in sorted(rows, key=lambda r: int(r["id"]))
+    ]
+
+
+async def mark_sent(
+    conn: asyncpg.Connection, text: ClaimedText, *, sid: str, now: datetime
+) -> str | None:
+    """Twilio accepted the text: keep the MessageSid, delete the sealed payload.
+
+    A status callback can beat this update (Twilio is fast, our commit is not); it then left its
+    status on the row, and the row goes straight to that status. Returns the new state, or None
+    when the claim was lost (the row was declared ambiguous meanwhile).
+    """
+    state: str | None = await conn.fetchval(
+        """
+        UPDATE sms_outbox
+        SET state = CASE WHEN provider_status = ANY($5::text[]) THEN 'delivered'
+                         WHEN provider_status = ANY($6::text[]) THEN 'failed'
+                         ELSE 'sent' END,
+            provider_sid = $3, sent_at = $4, payload = NULL, claim_token = NULL,
+            error_class = NULL, error_code = NULL, last_error = NULL
+        WHERE id = $1 AND claim_token = $2 AND state = 'sending'
+        RETURNING state
+        """,
+        text.id,
+        text.claim_token,
+        sid,
+        now,
+        list(_DELIVERED),
+        list(_FAILED),
+    )
+    return state
+
+
+async def mark_retry(
+    conn: asyncpg.Connection,
+    text: ClaimedText,
+    *,
+    next_attempt_at: datetime,
+    error_class: str,
+    error_code: int | None,
+    last_error: str,
+) -> bool:
+    """Back to 'pending' for another attempt at ``next_attempt_at`` (nothing was created)."""
+    done = await conn.fetchval(
+        """
+        UPDATE sms_outbox
+        SET state = 'pending', next_attempt_at = $3, claim_token = NULL,
+            error_class = $4, error_code = $5, last_error = $6
+        WHERE id = $1 AND claim_token = $2 AND state = 'sending'
+        RETURNING true
+        """,
+        text.id,
+        text.claim_token,
+        next_attempt_at,
+        error_class,
+        error_code,
+        last_error,
+    )
+    return bool(done)
+
+
+async def mark_final(
+    conn: asyncpg.Connection,
+    text: ClaimedText,
+    *,
+    state: str,
+    error_class: str,
+    error_code: int | None,
+    last_error: str,
+    keep_payload: bool,
+) -> bool:
+    """'failed' or 'dead' for good. The payload is kept only where an operator may still retry."""
+    done = await conn.fetchval(
+        """
+        UPDATE sms_outbox
+        SET state = $3, claim_token = NULL, error_class = $4, error_code = $5, last_error = $6,
+            payload = CASE WHEN $7 THEN payload END
+        WHERE id = $1 AND claim_token = $2 AND state = 'sending'
+        RETURNING true
+        """,
+        text.id,
+        text.claim_token,
+        state,
+        error_class,
+        error_code,
+        last_error,
+        keep_payload,
+    )
+    return bool(done)
+
+
+async def recover_interrupted(
+    conn: asyncpg.Connection, *, now: datetime, lease_s: float
+) -> list[str]:
+    """Declare 'sending' rows of vanished sessions (or older than the lease) ambiguous.
+
+    Returns their template ids (for the metrics). The payload stays so that an operator who checks
+    Twilio's log and finds the text missing can retry it by hand.
+    """
+    rows = await conn.fetch(
+        """
+        UPDATE sms_outbox
+        SET state = 'failed', claim_token = NULL, error_class = 'ambiguous',
+            last_error = 'interrupted mid-send; not re-sent (needs review)'
+        WHERE state = 'sending'
+          AND (claimed_at < $1::timestamptz - make_interval(secs => $2::float8)
+               OR claimed_by IS NULL
+               OR claimed_by NOT IN (
+                   SELECT pid::text || '@'
+                          || (extract(epoch FROM backend_start) * 1000000)::bigint::text
+                   FROM pg_stat_activity WHERE pid IS NOT NULL AND backend_start IS NOT NULL))
+        RETURNING template_id
+        """,
+        now,
+        lease_s,
+    )
+    return [r["template_id"] for r in rows]
+
+
+async def next_due(conn: asyncpg.Connection) -> datetime | None:
+    due: datetime | None = await conn.fetchval(
+        "SELECT min(next_attempt_at) FROM sms_outbox WHERE state = 'pending'"
+    )
+    return due
+
+
+async def backlog(conn: asyncpg.Connection) -> tuple[int, datetime | None]:
+    """(texts waiting or in flight, creation time of the oldest)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, min(created_at) AS oldest FROM sms_outbox "
+        "WHERE state IN ('pending', 'sending')"
+    )
+    assert row is not None
+    return int(row["n"]), row["oldest"]
+
+
+# --- status callbacks ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    outbox_id: int
+    template_id: str
+    phone_hash: str
+    correlation_id: str
+    old_state: str
+    new_state: str
+    error_code: int | None
+
+
+def target_state(message_status: str) -> str:
+    if message_status in _DELIVERED:
+        return "delivered"
+    if message_status in _FAILED:
+        return "failed"
+    return "sent"
+
+
+async def apply_status(
+    conn: asyncpg.Connection,
+    *,
+    sid: str,
+    message_status: str,
+    error_code: int | None,
+    error_class: str | None,
+    outbox_id: int | None,
+    now: datetime,
+) -> StatusChange | None:
+    """Record a status callback on its outbox row; None when the row is unknown.
+
+    The row is found by MessageSid, or — for a text whose send was ambiguous, so we never learnt its
+    sid — by the ``?outbox=<id>`` our StatusCallback URL carries. A row still 'sending' only notes
+    the status (``mark_sent`` applies it); otherwise the row moves forward, never back.
+    """
+    row = await conn.fetchrow(
+        "SELECT id, state, error_class, template_id, phone_hash, correlation_id "
+        "FROM sms_outbox WHERE provider_sid = $1 FOR UPDATE",
+        sid,
+    )
+    if row is None and outbox_id is not None:
+        row = await conn.fetchrow(
+            "SELECT id, state, error_class, template_id, phone_hash, correlation_id "
+            "FROM sms_outbox WHERE id = $1 AND provider_sid IS NULL FOR UPDATE",
+            outbox_id,
+        )
+    if row is None:
+        return None
+    old = row["state"]
+    new = target_state(message_status)
+    rescuable = old == "failed" and row["error_class"] == "ambiguous"
+    if old == "sending" or _RANK[new] <= (0 if rescuable else _RANK[old]):
+        new = old
+    if new == old:
+        await conn.execute(
+            "UPDATE sms_outbox SET provider_sid = $2, provider_status = $3, status_at = $4 "
+            "WHERE id = $1",
+            row["id"],
+            sid,
+            message_status,
+            now,
+        )
+    else:
+        failed = new == "failed"
+        await conn.execute(
+            """
+            UPDATE sms_outbox
+            SET state = $2, provider_sid = $3, provider_status = $4, status_at = $5,
+                sent_at = coalesce(sent_at, $5), payload = NULL, claim_token = NULL,
+                error_code = CASE WHEN $6 THEN $7::integer END,
+                error_class = CASE WHEN $6 THEN $8::text END,
+                last_error = CASE WHEN $6 THEN 'status callback: ' || $4::text END
+            WHERE id = $1
+            """,
+            row["id"],
+            new,
+            sid,
+            message_status,
+            now,
+            failed,
+            error_code,
+            error_class,
+        )
+    return StatusChange(
+        outbox_id=row["id"],
+        template_id=row["template_id"],
+        phone_hash=row["phone_hash"],
+        correlation_id=row["correlation_id"],
+        old_state=old,
+        new_state=new,
+        error_code=error_code,
+    )
