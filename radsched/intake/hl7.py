@@ -1,0 +1,86 @@
+"""ORM^O01 from the RIS: the handler registered on the inbound router.
+
+AA means the order, its conversation and its first text are committed. AE (never accepted, the
+sender must fix the order): unreadable order, no usable mobile number, modality missing or not a
+DICOM code. AR (try again) is the router's answer to anything unexpected. ORC-1 = CA cancels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+
+import asyncpg
+
+from channels import AckCode, Dialect, Message, OrderRef, ParseError
+from radsched.inbound import InboundContext, Outcome, Rejected
+from radsched.intake.choice import choose_phone, resolve_modality
+from radsched.intake.service import OrderIntake
+
+log = logging.getLogger("radsched.intake.hl7")
+
+__all__ = ["OrmHandler"]
+
+# ORC-1 values that carry a new order; status updates (SC), holds and the like change nothing here.
+_NEW = frozenset({"NW", "XO", "SN"})
+
+
+class OrmHandler:
+    def __init__(
+        self,
+        intake: OrderIntake,
+        dialect: Dialect,
+        procedure_modalities: Mapping[str, str],
+        wake: Callable[[], None],
+    ) -> None:
+        self._intake = intake
+        self._dialect = dialect
+        self._mapping = procedure_modalities
+        self._wake = wake
+
+    async def __call__(
+        self, conn: asyncpg.Connection, msg: Message, ctx: InboundContext
+    ) -> Outcome:
+        try:
+            order = self._dialect.parse_order(msg)
+        except ParseError as exc:
+            self._intake.metrics.order("", "rejected_unreadable")
+            raise Rejected(
+                exc.reason, error_code=exc.hl7_error_code, location=exc.location
+            ) from None
+        extra = {"control_id": order.control_id, "order_control": order.order_control}
+        if order.is_cancel:
+            found = await self._intake.cancel(conn, order.order_id, ctx.correlation_id)
+            ctx.after_commit.append(lambda: self._intake.metrics.order(order.modality, "cancelled"))
+            log.info("order cancel received", extra={**extra, "known": found})
+            return Outcome(AckCode.AA, "" if found else "order not known here; nothing to cancel")
+        if order.order_control not in _NEW:
+            log.info("order message without a new order; nothing to do", extra=extra)
+            return Outcome(AckCode.AA, f"order control {order.order_control} not acted on")
+        modality = resolve_modality(order.modality, order.procedure_code, self._mapping)
+        if modality is None:
+            self._intake.metrics.order(order.modality, "rejected_modality")
+            what = "missing" if not order.modality else "not a DICOM modality code"
+            raise Rejected(
+                f"modality (OBR-24) {what} and procedure code not mapped in [procedure_modalities]",
+                error_code="103",
+                location="OBR-24",
+            )
+        phone = choose_phone(order.phones)
+        if phone is None:
+            self._intake.metrics.order(modality, "rejected_no_mobile")
+            raise Rejected("no usable mobile number in PID-13", error_code="101", location="PID-13")
+        ref = dataclasses.replace(OrderRef.from_order(order), modality=modality)
+        decision = await self._intake.accept(
+            conn,
+            ref,
+            phone=phone,
+            facility=order.facility,
+            source="mllp",
+            correlation_id=ctx.correlation_id,
+        )
+        ctx.after_commit.append(self._intake.count(decision))
+        ctx.after_commit.append(self._wake)
+        log.info("order received", extra={**extra, "modality": modality, "status": decision.status})
+        return Outcome(AckCode.AA)

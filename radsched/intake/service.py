@@ -1,0 +1,100 @@
+"""Order intake shared by MLLP (ORM^O01) and ``POST /api/orders``: store, then start texting.
+
+Everything happens on the caller's connection, inside the transaction that also records the
+ORM's ACK (or answers the HTTP request): the sealed order, its conversation, the first text in the
+SMS outbox and the audit rows commit together, before anyone is told "accepted".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import asyncpg
+
+from channels import OrderRef
+from radsched.modality import ModalityControl
+from radsched.orders import OrderSource, OrderStore
+from radsched.sms.engine import EngineMetrics, SmsEngine
+
+log = logging.getLogger("radsched.intake")
+
+__all__ = ["Decision", "OrderIntake"]
+
+Status = Literal["accepted", "duplicate", "deferred_to_phone"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    status: Status
+    outcome: str
+    """``radsched_orders_total`` outcome label."""
+    modality: str
+
+
+class OrderIntake:
+    def __init__(
+        self,
+        *,
+        orders: OrderStore,
+        engine: SmsEngine,
+        modalities: ModalityControl,
+        metrics: EngineMetrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._orders = orders
+        self._engine = engine
+        self.modalities = modalities
+        self.metrics = metrics
+        self._clock = clock
+
+    async def accept(
+        self,
+        conn: asyncpg.Connection,
+        order: OrderRef,
+        *,
+        phone: str,
+        facility: str | None,
+        source: OrderSource,
+        correlation_id: str,
+    ) -> Decision:
+        """Store ``order`` (modality already resolved) and start its conversation."""
+        stored = await self._orders.insert(
+            conn,
+            order,
+            source=source,
+            facility=facility or None,
+            phone=phone,
+            correlation_id=correlation_id,
+            received_at=self._clock(),
+        )
+        if stored is None:
+            # Same order id again (a resend with a new control id, or the JSON webhook retried):
+            # the first one's conversation stands; never a second text.
+            return Decision("duplicate", "duplicate", order.modality)
+        enabled = await self.modalities.enabled(conn, order.modality)
+        started = await self._engine.start_order(
+            conn,
+            stored,
+            phone=phone,
+            modality_enabled=enabled,
+            correlation_id=correlation_id,
+        )
+        return Decision(started.status, started.outcome, order.modality)
+
+    async def cancel(self, conn: asyncpg.Connection, order_id: str, correlation_id: str) -> bool:
+        """ORC-1 = CA: end the conversation, drop its unsent texts, mark the order cancelled."""
+        key = self._orders.key(order_id)
+        found = await self._engine.cancel_order(conn, key, correlation_id)
+        stored = await self._orders.get_by_key(conn, key, for_update=True)
+        if stored is None:
+            return found
+        await self._orders.set_state(conn, key, "cancelled", now=self._clock(), purge_phi=True)
+        return True
+
+    def count(self, decision: Decision) -> Callable[[], None]:
+        """An after-commit callback: a rolled-back order must not be counted."""
+        return lambda: self.metrics.order(decision.modality, decision.outcome)

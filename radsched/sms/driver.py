@@ -1,0 +1,455 @@
+"""Performs what the conversation core decides, inside the caller's database transaction.
+
+One call of :meth:`Driver.apply` is one event for one conversation: ``step`` it, write the texts to
+the SMS outbox, record consent, audit, hand orders to staff, store the new state and — when the
+conversation ends — delete its sealed PHI. Everything lands in the same transaction, so a crash
+leaves either all of it or none of it. RIS commands (``FetchLocations``/``FetchSlots``/``Book``)
+are not performed here: they must never run inside a transaction, so they come back as a
+:class:`PendingCall` for the engine to make after commit (docs/sms.md, "The driver contract").
+
+The conversation row (``sms_conversations``) holds the core's state as JSON (no PHI) and, in
+``phi``, the few things a live conversation needs — the number to text back, the order id and the
+MRN — sealed with ``PHI_KEY`` under the aad ``conversation:<id>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+
+from radsched.orders import OrderState, OrderStore
+from radsched.privacy import PhiBox
+from radsched.sms.audit import AuditTrail
+from radsched.sms.codec import dump_conversation, load_conversation
+from radsched.sms.config import ConversationConfig
+from radsched.sms.consent import record_consent
+from radsched.sms.conversation import step
+from radsched.sms.model import (
+    Audit,
+    Book,
+    Command,
+    ConsentStatus,
+    Conversation,
+    DeferReason,
+    DeferToStaff,
+    EndConversation,
+    EndReason,
+    Event,
+    FetchLocations,
+    FetchSlots,
+    RecordConsent,
+    ScheduleWake,
+    SendText,
+    State,
+)
+
+log = logging.getLogger("radsched.sms.driver")
+
+__all__ = [
+    "ConversationPhi",
+    "Driver",
+    "DriverMetrics",
+    "EnqueueText",
+    "Loaded",
+    "Outcome",
+    "PendingCall",
+    "RisCommand",
+]
+
+RisCommand = FetchLocations | FetchSlots | Book
+# A menu of times or places queued longer than this is dropped by the outbox, not sent late.
+MENU_VALIDITY = timedelta(hours=1)
+_END_ORDER_STATE: dict[EndReason, OrderState] = {
+    EndReason.BOOKED: "booked",
+    EndReason.CANCELLED: "cancelled",
+    EndReason.OPTED_OUT: "deferred",
+    EndReason.DEFERRED: "deferred",
+    EndReason.EXPIRED: "deferred",
+}
+_CONSENT_WORD = {ConsentStatus.GRANTED: "granted", ConsentStatus.REVOKED: "revoked"}
+
+
+class EnqueueText(Protocol):
+    """``radsched.sms.outbox.enqueue_text`` (the SMS transport's side of the contract)."""
+
+    def __call__(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        phi: PhiBox,
+        to_e164: str,
+        body: str,
+        template_id: str,
+        phone_hash: str,
+        conversation_id: uuid.UUID | None,
+        correlation_id: str,
+        now: datetime,
+        not_after: datetime | None = None,
+    ) -> Awaitable[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPhi:
+    phone: str
+    order_id: str
+    mrn: str
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A conversation row, locked by the caller's transaction (or about to be inserted)."""
+
+    id: uuid.UUID
+    conv: Conversation
+    phone_hash: str
+    order_key: str
+    modality: str
+    facility: str | None
+    version: int
+    phi: ConversationPhi | None
+    consent: ConsentStatus
+    new: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCall:
+    """A RIS call the engine makes after commit, then answers with another event.
+
+    ``state`` and ``busy_until`` identify the request: an answer is applied only if the
+    conversation is still waiting for exactly this call (a later call or a timeout moved it on).
+    """
+
+    conversation_id: uuid.UUID
+    command: RisCommand
+    state: State
+    busy_until: datetime | None
+    order_id: str
+    mrn: str
+    correlation_id: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    conv: Conversation
+    pending: PendingCall | None = None
+    texts: int = 0
+    ended: bool = False
+    deferred: list[DeferReason] = field(default_factory=list)
+
+
+class DriverMetrics(Protocol):
+    def deferred(self, modality: str, reason: str) -> None: ...
+    def ended(self, modality: str, reason: str) -> None: ...
+    def text_queued(self, template_id: str) -> None: ...
+
+
+_SELECT = """
+SELECT c.id, c.phone_hash, c.order_key, c.modality, c.facility, c.state_data, c.phi, c.version,
+       pc.consent_state
+  FROM sms_conversations c
+  LEFT JOIN patient_sms_consents pc ON pc.phone_hash = c.phone_hash
+"""
+_CONSENT = {"granted": ConsentStatus.GRANTED, "revoked": ConsentStatus.REVOKED}
+
+
+def _query(where: str) -> str:
+    return _SELECT + where
+
+
+_BY_ID = _query("WHERE c.id = $1 FOR UPDATE OF c")
+_BY_ORDER = _query("WHERE c.order_key = $1 FOR UPDATE OF c")
+_LIVE_FOR_PHONE = _query(
+    "WHERE c.phone_hash = $1 AND c.ended_at IS NULL ORDER BY c.updated_at DESC LIMIT 1 FOR UPDATE OF c"
+)
+_LATEST_FOR_PHONE = _query(
+    "WHERE c.phone_hash = $1 ORDER BY c.updated_at DESC LIMIT 1 FOR UPDATE OF c"
+)
+_DUE = _query(
+    """WHERE c.id = (SELECT id FROM sms_conversations
+                     WHERE ended_at IS NULL AND wake_at <= $1
+                     ORDER BY wake_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+       FOR UPDATE OF c"""
+)
+
+
+class Driver:
+    """Loads, steps and stores conversations; performs every non-RIS command."""
+
+    def __init__(
+        self,
+        *,
+        cfg: ConversationConfig,
+        phi: PhiBox,
+        orders: OrderStore,
+        enqueue: EnqueueText,
+        metrics: DriverMetrics,
+    ) -> None:
+        self.cfg = cfg
+        self._phi = phi
+        self._orders = orders
+        self._enqueue = enqueue
+        self._metrics = metrics
+
+    # --- loading ---------------------------------------------------------------------------
+
+    async def load(self, conn: asyncpg.Connection, conversation_id: uuid.UUID) -> Loaded | None:
+        row = await conn.fetchrow(_BY_ID, conversation_id)
+        return self._loaded(row) if row else None
+
+    async def load_by_order(self, conn: asyncpg.Connection, order_key: str) -> Loaded | None:
+        row = await conn.fetchrow(_BY_ORDER, order_key)
+        return self._loaded(row) if row else None
+
+    async def load_for_phone(self, conn: asyncpg.Connection, phone_hash: str) -> Loaded | None:
+        """The live conversation of this phone, else its most recent one (docs/sms.md rule 7)."""
+        row = await conn.fetchrow(_LIVE_FOR_PHONE, phone_hash)
+        if row is None:
+            row = await conn.fetchrow(_LATEST_FOR_PHONE, phone_hash)
+        return self._loaded(row) if row else None
+
+    async def load_due(self, conn: asyncpg.Connection, now: datetime) -> Loaded | None:
+        """One live conversation whose wake-up is due, skipping rows another worker holds."""
+        row = await conn.fetchrow(_DUE, now)
+        return self._loaded(row) if row else None
+
+    def _loaded(self, row: asyncpg.Record) -> Loaded:
+        conv_id: uuid.UUID = row["id"]
+        data = row["state_data"]
+        conv = load_conversation(json.loads(data) if isinstance(data, str) else data)
+        phi: ConversationPhi | None = None
+        if row["phi"] is not None:
+            opened = self._phi.open(bytes(row["phi"]), aad=_aad(conv_id))
+            phi = ConversationPhi(opened["phone"], opened["order_id"], opened["mrn"])
+        return Loaded(
+            conv_id,
+            conv,
+            row["phone_hash"],
+            row["order_key"],
+            row["modality"],
+            row["facility"],
+            row["version"],
+            phi,
+            _CONSENT.get(row["consent_state"], ConsentStatus.UNKNOWN),
+        )
+
+    def new(
+        self,
+        *,
+        now: datetime,
+        phone_hash: str,
+        order_key: str,
+        modality: str,
+        facility: str | None,
+        phi: ConversationPhi,
+        consent: ConsentStatus,
+    ) -> Loaded:
+        conv_id = uuid.uuid4()
+        return Loaded(
+            conv_id,
+            Conversation.new(str(conv_id), now),
+            phone_hash,
+            order_key,
+            modality,
+            facility,
+            0,
+            phi,
+            consent,
+            new=True,
+        )
+
+    # --- one event -------------------------------------------------------------------------
+
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        loaded: Loaded,
+        event: Event,
+        now: datetime,
+        correlation_id: str,
+        *,
+        reply_to: str | None = None,
+    ) -> Outcome:
+        """Step ``event`` and perform the commands on ``conn``; the caller commits.
+
+        ``reply_to`` is the number a webhook text came from: an ended conversation has no
+        sealed number any more, but may still owe an answer (HELP, START, the "closed" text).
+        """
+        conv, commands = step(loaded.conv, event, now, self.cfg)
+        trail = AuditTrail(
+            loaded.phone_hash,
+            loaded.id,
+            correlation_id,
+            loaded.modality,
+            _CONSENT_WORD.get(loaded.consent, "unknown"),
+        )
+        phone = loaded.phi.phone if loaded.phi else reply_to
+        outcome = await self.perform(
+            conn,
+            commands,
+            trail=trail,
+            phone=phone,
+            now=now,
+            conversation_id=loaded.id,
+            order_key=loaded.order_key,
+            modality=loaded.modality,
+            state_after=conv.state.value,
+        )
+        outcome.conv = conv
+        for command in commands:
+            if isinstance(command, FetchLocations | FetchSlots | Book) and loaded.phi:
+                outcome.pending = PendingCall(
+                    loaded.id,
+                    command,
+                    conv.state,
+                    conv.busy_until,
+                    loaded.phi.order_id,
+                    loaded.phi.mrn,
+                    correlation_id,
+                )
+        await self.store(conn, loaded, conv, now, ended=outcome.ended)
+        await trail.flush(conn, now)
+        return outcome
+
+    async def perform(
+        self,
+        conn: asyncpg.Connection,
+        commands: list[Command],
+        *,
+        trail: AuditTrail,
+        phone: str | None,
+        now: datetime,
+        conversation_id: uuid.UUID | None,
+        order_key: str | None,
+        modality: str | None,
+        state_after: str | None = None,
+    ) -> Outcome:
+        """Everything but the RIS calls; also used for texts that belong to no conversation.
+
+        ``state_after`` is recorded as the outcome of an inbound text's audit row.
+        """
+        outcome = Outcome(conv=Conversation.new("", now))
+        for command in commands:
+            match command:
+                case SendText():
+                    if phone is None:
+                        trail.add("text_skipped", "system", "no_number")
+                        continue
+                    not_after = now + MENU_VALIDITY if command.time_sensitive else None
+                    await self._enqueue(
+                        conn,
+                        phi=self._phi,
+                        to_e164=phone,
+                        body=command.text,
+                        template_id=command.template_id.value,
+                        phone_hash=trail.phone_hash,
+                        conversation_id=conversation_id,
+                        correlation_id=trail.correlation_id,
+                        now=now,
+                        not_after=not_after,
+                    )
+                    outcome.texts += 1
+                    self._metrics.text_queued(command.template_id.value)
+                    trail.add(command.template_id.value, "outbound", "queued")
+                case RecordConsent(granted=granted, source=source):
+                    await record_consent(
+                        conn, trail.phone_hash, granted=granted, source=source, now=now
+                    )
+                    trail.consent_state = "granted" if granted else "revoked"
+                    trail.add("consent_granted" if granted else "consent_revoked", "system", source)
+                case Audit(kind="inbound", detail=intent):
+                    trail.add(intent or "unknown", "inbound", state_after)
+                case Audit(kind=kind, detail=detail):
+                    trail.add(kind, "system", str(detail) or None)
+                case DeferToStaff(reason=reason):
+                    outcome.deferred.append(reason)
+                    if order_key is not None:
+                        await self._orders.set_state(
+                            conn, order_key, "deferred", now=now, deferred_reason=reason.value
+                        )
+                    self._metrics.deferred(modality or "", reason.value)
+                case EndConversation(reason=reason):
+                    outcome.ended = True
+                    if order_key is not None:
+                        # The order's sealed copy goes with the conversation's (DESIGN.md s. 9).
+                        await self._orders.set_state(
+                            conn, order_key, _END_ORDER_STATE[reason], now=now, purge_phi=True
+                        )
+                    self._metrics.ended(modality or "", reason.value)
+                case ScheduleWake() | FetchLocations() | FetchSlots() | Book():
+                    pass  # wake_at is stored with the state; RIS calls are the engine's
+        return outcome
+
+    async def store(
+        self,
+        conn: asyncpg.Connection,
+        loaded: Loaded,
+        conv: Conversation,
+        now: datetime,
+        *,
+        ended: bool,
+    ) -> None:
+        state_data = json.dumps(dump_conversation(conv), separators=(",", ":"))
+        expires = conv.expires_at or now
+        if loaded.new:
+            sealed = (
+                self._phi.seal(_phi_dict(loaded.phi), aad=_aad(loaded.id))
+                if loaded.phi is not None and not ended
+                else None
+            )
+            await conn.execute(
+                """
+                INSERT INTO sms_conversations
+                    (id, phone_hash, order_key, modality, facility, state, state_data, phi,
+                     version, created_at, updated_at, expires_at, wake_at, ended_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, 1, $9, $9, $10, $11, $12)
+                """,
+                loaded.id,
+                loaded.phone_hash,
+                loaded.order_key,
+                loaded.modality,
+                loaded.facility,
+                conv.state.value,
+                state_data,
+                sealed,
+                now,
+                expires,
+                conv.wake_at,
+                now if ended else None,
+            )
+            loaded.new = False
+        else:
+            # The sealed PHI is never rewritten, only deleted at the end (ended=True).
+            await conn.execute(
+                """
+                UPDATE sms_conversations
+                   SET state = $2, state_data = $3::jsonb, version = version + 1, updated_at = $4,
+                       expires_at = coalesce($5, expires_at), wake_at = $6,
+                       ended_at = CASE WHEN $7 THEN coalesce(ended_at, $4) ELSE ended_at END,
+                       phi = CASE WHEN $7 THEN NULL ELSE phi END
+                 WHERE id = $1
+                """,
+                loaded.id,
+                conv.state.value,
+                state_data,
+                now,
+                conv.expires_at,
+                conv.wake_at,
+                ended or conv.is_over,
+            )
+            loaded.version += 1
+        loaded.conv = conv
+
+
+def _aad(conversation_id: uuid.UUID) -> bytes:
+    return b"conversation:" + str(conversation_id).encode()
+
+
+def _phi_dict(phi: ConversationPhi) -> dict[str, Any]:
+    return {"phone": phi.phone, "order_id": phi.order_id, "mrn": phi.mrn}

@@ -1,0 +1,543 @@
+"""The SMS conversation engine: events from patients, the RIS, the clock and the order intake.
+
+:class:`SmsEngine` (``daemon.sms_engine``) is what the other components call:
+
+- the order intake calls :meth:`SmsEngine.start_order` / :meth:`SmsEngine.cancel_order` inside the
+  intake transaction, so the order, its conversation and its first text commit together;
+- the Twilio webhooks call :meth:`SmsEngine.on_inbound_text` (after verifying the signature and
+  de-duplicating the MessageSid) and :meth:`SmsEngine.on_delivery_failure`;
+- a timer task feeds ``Tick`` to conversations whose ``wake_at`` is due (quiet hours ending, a RIS
+  call left unanswered, expiry).
+
+A RIS call is never made inside a transaction: transaction 1 steps the event and records the
+conversation as busy (state ``loading_*``/``booking`` with ``busy_until``), the call runs after
+commit, and transaction 2 feeds the answer — only if the conversation still waits for that very
+call. A crash in between leaves a busy conversation that the timer answers with ``RisUnavailable``
+after ``busy_timeout``; a repeated booking is idempotent in the scheduling service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from radsched.logs import correlated
+from radsched.modality import DICOM_MODALITIES
+from radsched.orders import StoredOrder
+from radsched.privacy import normalise_phone, phone_hash
+from radsched.sms.audit import AuditTrail
+from radsched.sms.consent import get_consent, record_consent
+from radsched.sms.driver import ConversationPhi, Driver, Loaded, Outcome, PendingCall
+from radsched.sms.model import (
+    Audit,
+    BookingConfirmed,
+    Command,
+    DeferReason,
+    DeferToStaff,
+    EndConversation,
+    EndReason,
+    Event,
+    InboundText,
+    OrderCancelled,
+    OrderReceived,
+    State,
+    Tick,
+)
+from radsched.sms.ris_calls import RisCaller
+from radsched.sms.stray import stray_reply
+from radsched.storage.db import Database
+
+log = logging.getLogger("radsched.sms.engine")
+
+__all__ = ["EngineMetrics", "SmsEngine", "StartResult"]
+
+# Twilio errors that end a conversation (reference/sms.md section 1.5).
+OPTED_OUT_AT_CARRIER = 21610
+NOT_TEXTABLE_CODES = frozenset({21211, 21614, 30005, 30006})
+TIMER_MAX_SLEEP_S = 30.0  # safety sweep even when nothing woke the timer
+_DUE_BATCH = 200
+
+
+def modality_label(code: str) -> str:
+    """Bounded label values: a free-text modality from a misconfigured sender is ``other``."""
+    return code if code in DICOM_MODALITIES else "other"
+
+
+class EngineMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.orders = Counter(
+            "radsched_orders",
+            "Orders received, by modality and outcome (accepted, duplicate, deferred_*, rejected_*, cancelled).",
+            ["modality", "outcome"],
+            registry=registry,
+        )
+        self.deferrals = Counter(
+            "radsched_sms_deferrals",
+            "Orders handed to staff by the SMS engine, by modality and reason.",
+            ["modality", "reason"],
+            registry=registry,
+        )
+        self.conversations_ended = Counter(
+            "radsched_sms_conversations_ended",
+            "Conversations ended, by modality and reason.",
+            ["modality", "reason"],
+            registry=registry,
+        )
+        self.texts = Counter(
+            "radsched_sms_texts_queued",
+            "Texts written to the SMS outbox, by template id.",
+            ["template"],
+            registry=registry,
+        )
+        self.transitions = Histogram(
+            "radsched_sms_transition_seconds",
+            "Time to step and store one conversation event (one transaction), by event.",
+            ["event"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+
+    def order(self, modality: str, outcome: str) -> None:
+        self.orders.labels(modality_label(modality), outcome).inc()
+
+    def deferred(self, modality: str, reason: str) -> None:
+        self.deferrals.labels(modality_label(modality), reason).inc()
+
+    def ended(self, modality: str, reason: str) -> None:
+        self.conversations_ended.labels(modality_label(modality), reason).inc()
+
+    def text_queued(self, template_id: str) -> None:
+        self.texts.labels(template_id).inc()
+
+
+class Waker(Protocol):
+    def wake(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    status: Literal["accepted", "deferred_to_phone"]
+    """What the order's sender is told (``POST /api/orders``)."""
+    outcome: str
+    """The ``radsched_orders_total`` outcome label: ``accepted`` or ``deferred_<reason>``."""
+
+
+class SmsEngine:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        driver: Driver,
+        ris: RisCaller,
+        hash_key: bytes,
+        clock: Callable[[], datetime],
+        metrics: EngineMetrics,
+        outbox: Callable[[], Waker | None],
+    ) -> None:
+        self._db = db
+        self.driver = driver
+        self._ris = ris
+        self._hash_key = hash_key
+        self._clock = clock
+        self.metrics = metrics
+        self._outbox = outbox
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer_wakeup = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # --- order intake (inside the intake transaction) --------------------------------------
+
+    async def start_order(
+        self,
+        conn: asyncpg.Connection,
+        order: StoredOrder,
+        *,
+        phone: str,
+        modality_enabled: bool,
+        correlation_id: str,
+        language: str | None = None,
+    ) -> StartResult:
+        """Create the order's conversation and perform its first step on ``conn``."""
+        assert order.order is not None
+        now = self._clock()
+        hashed = phone_hash(self._hash_key, phone)
+        consent = await get_consent(conn, hashed)
+        busy = await conn.fetchval(
+            "SELECT 1 FROM sms_conversations WHERE phone_hash = $1 AND ended_at IS NULL LIMIT 1",
+            hashed,
+        )
+        loaded = self.driver.new(
+            now=now,
+            phone_hash=hashed,
+            order_key=order.order_key,
+            modality=order.modality,
+            facility=order.facility,
+            phi=ConversationPhi(phone, order.order.order_id, order.order.mrn),
+            consent=consent,
+        )
+        # Replies cannot be told apart between two live conversations of one phone (docs/sms.md
+        # rule 7): the second order goes to staff without a text.
+        event = OrderReceived(
+            modality=order.modality,
+            modality_enabled=modality_enabled,
+            consent=consent,
+            textable=not busy,
+            ris_reachable=self._ris.reachable(),
+            language=language,
+        )
+        with correlated(correlation_id):
+            outcome = await self._apply(
+                conn, loaded, event, now=now, correlation_id=correlation_id, kind="order"
+            )
+        if outcome.deferred or outcome.conv.is_over:
+            reason = outcome.deferred[0].value if outcome.deferred else "other"
+            if busy:
+                reason = "phone_busy"
+                await conn.execute(
+                    "UPDATE orders SET deferred_reason = $2 WHERE order_key = $1",
+                    order.order_key,
+                    reason,
+                )
+            return StartResult("deferred_to_phone", "deferred_" + reason)
+        await conn.execute(
+            "UPDATE orders SET state = 'texting', updated_at = $2 WHERE order_key = $1",
+            order.order_key,
+            now,
+        )
+        return StartResult("accepted", "accepted")
+
+    async def cancel_order(
+        self, conn: asyncpg.Connection, order_key: str, correlation_id: str
+    ) -> bool:
+        """ORC-1 = CA: end the conversation (no text) and drop its unsent texts."""
+        loaded = await self.driver.load_by_order(conn, order_key)
+        if loaded is None:
+            return False
+        now = self._clock()
+        await self._apply(
+            conn, loaded, OrderCancelled(), now=now, correlation_id=correlation_id, kind="cancel"
+        )
+        dropped = await conn.execute(
+            """
+            UPDATE sms_outbox SET state = 'dead', payload = NULL, last_error = 'order cancelled'
+             WHERE conversation_id = $1 AND state = 'pending'
+            """,
+            loaded.id,
+        )
+        log.info("order cancelled", extra={"conversation": str(loaded.id), "texts": dropped})
+        return True
+
+    # --- patient texts (from the webhook) --------------------------------------------------
+
+    async def on_inbound_text(
+        self, from_e164: str, body: str, message_sid: str, correlation_id: str
+    ) -> None:
+        phone = normalise_phone(from_e164)
+        if phone is None:
+            log.warning("inbound text from an invalid number ignored", extra={"sid": message_sid})
+            return
+        hashed = phone_hash(self._hash_key, phone)
+        event = InboundText(body, message_sid)
+        with correlated(correlation_id):
+            now = self._clock()
+            async with self._db.transaction("sms.inbound") as conn:
+                loaded = await self.driver.load_for_phone(conn, hashed)
+                if loaded is None:
+                    await self._stray(
+                        conn, hashed, phone, event, now=now, correlation_id=correlation_id
+                    )
+                    pending = None
+                else:
+                    outcome = await self._apply(
+                        conn,
+                        loaded,
+                        event,
+                        now=now,
+                        correlation_id=correlation_id,
+                        kind="inbound",
+                        reply_to=phone,
+                    )
+                    pending = outcome.pending
+            self.wake_outbox()
+            if pending is not None:
+                self._spawn(pending)
+
+    async def _stray(
+        self,
+        conn: asyncpg.Connection,
+        hashed: str,
+        phone: str,
+        event: InboundText,
+        *,
+        now: datetime,
+        correlation_id: str,
+    ) -> None:
+        consent = await get_consent(conn, hashed)
+        recent = await conn.fetchval(
+            """
+            SELECT count(*) FROM sms_audit_log
+             WHERE phone_hash = $1 AND direction = 'outbound' AND message_type = 'ended'
+               AND occurred_at > $2
+            """,
+            hashed,
+            now - timedelta(days=1),
+        )
+        commands = stray_reply(event, consent, int(recent), now, self.driver.cfg)
+        trail = AuditTrail(hashed, None, correlation_id, None, consent.value)
+        await self.driver.perform(
+            conn,
+            commands,
+            trail=trail,
+            phone=phone,
+            now=now,
+            conversation_id=None,
+            order_key=None,
+            modality=None,
+            state_after="no_conversation",
+        )
+        await trail.flush(conn, now)
+
+    async def on_delivery_failure(
+        self, phone_hash: str, error_code: int, correlation_id: str
+    ) -> None:
+        """Twilio refused a text for good: 21610 opted out at the carrier; 21211/21614 bad number."""
+        opted_out = error_code == OPTED_OUT_AT_CARRIER
+        if not opted_out and error_code not in NOT_TEXTABLE_CODES:
+            return
+        with correlated(correlation_id):
+            now = self._clock()
+            async with self._db.transaction("sms.delivery_failure") as conn:
+                trail = AuditTrail(phone_hash, None, correlation_id, None)
+                if opted_out:
+                    await record_consent(
+                        conn, phone_hash, granted=False, source=f"twilio-{error_code}", now=now
+                    )
+                    trail.consent_state = "revoked"
+                    trail.add("consent_revoked", "system", f"twilio-{error_code}")
+                loaded = await self.driver.load_for_phone(conn, phone_hash)
+                if loaded is not None and not loaded.conv.is_over:
+                    trail.session_id, trail.modality = loaded.id, loaded.modality
+                    await self._end_from_outside(
+                        conn,
+                        loaded,
+                        opted_out=opted_out,
+                        error_code=error_code,
+                        now=now,
+                        correlation_id=correlation_id,
+                    )
+                await trail.flush(conn, now)
+
+    async def _end_from_outside(
+        self,
+        conn: asyncpg.Connection,
+        loaded: Loaded,
+        *,
+        opted_out: bool,
+        error_code: int,
+        now: datetime,
+        correlation_id: str,
+    ) -> None:
+        # No core event exists for "the carrier says this number cannot be texted"; the ending is
+        # the core's own (defer, audit, end), performed without a text that could not arrive.
+        reason = EndReason.OPTED_OUT if opted_out else EndReason.DEFERRED
+        defer = DeferReason.OPTED_OUT if opted_out else DeferReason.NOT_TEXTABLE
+        state = State.OPTED_OUT if opted_out else State.DEFERRED_TO_PHONE
+        commands: list[Command] = [
+            Audit("delivery_failed", str(error_code)),
+            DeferToStaff(defer),
+            Audit("deferred", defer),
+            Audit("ended", reason),
+            EndConversation(reason),
+        ]
+        conv = dataclasses.replace(
+            loaded.conv,
+            state=state,
+            end_reason=reason,
+            busy_until=None,
+            wake_at=None,
+            expires_at=None,
+        )
+        trail = AuditTrail(loaded.phone_hash, loaded.id, correlation_id, loaded.modality, "revoked")
+        await self.driver.perform(
+            conn,
+            commands,
+            trail=trail,
+            phone=None,
+            now=now,
+            conversation_id=loaded.id,
+            order_key=loaded.order_key,
+            modality=loaded.modality,
+        )
+        await self.driver.store(conn, loaded, conv, now, ended=True)
+        await trail.flush(conn, now)
+        await self._drop_pending_texts(conn, loaded.id, f"twilio {error_code}")
+
+    async def _drop_pending_texts(
+        self, conn: asyncpg.Connection, conversation_id: uuid.UUID, why: str
+    ) -> None:
+        await conn.execute(
+            """
+            UPDATE sms_outbox SET state = 'dead', payload = NULL, last_error = $2
+             WHERE conversation_id = $1 AND state = 'pending'
+            """,
+            conversation_id,
+            why,
+        )
+
+    # --- RIS calls (outside any transaction) -----------------------------------------------
+
+    def _spawn(self, pending: PendingCall) -> None:
+        task = asyncio.create_task(self._ris_loop(pending), name="sms-ris-call")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ris_loop(self, pending: PendingCall | None) -> None:
+        while pending is not None and not self._stopping:
+            with correlated(pending.correlation_id):
+                try:
+                    answer = await self._ris.answer(pending)
+                    pending = await self._feed_answer(pending, answer)
+                except Exception:
+                    # The conversation stays busy; the timer answers RisUnavailable at busy_until.
+                    log.exception("RIS call for a conversation failed unexpectedly")
+                    return
+            self.wake_outbox()
+
+    async def _feed_answer(self, pending: PendingCall, answer: Event) -> PendingCall | None:
+        now = self._clock()
+        async with self._db.transaction("sms.ris_answer") as conn:
+            loaded = await self.driver.load(conn, pending.conversation_id)
+            if loaded is None:
+                return None
+            conv = loaded.conv
+            moved_on = conv.state is not pending.state or conv.busy_until != pending.busy_until
+            # The conversation moved on (timeout, STOP, cancel): the answer is stale — except a
+            # confirmed booking after the end, which the core hands to staff.
+            if moved_on and not (isinstance(answer, BookingConfirmed) and conv.is_over):
+                trail = AuditTrail(
+                    loaded.phone_hash, loaded.id, pending.correlation_id, loaded.modality
+                )
+                trail.add("late_ris_answer", "system", type(answer).__name__)
+                await trail.flush(conn, now)
+                return None
+            outcome = await self._apply(
+                conn,
+                loaded,
+                answer,
+                now=now,
+                correlation_id=pending.correlation_id,
+                kind=type(answer).__name__,
+            )
+            return outcome.pending
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for in-flight RIS calls (tests, shutdown)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._tasks:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+
+    # --- timer -----------------------------------------------------------------------------
+
+    async def fire_due(self, limit: int = _DUE_BATCH) -> int:
+        """Feed ``Tick`` to every conversation whose wake-up is due now; return how many."""
+        fired = 0
+        seen: set[uuid.UUID] = set()
+        while fired < limit and not self._stopping:
+            now = self._clock()
+            correlation_id = uuid.uuid4().hex[:16]
+            pending: PendingCall | None = None
+            async with self._db.transaction("sms.tick") as conn:
+                loaded = await self.driver.load_due(conn, now)
+                if loaded is None or loaded.id in seen:
+                    break
+                seen.add(loaded.id)
+                with correlated(correlation_id):
+                    outcome = await self._apply(
+                        conn, loaded, Tick(), now=now, correlation_id=correlation_id, kind="tick"
+                    )
+                pending = outcome.pending
+            fired += 1
+            if pending is not None:
+                self._spawn(pending)
+        if fired:
+            self.wake_outbox()
+        return fired
+
+    def wake_timer(self) -> None:
+        self._timer_wakeup.set()
+
+    def start_timer(self) -> None:
+        self._timer = asyncio.create_task(self._timer_loop(), name="sms-timer")
+
+    async def _timer_loop(self) -> None:
+        while not self._stopping:
+            self._timer_wakeup.clear()
+            try:
+                await self.fire_due()
+                delay = await self._next_delay()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("conversation timer: database error", extra={"error": str(exc)})
+                delay = TIMER_MAX_SLEEP_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_wakeup.wait(), timeout=delay)
+
+    async def _next_delay(self) -> float:
+        nearest = await self._db.fetchval(
+            "sms.next_wake",
+            "SELECT min(wake_at) FROM sms_conversations WHERE ended_at IS NULL",
+        )
+        if nearest is None:
+            return TIMER_MAX_SLEEP_S
+        seconds: float = (nearest - self._clock()).total_seconds()
+        return min(TIMER_MAX_SLEEP_S, max(0.05, seconds))
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        self._stopping = True
+        self._timer_wakeup.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            await asyncio.gather(self._timer, return_exceptions=True)
+        await self.drain(grace)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        conn: asyncpg.Connection,
+        loaded: Loaded,
+        event: Event,
+        *,
+        now: datetime,
+        correlation_id: str,
+        kind: str,
+        reply_to: str | None = None,
+    ) -> Outcome:
+        with self.metrics.transitions.labels(kind).time():
+            outcome = await self.driver.apply(
+                conn, loaded, event, now, correlation_id, reply_to=reply_to
+            )
+        if outcome.conv.wake_at is not None:
+            self._timer_wakeup.set()
+        return outcome
+
+    def wake_outbox(self) -> None:
+        outbox = self._outbox()
+        if outbox is not None:
+            outbox.wake()

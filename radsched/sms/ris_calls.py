@@ -1,0 +1,161 @@
+"""The conversation's RIS commands, made through the scheduling service and turned into events.
+
+``FetchLocations`` → ``LocationsLoaded``, ``FetchSlots`` → ``SlotsLoaded``, ``Book`` →
+``BookingConfirmed`` / ``BookingRejected``; every failure to get an answer (RIS unreachable, too
+slow, an error or unparseable reply to a query) → ``RisUnavailable``, which the core turns into the
+call-us text with the order kept for staff. A refusal of the booking itself (AE/AR, HTTP 409) is
+``BookingRejected(slot_taken)``: the patient is offered fresh times.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from radsched.sms.driver import PendingCall
+from radsched.sms.model import (
+    Book,
+    BookingConfirmed,
+    BookingRejected,
+    Event,
+    FetchLocations,
+    FetchSlots,
+    Location,
+    LocationsLoaded,
+    RejectReason,
+    RisUnavailable,
+    Slot,
+    SlotsLoaded,
+)
+
+if TYPE_CHECKING:
+    from radsched.ris.service import SchedulingService
+
+log = logging.getLogger("radsched.sms.ris")
+
+__all__ = ["SLOT_SEARCH_DAYS", "RisCaller"]
+
+SLOT_SEARCH_DAYS = 21  # how far ahead a slot menu looks; later than that, staff are better placed
+# Slots start on whole minutes; asking from one second after the last offered start gives
+# "strictly after" without relying on the RIS's boundary semantics.
+_AFTER = timedelta(seconds=1)
+
+
+class RisCaller:
+    """Performs one RIS command for a conversation and returns the event that answers it."""
+
+    def __init__(
+        self,
+        scheduling: Callable[[], SchedulingService | None],
+        *,
+        clock: Callable[[], datetime],
+        search_days: int = SLOT_SEARCH_DAYS,
+    ) -> None:
+        self._scheduling = scheduling
+        self._clock = clock
+        self._window = timedelta(days=search_days)
+
+    def reachable(self) -> bool:
+        """The current view of the RIS for ``OrderReceived.ris_reachable``."""
+        service = self._scheduling()
+        if service is None:
+            return False
+        view = getattr(service, "reachable", True)  # a circuit breaker, where the service has one
+        return bool(view() if callable(view) else view)
+
+    async def answer(self, call: PendingCall) -> Event:
+        service = self._scheduling()
+        if service is None:
+            return RisUnavailable()
+        from radsched.ris import errors
+
+        command = call.command
+        try:
+            match command:
+                case FetchLocations(modality=modality):
+                    return await self._locations(service, modality)
+                case FetchSlots():
+                    return await self._slots(service, command)
+                case Book():
+                    return await self._book(service, command, call)
+        except errors.SlotUnavailable:
+            return BookingRejected(RejectReason.SLOT_TAKEN)
+        except (errors.UnknownOrder, errors.UnknownLocation) as exc:
+            if isinstance(command, Book):
+                return BookingRejected(RejectReason.REJECTED)
+            log.warning("RIS does not know the location", extra={"code": exc.code})
+            return (
+                LocationsLoaded(())
+                if isinstance(command, FetchLocations)
+                else SlotsLoaded((), more_available=False)
+            )
+        except errors.RisFailed:
+            if isinstance(command, Book):
+                return BookingRejected(RejectReason.REJECTED)
+            return RisUnavailable()
+        except errors.SchedulingError as exc:
+            log.warning("RIS call failed", extra={"code": exc.code, "call": type(command).__name__})
+            return RisUnavailable()
+        except Exception:
+            # A bug must not leave the patient waiting for the busy timeout: hand over now.
+            log.exception("RIS call raised unexpectedly", extra={"call": type(command).__name__})
+            return RisUnavailable()
+        raise AssertionError(f"not a RIS command: {type(command).__name__}")
+
+    @staticmethod
+    async def _locations(service: SchedulingService, modality: str) -> LocationsLoaded:
+        found = await service.locations(modality)
+        return LocationsLoaded(
+            tuple(
+                Location(loc.id, loc.name)
+                for loc in found
+                if not loc.modalities or modality in loc.modalities
+            )
+        )
+
+    async def _slots(self, service: SchedulingService, command: FetchSlots) -> SlotsLoaded:
+        now = self._clock()
+        start = max(now, command.after + _AFTER) if command.after else now
+        found = await service.slots(
+            command.location_id,
+            command.modality,
+            start=start,
+            end=start + self._window,
+            limit=command.count + 1,
+        )
+        later = sorted(
+            (s for s in found if command.after is None or s.start > command.after),
+            key=lambda s: s.start,
+        )
+        page = later[: command.count]
+        return SlotsLoaded(
+            tuple(Slot(s.id, s.location_id, s.start, s.duration_minutes) for s in page),
+            more_available=len(later) > len(page),
+        )
+
+    @staticmethod
+    async def _book(
+        service: SchedulingService, command: Book, call: PendingCall
+    ) -> BookingConfirmed:
+        from radsched.ris.service import BookingInput
+
+        booked = await service.book(
+            BookingInput(
+                order_id=call.order_id,
+                mrn=call.mrn,
+                slot_id=command.slot_id,
+                location_id=command.location_id,
+                modality=command.modality,
+                source="sms",
+                correlation_id=call.correlation_id,
+            )
+        )
+        appointment = booked.appointment
+        return BookingConfirmed(
+            confirmation_code=appointment.confirmation_code,
+            appointment_id=str(booked.booking_id),
+            start=appointment.slot.start,
+            location_name=appointment.location.name or None,
+        )
