@@ -120,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules that contribute sub-commands: each has ``register(subparsers) -> None`` and keeps its heavy
 # imports inside the command functions so ``radsched --help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "radsched.replay",
+    "radsched.simris.cli",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

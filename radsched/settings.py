@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     ris_addr: str | None = None
     ris_dialect: Literal["ch10-2.5.1", "qie-2.3"] = "ch10-2.5.1"
     ris_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    # How long RIS locations per modality are cached (0 = ask the RIS every time).
+    location_cache_s: float = Field(default=300.0, ge=0, le=86_400)
     emr_routes: str | None = None
     sending_app: str = Field(default="RADSCHED", min_length=1, max_length=180)
     sending_facility: str = Field(default="RADSCHED", min_length=1, max_length=180)

@@ -1,0 +1,154 @@
+"""The RIS gateway component: dialect, RIS connection (or the in-process simulated RIS), scheduling
+service, readiness check, REST routes and the OpenAPI document. Started first among the components.
+
+Site configuration beyond the public settings lives in the ``RADSCHED_CONFIG`` TOML file:
+
+* ``[dialect]`` — field placements and format switches of the RIS dialect (``channels`` overrides);
+* ``[ris]`` — ``application`` / ``facility`` (MSH-5/6 we address the RIS as), ``tls`` (true: TLS with the
+  system trust store), ``tls_ca`` (CA file instead), ``tls_cert`` + ``tls_key`` (client certificate for
+  mutual TLS), ``tls_server_name`` (name to verify when it differs from the host), ``connect_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from channels import ConfigError as DialectConfigError
+from channels import Party, get_dialect
+from radsched.errors import ConfigError
+from radsched.ris import openapi
+from radsched.ris.client import RisClient
+from radsched.ris.control_ids import ControlIds
+from radsched.ris.rest import add_routes
+from radsched.ris.service import SchedulingService
+from radsched.settings import HostPort, toml_sections
+
+if TYPE_CHECKING:
+    from radsched.daemon import Daemon
+
+log = logging.getLogger("radsched.ris")
+
+_RIS_KEYS = {
+    "application",
+    "facility",
+    "tls",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_server_name",
+    "connect_timeout_s",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RisPeer:
+    """The ``[ris]`` table, checked."""
+
+    party: Party
+    ssl: ssl.SSLContext | None
+    server_name: str | None
+    connect_timeout: float
+
+
+def ris_peer(table: dict[str, Any]) -> RisPeer:
+    unknown = set(table) - _RIS_KEYS
+    if unknown:
+        raise ConfigError(
+            f"RADSCHED_CONFIG [ris]: unknown key {sorted(unknown)[0]!r} "
+            f"(known: {', '.join(sorted(_RIS_KEYS))})"
+        )
+    party = Party(str(table.get("application", "RIS")), str(table.get("facility", "RIS")))
+    ca, cert, key = table.get("tls_ca"), table.get("tls_cert"), table.get("tls_key")
+    context: ssl.SSLContext | None = None
+    if table.get("tls") or ca or cert:
+        try:
+            context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        except (OSError, ssl.SSLError):
+            raise ConfigError(f"RADSCHED_CONFIG [ris] tls_ca: cannot load {ca}") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cert or key:
+            if not (cert and key):
+                raise ConfigError("RADSCHED_CONFIG [ris]: tls_cert and tls_key go together")
+            try:
+                context.load_cert_chain(Path(str(cert)), Path(str(key)))
+            except (OSError, ssl.SSLError):
+                raise ConfigError(
+                    "RADSCHED_CONFIG [ris] tls_cert/tls_key: cannot load the client certificate"
+                ) from None
+    timeout = float(table.get("connect_timeout_s", 5.0))
+    server_name = table.get("tls_server_name")
+    return RisPeer(party, context, str(server_name) if server_name else None, timeout)
+
+
+async def _simulated_ris(
+    daemon: Daemon, stack: AsyncExitStack, overrides: dict[str, Any]
+) -> HostPort:
+    from radsched.simris import SimRis, default_calendar
+
+    sim = SimRis(default_calendar(tz=daemon.tz, clock=daemon.clock), overrides=overrides)
+    await sim.start("127.0.0.1", 0)
+    stack.push_async_callback(sim.aclose)
+    addr = HostPort("127.0.0.1", sim.port)
+    daemon.listening["sim-ris"] = addr
+    log.info("RIS_ADDR is unset: using the simulated RIS in-process", extra={"ris": str(addr)})
+    return addr
+
+
+async def start(daemon: Daemon, stack: AsyncExitStack) -> SchedulingService:
+    settings = daemon.settings
+    sections = toml_sections()
+    overrides = dict(sections.get("dialect", {}))
+    peer = ris_peer(dict(sections.get("ris", {})))
+    ids = ControlIds()
+    try:
+        dialect = get_dialect(
+            settings.ris_dialect,
+            overrides,
+            local=daemon.me,
+            remote=peer.party,
+            tz=daemon.tz,
+            clock=daemon.clock,
+            control_ids=ids,
+        )
+    except DialectConfigError as exc:
+        raise ConfigError(f"RADSCHED_CONFIG [dialect]: {exc}") from None
+    addr = settings.ris_hostport or await _simulated_ris(daemon, stack, overrides)
+    client = RisClient(
+        addr.host,
+        addr.port,
+        timeout=settings.ris_timeout_s,
+        metrics=daemon.hl7_metrics,
+        ssl_context=peer.ssl,
+        server_hostname=peer.server_name,
+        connect_timeout=peer.connect_timeout,
+    )
+    stack.push_async_callback(client.aclose)
+    service = SchedulingService(
+        db=daemon.db,
+        orders=daemon.orders,
+        ris=client,
+        dialect=dialect,
+        control_ids=ids,
+        tz=daemon.tz,
+        clock=daemon.clock,
+        location_cache_s=settings.location_cache_s,
+    )
+    stack.push_async_callback(service.aclose)
+    daemon.readiness.add("ris", client.ready)
+    add_routes(daemon.app, service, daemon.secrets.api_keys, daemon.tz)
+    openapi.install(daemon.app)
+    started_at: datetime = daemon.clock()
+    resolver = asyncio.create_task(service.run_resolver(started_at), name="ris-resolver")
+    stack.callback(resolver.cancel)
+    log.info(
+        "RIS gateway ready",
+        extra={"ris": str(addr), "dialect": dialect.name, "timeout_s": settings.ris_timeout_s},
+    )
+    return service
