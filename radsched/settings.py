@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     mllp_max_connections: int = Field(default=64, ge=1, le=10_000)
     mllp_idle_timeout_s: float = Field(default=600.0, gt=0)
     mllp_max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # EMR outbox and retention (radsched/emr, radsched/retention.py; docs/operations.md).
+    emr_ack_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    emr_max_rejections: int = Field(default=3, ge=1, le=100)
+    emr_retry_initial_s: float = Field(default=1.0, gt=0, le=3600)
+    emr_retry_max_s: float = Field(default=300.0, gt=0, le=86400)
+    emr_failing_alert_s: float = Field(default=300.0, gt=0)
+    duplicate_window_days: int = Field(default=30, ge=1, le=3650)
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,222 @@
+"""SIU to the EMRs: store-and-forward outbox, routing by facility, relay mode, one sender per destination.
+
+The component (``await emr.start(daemon, stack)`` in the composition root):
+
+* parses ``EMR_ROUTES`` (:mod:`.routes`) or, when unset, starts the in-process EMR sink (:mod:`.sink`);
+* registers the booking hook on ``daemon.scheduling`` (:mod:`.enqueue`) and the relay handlers for
+  SIU^S12-S15/S26 on ``daemon.inbound`` (:mod:`.relay`) — both write ``hl7_outbox`` rows in the
+  transaction of the change that caused them;
+* runs one :class:`~.sender.DestinationSender` per destination, coordinated across daemons by
+  advisory locks and woken by LISTEN/NOTIFY (:mod:`.coordinator`);
+* exports per-destination metrics (:mod:`.metrics`) and a readiness check that names destinations
+  failing for longer than ``EMR_FAILING_ALERT_S``.
+
+Operator side: ``radsched outbox`` (radsched/commands/outbox.py) and docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from radsched.emr.coordinator import Coordinator
+from radsched.emr.enqueue import OutboxWriter
+from radsched.emr.metrics import EmrMetrics
+from radsched.emr.relay import RELAYED, relay_handler
+from radsched.emr.routes import Routes, parse_routes, sink_routes
+from radsched.emr.sender import DestinationSender, SenderConfig
+from radsched.emr.sink import EmrSink
+from radsched.emr.store import queue_stats
+from radsched.storage.db import Database
+
+if TYPE_CHECKING:
+    from radsched.daemon import Daemon
+
+__all__ = ["EmrOutbox", "start"]
+
+log = logging.getLogger("radsched.emr")
+
+STATS_INTERVAL_S = 5.0
+
+
+class EmrOutbox:
+    """The running EMR component, reachable as ``daemon.emr``."""
+
+    def __init__(
+        self,
+        *,
+        routes: Routes,
+        writer: OutboxWriter,
+        senders: dict[str, DestinationSender],
+        coordinator: Coordinator,
+        db: Database,
+        metrics: EmrMetrics,
+        clock: Callable[[], datetime],
+        failing_alert_s: float,
+        sink: EmrSink | None,
+    ) -> None:
+        self.routes = routes
+        self.writer = writer
+        self.senders = senders
+        self.sink = sink
+        self.metrics = metrics
+        self._coordinator = coordinator
+        self._db = db
+        self._clock = clock
+        self._failing_alert_s = failing_alert_s
+        self._tasks: list[asyncio.Task[None]] = []
+        self._oldest: dict[str, datetime | None] = {}
+
+    def wake(self, destination: str = "*") -> None:
+        """Wake one destination's sender (``*``: all); NOTIFY payloads arrive here."""
+        if destination == "*":
+            for sender in self.senders.values():
+                sender.wake()
+        elif destination in self.senders:
+            self.senders[destination].wake()
+
+    async def start(self) -> None:
+        await self._coordinator.start()
+        for sender in self.senders.values():
+            self._tasks.append(asyncio.create_task(sender.run(), name=f"emr:{sender.name}"))
+        self._tasks.append(asyncio.create_task(self._stats_loop(), name="emr-stats"))
+
+    async def refresh_stats(self) -> None:
+        """Queue gauges from the shared table (every daemon reports the same numbers)."""
+        async with self._db.transaction("emr.stats") as conn:
+            stats = await queue_stats(conn)
+        seen = set(self.senders)
+        for s in stats:
+            self._track(s.destination)
+            self.metrics.queued.labels(s.destination).set(s.pending)
+            self.metrics.dead_letters.labels(s.destination).set(s.dead)
+            self._oldest[s.destination] = s.oldest
+            seen.discard(s.destination)
+        for name in seen:  # configured destinations with nothing queued
+            self.metrics.queued.labels(name).set(0)
+            self.metrics.dead_letters.labels(name).set(0)
+            self._oldest[name] = None
+
+    def _track(self, name: str) -> None:
+        if name not in self._oldest:
+            self._oldest[name] = None
+            self.metrics.oldest_age.labels(name).set_function(lambda: self._age(name))
+
+    def _age(self, name: str) -> float:
+        oldest = self._oldest.get(name)
+        return 0.0 if oldest is None else max(0.0, (self._clock() - oldest).total_seconds())
+
+    async def _stats_loop(self) -> None:
+        for name in self.senders:
+            self._track(name)
+        while True:
+            try:
+                await self.refresh_stats()
+            except Exception:
+                log.warning("EMR outbox statistics failed", exc_info=True)
+            await asyncio.sleep(STATS_INTERVAL_S)
+
+    async def readiness(self) -> str | None:
+        """Destinations this daemon drains that have failed for longer than the alert threshold."""
+        failing = [
+            f"{s.name} failing for {s.failing_for():.0f} s ({s.last_failure})"
+            for s in self.senders.values()
+            if s.failing_for() > self._failing_alert_s
+        ]
+        return "; ".join(failing) or None
+
+    async def aclose(self, grace: float) -> None:
+        for sender in self.senders.values():
+            sender.stop()
+        runners = self._tasks[:-1]
+        if runners:
+            _done, pending = await asyncio.wait(runners, timeout=grace)
+            for task in pending:
+                task.cancel()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for sender in self.senders.values():
+            await sender.aclose()
+        await self._coordinator.aclose()
+
+
+def sender_config(daemon: Daemon) -> SenderConfig:
+    s = daemon.settings
+    return SenderConfig(
+        ack_timeout_s=s.emr_ack_timeout_s,
+        max_rejections=s.emr_max_rejections,
+        retry_initial_s=s.emr_retry_initial_s,
+        retry_max_s=max(s.emr_retry_max_s, s.emr_retry_initial_s),
+    )
+
+
+async def start(daemon: Daemon, stack: AsyncExitStack) -> EmrOutbox:
+    """Start the EMR component; its teardown is pushed onto ``stack``."""
+    settings = daemon.settings
+    sink: EmrSink | None = None
+    if settings.emr_routes:
+        routes = parse_routes(settings.emr_routes)
+    else:
+        sink = EmrSink(daemon.hl7_metrics, tz=daemon.tz, clock=daemon.clock)
+        await sink.start()
+        stack.push_async_callback(sink.aclose)
+        routes = sink_routes(sink.address)
+        log.info(
+            "EMR_ROUTES unset: SIUs go to the in-process EMR sink",
+            extra={"sink": str(sink.address)},
+        )
+    metrics = EmrMetrics(daemon.metrics.registry)
+    writer = OutboxWriter(
+        routes, daemon.phi, metrics, me=daemon.me, tz=daemon.tz, clock=daemon.clock
+    )
+    senders: dict[str, DestinationSender] = {}
+    coordinator = Coordinator(daemon.dsn)
+    config = sender_config(daemon)
+    for dest in routes.destinations:
+        senders[dest.name] = DestinationSender(
+            dest,
+            db=daemon.db,
+            coordinator=coordinator,
+            phi=daemon.phi,
+            metrics=metrics,
+            hl7_metrics=daemon.hl7_metrics,
+            config=config,
+            clock=daemon.clock,
+        )
+    outbox = EmrOutbox(
+        routes=routes,
+        writer=writer,
+        senders=senders,
+        coordinator=coordinator,
+        db=daemon.db,
+        metrics=metrics,
+        clock=daemon.clock,
+        failing_alert_s=settings.emr_failing_alert_s,
+        sink=sink,
+    )
+    coordinator.on_notify = outbox.wake
+
+    handler = relay_handler(writer)
+    for message_type in RELAYED:
+        daemon.inbound.register(message_type, handler)
+    scheduling = getattr(daemon, "scheduling", None)
+    if scheduling is not None:
+        scheduling.add_booking_hook(writer.on_booked)
+    else:
+        log.warning("no scheduling service: bookings will not produce SIU messages")
+    daemon.readiness.add("emr", outbox.readiness)
+
+    await outbox.start()
+    stack.push_async_callback(outbox.aclose, settings.shutdown_grace_s)
+    log.info(
+        "EMR outbox started",
+        extra={"destinations": ",".join(sorted(senders)), "relay": ",".join(RELAYED)},
+    )
+    return outbox

@@ -1,0 +1,223 @@
+"""Retention: the daily job that deletes what the daemon must not keep (DESIGN.md section 9).
+
+What goes, and when (``now`` is the injectable clock; the policy is :class:`RetentionPolicy`):
+
+==========================================  ==========================================================
+audit rows (``sms_audit_log``,               older than 2,555 days (7 years)
+``config_audit``) and settled
+``hl7_outbox`` metadata
+sealed PHI of conversations                  once ended or expired, and in any case 24 hours after
+                                             creation (``sms_conversations.phi``)
+sealed PHI of orders                         24 hours after receipt once the order is settled (booked,
+                                             cancelled, ended) or its conversation ended/expired; any
+                                             order after ``open_order_days`` (default 30)
+delivered message bodies                     ``hl7_outbox`` delivered rows, ``sms_outbox`` sent or
+                                             delivered rows (their senders already delete them; this is
+                                             the backstop), failed/dead texts after 24 hours
+dead-lettered SIU bodies                     after ``dead_letter_body_days`` (default 30): long enough to
+                                             fix a route and ``radsched outbox retry``
+inbound duplicate log (``inbound_messages``,  older than ``DUPLICATE_WINDOW_DAYS`` (default 30): a resend
+``sms_inbound``)                             after that is treated as a new message
+==========================================  ==========================================================
+
+Several daemons share one database: the job runs under a transaction-level advisory lock and records
+its runs in ``maintenance_runs``, so it runs once a day in total, whichever daemon gets there first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from radsched.storage.db import Database
+
+if TYPE_CHECKING:
+    from radsched.daemon import Daemon
+
+log = logging.getLogger("radsched.retention")
+
+JOB = "retention"
+# Two-int4 advisory lock key ("RSE2", 1): singleton maintenance jobs.
+LOCK_KEY = (0x52534532, 1)
+DAILY = timedelta(hours=24)
+CHECK_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    audit_days: int = 2555
+    conversation_hours: int = 24
+    duplicate_window_days: int = 30
+    dead_letter_body_days: int = 30
+    open_order_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    ran: bool
+    """False when another daemon held the lock (``wait=False``) or the daily run was not due."""
+    removed: dict[str, int]
+    started_at: datetime
+
+
+# (name, SQL, intervals): $1 is now, $2... the intervals in order.
+def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...]]]:
+    audit = timedelta(days=p.audit_days)
+    conv = timedelta(hours=p.conversation_hours)
+    dup = timedelta(days=p.duplicate_window_days)
+    dead = timedelta(days=p.dead_letter_body_days)
+    open_orders = timedelta(days=p.open_order_days)
+    return [
+        ("sms_audit_log rows", "DELETE FROM sms_audit_log WHERE occurred_at < $1 - $2", (audit,)),
+        ("config_audit rows", "DELETE FROM config_audit WHERE changed_at < $1 - $2", (audit,)),
+        (
+            "hl7_outbox rows",
+            "DELETE FROM hl7_outbox WHERE state IN ('delivered', 'dead') AND created_at < $1 - $2",
+            (audit,),
+        ),
+        (
+            "conversation PHI",
+            """UPDATE sms_conversations SET phi = NULL
+                WHERE phi IS NOT NULL
+                  AND (ended_at <= $1 OR expires_at <= $1 OR created_at <= $1 - $2)""",
+            (conv,),
+        ),
+        (
+            "order PHI",
+            """UPDATE orders o SET phi = NULL
+                WHERE o.phi IS NOT NULL
+                  AND (o.received_at <= $1 - $3
+                       OR (o.received_at <= $1 - $2
+                           AND (o.state IN ('booked', 'cancelled', 'ended')
+                                OR EXISTS (SELECT 1 FROM sms_conversations c
+                                            WHERE c.order_key = o.order_key
+                                              AND (c.ended_at <= $1 OR c.expires_at <= $1)))))""",
+            (conv, open_orders),
+        ),
+        (
+            "hl7_outbox delivered bodies",
+            """UPDATE hl7_outbox SET payload = NULL
+                WHERE state = 'delivered' AND payload IS NOT NULL AND delivered_at <= $1""",
+            (),
+        ),
+        (
+            "hl7_outbox dead-letter bodies",
+            """UPDATE hl7_outbox SET payload = NULL
+                WHERE state = 'dead' AND payload IS NOT NULL AND dead_at < $1 - $2""",
+            (dead,),
+        ),
+        (
+            "sms_outbox sent bodies",
+            """UPDATE sms_outbox SET payload = NULL
+                WHERE payload IS NOT NULL
+                  AND (state IN ('sent', 'delivered')
+                       OR (state IN ('failed', 'dead') AND created_at < $1 - $2))""",
+            (conv,),
+        ),
+        (
+            "inbound_messages rows",
+            "DELETE FROM inbound_messages WHERE received_at < $1 - $2",
+            (dup,),
+        ),
+    ]
+
+
+# Tables of components that may not be installed in this schema: (name, table, SQL).
+_OPTIONAL = (
+    ("sms_inbound rows", "sms_inbound", "DELETE FROM sms_inbound WHERE received_at < $1 - $2"),
+)
+
+
+def _affected(tag: str) -> int:
+    last = tag.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+async def purge(conn: asyncpg.Connection, now: datetime, policy: RetentionPolicy) -> dict[str, int]:
+    """Apply the policy on ``conn`` (inside the caller's transaction); return rows affected per item."""
+    removed: dict[str, int] = {}
+    for name, sql, intervals in _statements(policy):
+        removed[name] = _affected(await conn.execute(sql, now, *intervals))
+    window = timedelta(days=policy.duplicate_window_days)
+    for name, table, sql in _OPTIONAL:
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+            removed[name] = _affected(await conn.execute(sql, now, window))
+    return removed
+
+
+async def run_job(
+    db: Database,
+    now: datetime,
+    policy: RetentionPolicy,
+    *,
+    wait: bool,
+    only_if_due: bool,
+) -> PurgeReport:
+    """Run the purge under the singleton lock.
+
+    ``wait``: block until another daemon's run finishes (``radsched purge``) instead of skipping.
+    ``only_if_due``: skip when a run finished less than 24 hours ago (the daily timer).
+    """
+    async with db.transaction("retention.purge") as conn:
+        if wait:
+            await conn.execute("SELECT pg_advisory_xact_lock($1::int4, $2::int4)", *LOCK_KEY)
+        elif not await conn.fetchval(
+            "SELECT pg_try_advisory_xact_lock($1::int4, $2::int4)", *LOCK_KEY
+        ):
+            return PurgeReport(False, {}, now)
+        if only_if_due:
+            last = await conn.fetchval(
+                "SELECT finished_at FROM maintenance_runs WHERE job = $1", JOB
+            )
+            if last is not None and now - last < DAILY:
+                return PurgeReport(False, {}, now)
+        removed = await purge(conn, now, policy)
+        await conn.execute(
+            """
+            INSERT INTO maintenance_runs (job, started_at, finished_at, result)
+            VALUES ($1, $2, $2, $3::jsonb)
+            ON CONFLICT (job) DO UPDATE
+               SET started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+                   result = EXCLUDED.result
+            """,
+            JOB,
+            now,
+            json.dumps(removed),
+        )
+    log.info("retention purge done", extra={"removed": json.dumps(removed)})
+    return PurgeReport(True, removed, now)
+
+
+def policy_from(duplicate_window_days: int) -> RetentionPolicy:
+    return RetentionPolicy(duplicate_window_days=duplicate_window_days)
+
+
+async def _daily(db: Database, clock: Callable[[], datetime], policy: RetentionPolicy) -> None:
+    while True:
+        try:
+            await run_job(db, clock(), policy, wait=False, only_if_due=True)
+        except Exception:
+            log.exception("retention purge failed; will try again")
+        await asyncio.sleep(CHECK_EVERY_S)
+
+
+async def start(daemon: Daemon, stack: AsyncExitStack) -> None:
+    """Start the daily timer: checks hourly, runs when the last run is 24 hours old."""
+    policy = policy_from(daemon.settings.duplicate_window_days)
+    task = asyncio.create_task(_daily(daemon.db, daemon.clock, policy), name="retention")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
