@@ -54,7 +54,7 @@ class ErrorClass(enum.StrEnum):
 OPT_OUT_CODES = frozenset({21610})
 INVALID_NUMBER_CODES = frozenset({21211, 21614, 30005, 30006})
 # Codes the SMS engine is told about (on_delivery_failure): opt-out and "this number cannot text".
-ENGINE_CODES = frozenset({21610, 21211, 21614})
+ENGINE_CODES = OPT_OUT_CODES | INVALID_NUMBER_CODES
 
 
 class SendError(Exception):

@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 import asyncpg
@@ -279,6 +279,86 @@ def _int_or_none(text: str | None) -> int | None:
     return int(text.strip())
 
 
+def openapi_fragment() -> dict[str, Any]:
+    """Both webhooks, for ``radsched.ris.openapi.add_paths``."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    common = {
+        "AccountSid": {"type": "string"},
+        "MessageSid": {"type": "string", "minLength": 10, "maxLength": 64},
+        "From": {"type": "string"},
+        "To": {"type": "string"},
+    }
+
+    def operation(summary: str, op_id: str, required: list[str], extra: dict[str, Any]) -> Any:
+        return {
+            "summary": summary,
+            "operationId": op_id,
+            "description": "Called by Twilio. X-Twilio-Signature must verify against PUBLIC_URL "
+            "plus the path and query; a repeated MessageSid is acknowledged and ignored.",
+            "parameters": [
+                {
+                    "name": "X-Twilio-Signature",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": required,
+                            "properties": {**common, **extra},
+                            "additionalProperties": {"type": "string"},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Empty TwiML (replies go through the outbox)",
+                    "content": {"text/xml": {"schema": {"type": "string"}}},
+                },
+                **{
+                    code: {"description": text, "content": error}
+                    for code, text in (
+                        ("400", "MessageSid or MessageStatus missing"),
+                        ("403", "X-Twilio-Signature does not verify"),
+                        ("413", f"Body over {MAX_BODY_BYTES} bytes"),
+                        ("415", "Not a form body"),
+                        ("500", "The SMS engine failed; a retry is processed"),
+                        ("503", "The SMS engine is not running"),
+                    )
+                },
+            },
+        }
+
+    status = operation(
+        "Twilio status callback",
+        "twilioStatusCallback",
+        ["MessageSid", "MessageStatus"],
+        {"MessageStatus": {"type": "string"}, "ErrorCode": {"type": "string"}},
+    )
+    status["parameters"].append(
+        {"name": "outbox", "in": "query", "required": False, "schema": {"type": "integer"}}
+    )
+    return {
+        "paths": {
+            INBOUND_PATH: {
+                "post": operation(
+                    "Twilio inbound SMS",
+                    "twilioInboundSms",
+                    ["MessageSid", "From"],
+                    {"Body": {"type": "string"}, "NumMedia": {"type": "string"}},
+                )
+            },
+            STATUS_PATH: {"post": status},
+        }
+    }
+
+
 def add_routes(daemon: Daemon, metrics: SmsMetrics) -> Webhooks:
     hooks = Webhooks(
         db=daemon.db,
@@ -289,4 +369,8 @@ def add_routes(daemon: Daemon, metrics: SmsMetrics) -> Webhooks:
     )
     daemon.app.router.add_post(INBOUND_PATH, hooks.inbound)
     daemon.app.router.add_post(STATUS_PATH, hooks.status)
+    from radsched.ris import openapi
+
+    if openapi.DOCUMENT in daemon.app:  # the REST facade serves the document
+        openapi.add_paths(daemon.app, openapi_fragment())
     return hooks
