@@ -10,9 +10,14 @@ import asyncio
 import socket
 from datetime import timedelta
 
+import pytest
+
 from radsched.privacy import phone_hash
 from radsched.sms.sender import RetryPolicy
 from tests.smstwilio.conftest import HASH_KEY, PATIENT, SENDER, Rig
+
+# The SDK itself uses aiohttp's deprecated BasicAuth; nothing of ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 async def settle(rig: Rig) -> None:
