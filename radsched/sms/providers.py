@@ -155,7 +155,7 @@ def mask_number(e164: str) -> str:
         country = ""
     digits = e164.lstrip("+")
     national = digits[len(country) :]
-    if len(national) <= 4:
+    if len(national) < 8:  # too short for the last four to leave enough hidden
         return "+" + country + "*" * len(national)
     return "+" + country + "*" * (len(national) - 4) + national[-4:]
 
