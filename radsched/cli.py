@@ -124,6 +124,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "radsched.commands.text",
     "radsched.replay",
     "radsched.simris.cli",
+    "radsched.commands.outbox",
+    "radsched.commands.purge",
 )
 
 

@@ -77,26 +77,34 @@ def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...
     dead = timedelta(days=p.dead_letter_body_days)
     open_orders = timedelta(days=p.open_order_days)
     return [
-        ("sms_audit_log rows", "DELETE FROM sms_audit_log WHERE occurred_at < $1 - $2", (audit,)),
-        ("config_audit rows", "DELETE FROM config_audit WHERE changed_at < $1 - $2", (audit,)),
+        (
+            "sms_audit_log rows",
+            "DELETE FROM sms_audit_log WHERE occurred_at < $1::timestamptz - $2::interval",
+            (audit,),
+        ),
+        (
+            "config_audit rows",
+            "DELETE FROM config_audit WHERE changed_at < $1::timestamptz - $2::interval",
+            (audit,),
+        ),
         (
             "hl7_outbox rows",
-            "DELETE FROM hl7_outbox WHERE state IN ('delivered', 'dead') AND created_at < $1 - $2",
+            "DELETE FROM hl7_outbox WHERE state IN ('delivered', 'dead') AND created_at < $1::timestamptz - $2::interval",
             (audit,),
         ),
         (
             "conversation PHI",
             """UPDATE sms_conversations SET phi = NULL
                 WHERE phi IS NOT NULL
-                  AND (ended_at <= $1 OR expires_at <= $1 OR created_at <= $1 - $2)""",
+                  AND (ended_at <= $1 OR expires_at <= $1 OR created_at <= $1::timestamptz - $2::interval)""",
             (conv,),
         ),
         (
             "order PHI",
             """UPDATE orders o SET phi = NULL
                 WHERE o.phi IS NOT NULL
-                  AND (o.received_at <= $1 - $3
-                       OR (o.received_at <= $1 - $2
+                  AND (o.received_at <= $1::timestamptz - $3::interval
+                       OR (o.received_at <= $1::timestamptz - $2::interval
                            AND (o.state IN ('booked', 'cancelled', 'ended')
                                 OR EXISTS (SELECT 1 FROM sms_conversations c
                                             WHERE c.order_key = o.order_key
@@ -112,7 +120,7 @@ def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...
         (
             "hl7_outbox dead-letter bodies",
             """UPDATE hl7_outbox SET payload = NULL
-                WHERE state = 'dead' AND payload IS NOT NULL AND dead_at < $1 - $2""",
+                WHERE state = 'dead' AND payload IS NOT NULL AND dead_at < $1::timestamptz - $2::interval""",
             (dead,),
         ),
         (
@@ -120,12 +128,12 @@ def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...
             """UPDATE sms_outbox SET payload = NULL
                 WHERE payload IS NOT NULL
                   AND (state IN ('sent', 'delivered')
-                       OR (state IN ('failed', 'dead') AND created_at < $1 - $2))""",
+                       OR (state IN ('failed', 'dead') AND created_at < $1::timestamptz - $2::interval))""",
             (conv,),
         ),
         (
             "inbound_messages rows",
-            "DELETE FROM inbound_messages WHERE received_at < $1 - $2",
+            "DELETE FROM inbound_messages WHERE received_at < $1::timestamptz - $2::interval",
             (dup,),
         ),
     ]
@@ -133,7 +141,11 @@ def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...
 
 # Tables of components that may not be installed in this schema: (name, table, SQL).
 _OPTIONAL = (
-    ("sms_inbound rows", "sms_inbound", "DELETE FROM sms_inbound WHERE received_at < $1 - $2"),
+    (
+        "sms_inbound rows",
+        "sms_inbound",
+        "DELETE FROM sms_inbound WHERE received_at < $1::timestamptz - $2::interval",
+    ),
 )
 
 

@@ -206,11 +206,7 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> EmrOutbox:
     handler = relay_handler(writer)
     for message_type in RELAYED:
         daemon.inbound.register(message_type, handler)
-    scheduling = getattr(daemon, "scheduling", None)
-    if scheduling is not None:
-        scheduling.add_booking_hook(writer.on_booked)
-    else:
-        log.warning("no scheduling service: bookings will not produce SIU messages")
+    daemon.scheduling.add_booking_hook(writer.on_booked)
     daemon.readiness.add("emr", outbox.readiness)
 
     await outbox.start()

@@ -13,7 +13,7 @@ Outcomes of one exchange:
   with exponential backoff and jitter; the queue waits (the oldest-age metric shows it).
 
 Every attempt sends the same bytes, hence the same MSH-10, so an EMR that saw an earlier attempt
-de-duplicates. Delivered rows are written back in small batches after the exchanges; a crash in that
+de-duplicates. Delivered rows are written back in small batches (``flush_every``); a crash in that
 window re-sends at most one batch, with the same MSH-10s: delivery is at least once, never "maybe".
 """
 
@@ -52,6 +52,9 @@ class SenderConfig:
     retry_initial_s: float = 1.0
     retry_max_s: float = 300.0
     batch: int = 100
+    flush_every: int = 25
+    """Delivered rows are written back this many at a time: after a crash at most this many are
+    re-sent (same MSH-10), and one UPDATE per batch keeps a fast EMR from waiting on the database."""
     sweep_s: float = 30.0
     """Safety sweep when idle, in case a NOTIFY was missed (e.g. while the session reconnected)."""
     takeover_s: float = 1.0
@@ -192,6 +195,9 @@ class DestinationSender:
                     if result.delivered:
                         delivered.append((row.id, result.ack_code or "AA", self._clock()))
                         self._succeeded()
+                        if len(delivered) >= self._cfg.flush_every:
+                            await self._flush(delivered)
+                            delivered = []
                         continue
                     await self._flush(delivered)
                     delivered = []
