@@ -13,6 +13,7 @@ other writer). Each daemon keeps the enabled set in memory:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -230,6 +231,8 @@ class ModalityControl:
         self._enabled: frozenset[str] = frozenset()
         self._loaded_at = float("-inf")
         self._listener: asyncpg.Connection | None = None
+        self.notified = asyncio.Event()
+        """Set on every notification (tests and operators' tooling wait on it; clear it first)."""
 
     def invalidate(self) -> None:
         self._loaded_at = float("-inf")
@@ -264,6 +267,7 @@ class ModalityControl:
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         log.info("configuration changed", extra={"item": payload})
         self.invalidate()
+        self.notified.set()
 
     def _on_lost(self, conn: object) -> None:
         log.warning("modality LISTEN connection lost; relying on the cache time")

@@ -84,8 +84,6 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> SmsEngine:
     except ChannelConfigError as exc:
         raise ConfigError(f"RADSCHED_CONFIG [dialect]: {exc}") from None
 
-    from radsched.sms.outbox import enqueue_text
-
     metrics = EngineMetrics(daemon.metrics.registry)
     modalities = ModalityControl(settings.modality_defaults)
     await modalities.listen(daemon.dsn)
@@ -97,9 +95,7 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> SmsEngine:
     def outbox() -> Waker | None:
         return cast("Waker | None", getattr(daemon, "sms_outbox", None))
 
-    driver = Driver(
-        cfg=cfg, phi=daemon.phi, orders=daemon.orders, enqueue=enqueue_text, metrics=metrics
-    )
+    driver = Driver(cfg=cfg, phi=daemon.phi, orders=daemon.orders, metrics=metrics)
     engine = SmsEngine(
         db=daemon.db,
         driver=driver,
@@ -109,6 +105,7 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> SmsEngine:
         metrics=metrics,
         outbox=outbox,
     )
+    engine.modalities = modalities
     intake = OrderIntake(
         orders=daemon.orders,
         engine=engine,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -49,6 +48,7 @@ from radsched.sms.model import (
     SendText,
     State,
 )
+from radsched.sms.outbox import enqueue_text
 
 log = logging.getLogger("radsched.sms.driver")
 
@@ -56,7 +56,6 @@ __all__ = [
     "ConversationPhi",
     "Driver",
     "DriverMetrics",
-    "EnqueueText",
     "Loaded",
     "Outcome",
     "PendingCall",
@@ -74,25 +73,6 @@ _END_ORDER_STATE: dict[EndReason, OrderState] = {
     EndReason.EXPIRED: "deferred",
 }
 _CONSENT_WORD = {ConsentStatus.GRANTED: "granted", ConsentStatus.REVOKED: "revoked"}
-
-
-class EnqueueText(Protocol):
-    """``radsched.sms.outbox.enqueue_text`` (the SMS transport's side of the contract)."""
-
-    def __call__(
-        self,
-        conn: asyncpg.Connection,
-        *,
-        phi: PhiBox,
-        to_e164: str,
-        body: str,
-        template_id: str,
-        phone_hash: str,
-        conversation_id: uuid.UUID | None,
-        correlation_id: str,
-        now: datetime,
-        not_after: datetime | None = None,
-    ) -> Awaitable[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,13 +168,11 @@ class Driver:
         cfg: ConversationConfig,
         phi: PhiBox,
         orders: OrderStore,
-        enqueue: EnqueueText,
         metrics: DriverMetrics,
     ) -> None:
         self.cfg = cfg
         self._phi = phi
         self._orders = orders
-        self._enqueue = enqueue
         self._metrics = metrics
 
     # --- loading ---------------------------------------------------------------------------
@@ -282,6 +260,35 @@ class Driver:
         sealed number any more, but may still owe an answer (HELP, START, the "closed" text).
         """
         conv, commands = step(loaded.conv, event, now, self.cfg)
+        phone = loaded.phi.phone if loaded.phi else reply_to
+        outcome = await self.record(
+            conn, loaded, conv, commands, now=now, correlation_id=correlation_id, phone=phone
+        )
+        for command in commands:
+            if isinstance(command, FetchLocations | FetchSlots | Book) and loaded.phi:
+                outcome.pending = PendingCall(
+                    loaded.id,
+                    command,
+                    conv.state,
+                    conv.busy_until,
+                    loaded.phi.order_id,
+                    loaded.phi.mrn,
+                    correlation_id,
+                )
+        return outcome
+
+    async def record(
+        self,
+        conn: asyncpg.Connection,
+        loaded: Loaded,
+        conv: Conversation,
+        commands: list[Command],
+        *,
+        now: datetime,
+        correlation_id: str,
+        phone: str | None,
+    ) -> Outcome:
+        """Perform ``commands`` (all but the RIS calls), store ``conv``, write the audit rows."""
         trail = AuditTrail(
             loaded.phone_hash,
             loaded.id,
@@ -289,7 +296,6 @@ class Driver:
             loaded.modality,
             _CONSENT_WORD.get(loaded.consent, "unknown"),
         )
-        phone = loaded.phi.phone if loaded.phi else reply_to
         outcome = await self.perform(
             conn,
             commands,
@@ -302,17 +308,6 @@ class Driver:
             state_after=conv.state.value,
         )
         outcome.conv = conv
-        for command in commands:
-            if isinstance(command, FetchLocations | FetchSlots | Book) and loaded.phi:
-                outcome.pending = PendingCall(
-                    loaded.id,
-                    command,
-                    conv.state,
-                    conv.busy_until,
-                    loaded.phi.order_id,
-                    loaded.phi.mrn,
-                    correlation_id,
-                )
         await self.store(conn, loaded, conv, now, ended=outcome.ended)
         await trail.flush(conn, now)
         return outcome
@@ -342,7 +337,7 @@ class Driver:
                         trail.add("text_skipped", "system", "no_number")
                         continue
                     not_after = now + MENU_VALIDITY if command.time_sensitive else None
-                    await self._enqueue(
+                    await enqueue_text(
                         conn,
                         phi=self._phi,
                         to_e164=phone,

@@ -32,7 +32,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from radsched.logs import correlated
-from radsched.modality import DICOM_MODALITIES
+from radsched.modality import DICOM_MODALITIES, ModalityControl
 from radsched.orders import StoredOrder
 from radsched.privacy import normalise_phone, phone_hash
 from radsched.sms.audit import AuditTrail
@@ -42,6 +42,7 @@ from radsched.sms.model import (
     Audit,
     BookingConfirmed,
     Command,
+    ConsentStatus,
     DeferReason,
     DeferToStaff,
     EndConversation,
@@ -155,6 +156,8 @@ class SmsEngine:
         self._timer_wakeup = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._stopping = False
+        self.modalities: ModalityControl | None = None
+        """The modality switches (set by the intake component), for operators' tooling and tests."""
 
     # --- order intake (inside the intake transaction) --------------------------------------
 
@@ -228,13 +231,7 @@ class SmsEngine:
         await self._apply(
             conn, loaded, OrderCancelled(), now=now, correlation_id=correlation_id, kind="cancel"
         )
-        dropped = await conn.execute(
-            """
-            UPDATE sms_outbox SET state = 'dead', payload = NULL, last_error = 'order cancelled'
-             WHERE conversation_id = $1 AND state = 'pending'
-            """,
-            loaded.id,
-        )
+        dropped = await self._drop_pending_texts(conn, loaded.id, "order cancelled")
         log.info("order cancelled", extra={"conversation": str(loaded.id), "texts": dropped})
         return True
 
@@ -368,25 +365,18 @@ class SmsEngine:
             wake_at=None,
             expires_at=None,
         )
-        trail = AuditTrail(loaded.phone_hash, loaded.id, correlation_id, loaded.modality, "revoked")
-        await self.driver.perform(
-            conn,
-            commands,
-            trail=trail,
-            phone=None,
-            now=now,
-            conversation_id=loaded.id,
-            order_key=loaded.order_key,
-            modality=loaded.modality,
+        if opted_out:
+            loaded.consent = ConsentStatus.REVOKED
+        await self.driver.record(
+            conn, loaded, conv, commands, now=now, correlation_id=correlation_id, phone=None
         )
-        await self.driver.store(conn, loaded, conv, now, ended=True)
-        await trail.flush(conn, now)
         await self._drop_pending_texts(conn, loaded.id, f"twilio {error_code}")
 
     async def _drop_pending_texts(
         self, conn: asyncpg.Connection, conversation_id: uuid.UUID, why: str
-    ) -> None:
-        await conn.execute(
+    ) -> str:
+        """Unsent texts of an ended conversation are dropped (their sealed payload deleted)."""
+        status: str = await conn.execute(
             """
             UPDATE sms_outbox SET state = 'dead', payload = NULL, last_error = $2
              WHERE conversation_id = $1 AND state = 'pending'
@@ -394,6 +384,7 @@ class SmsEngine:
             conversation_id,
             why,
         )
+        return status
 
     # --- RIS calls (outside any transaction) -----------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -191,12 +192,21 @@ def clock() -> Clock:
     return Clock()
 
 
+@asynccontextmanager
+async def start_flow(
+    database_url: str, data_dir: Path, twilio: TwilioDouble, clock: Clock, **overrides: Any
+) -> AsyncIterator[Flow]:
+    settings = settings_for(database_url, data_dir, twilio, **overrides)
+    async with running(settings, clock=clock) as daemon:
+        yield Flow(daemon, clock, twilio)
+
+
 @pytest.fixture
 async def flow(
     database_url: str, data_dir: Path, twilio: TwilioDouble, clock: Clock
 ) -> AsyncIterator[Flow]:
-    async with running(settings_for(database_url, data_dir, twilio), clock=clock) as daemon:
-        yield Flow(daemon, clock, twilio)
+    async with start_flow(database_url, data_dir, twilio, clock) as started:
+        yield started
 
 
 __all__ = ["AckCode"]

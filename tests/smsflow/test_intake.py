@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import aiohttp
 
@@ -144,7 +145,7 @@ async def test_second_order_for_a_phone_in_conversation_goes_to_staff(flow: Flow
 # --- POST /api/orders ------------------------------------------------------------------------
 
 
-async def post_order(flow: Flow, body: object, token: str | None = ORDER_TOKEN) -> tuple[int, dict]:
+async def post_order(flow: Flow, body: object, token: str | None = ORDER_TOKEN) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         aiohttp.ClientSession() as session,
