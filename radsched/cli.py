@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Modules that contribute sub-commands: each has ``register(subparsers) -> None`` and keeps its heavy
 # imports inside the command functions so ``radsched --help`` stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
+    "radsched.commands.modality",
+    "radsched.commands.report",
+    "radsched.commands.hash_phone",
     "radsched.commands.text",
     "radsched.replay",
     "radsched.simris.cli",
