@@ -36,7 +36,7 @@ log = logging.getLogger("mllp.server")
 Handler = Callable[[bytes, PeerInfo], Awaitable[bytes | None]]
 #: ``(error, peer) -> reply payload or None``; raise to close the connection instead.
 FramingErrorHook = Callable[[FramingError, PeerInfo], bytes | None]
-#: ``(exception, peer) -> reply payload or None``; None (or raising) closes the connection.
+#: ``(exception, peer) -> reply payload or None`` (send nothing); raise to close the connection.
 HandlerErrorHook = Callable[[Exception, PeerInfo], bytes | None]
 
 
@@ -413,8 +413,10 @@ async def start_server(
 
     ``handler(payload, peer)`` is awaited once per frame, in order per connection; its return value is
     framed and written in one ``write()``. Framing errors close the connection unless
-    ``on_framing_error`` is given, whose return value (e.g. a NAK) is sent instead. Handler exceptions
-    are logged and close that connection unless ``on_handler_error`` answers for it. With
+    ``on_framing_error`` is given: its return value (e.g. a NAK) is sent instead and the connection
+    carries on. Handler exceptions are logged and close that connection unless ``on_handler_error``
+    is given, which answers the same way. Either hook returns None to send nothing, or raises to
+    close. With
     ``commit_ack`` the server sends an MLLP Release 2 commit ACK block before each reply (NAK when
     the handler raised). ``idle_timeout`` (seconds, None = never) closes connections with no traffic.
     """

@@ -37,8 +37,9 @@ def control_id(payload: bytes) -> bytes:
     """MSH-10 of an HL7 message, read from raw bytes (b"" if there is no MSH-10)."""
     if not payload.startswith(b"MSH") or len(payload) < 4:
         return b""
-    first_segment = payload.split(b"\r", 1)[0].split(b"\n", 1)[0]
-    fields = first_segment.split(payload[3:4])
+    # Look at the first segment only (no copy of the rest: messages can be megabytes).
+    end = min((i for i in (payload.find(b"\r"), payload.find(b"\n")) if i >= 0), default=None)
+    fields = payload[:end].split(payload[3:4])
     # fields[0] is "MSH" and MSH-1 is the separator itself, so MSH-n is fields[n - 1].
     return fields[9] if len(fields) > 9 else b""
 

@@ -172,8 +172,12 @@ def _round_trip(sock: socket.socket, frame: bytes) -> None:
         buf += chunk
 
 
-def large_frames() -> tuple[list[tuple[int, float]], int, int]:
-    """Time per frame for 1 KiB .. 16 MiB, then RSS growth of a fresh server for one 16 MiB frame."""
+#: (payload size, wall seconds per round trip, server CPU seconds per frame)
+Timing = tuple[int, float, float]
+
+
+def large_frames() -> tuple[list[Timing], int, int]:
+    """Cost per frame for 1 KiB .. 16 MiB, then RSS growth of a fresh server for one 16 MiB frame."""
     sizes = [1 << k for k in range(10, 25, 2)]  # 1 KiB, 4 KiB, ... 16 MiB
     timings = []
     server = ServerProcess("mllp", False)
@@ -181,12 +185,13 @@ def large_frames() -> tuple[list[tuple[int, float]], int, int]:
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             for size in sizes:
                 frame = b"\x0b" + _big_message(size) + b"\x1c\r"
-                repeat = max(3, min(200, (64 << 20) // size))
+                repeat = max(10, min(200, (256 << 20) // size))
                 _round_trip(sock, frame)  # warm up
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), server.cpu_ns()
                 for _ in range(repeat):
                     _round_trip(sock, frame)
-                timings.append((size, (time.perf_counter() - start) / repeat))
+                wall = (time.perf_counter() - start) / repeat
+                timings.append((size, wall, (server.cpu_ns() - cpu) / 1e9 / repeat))
     finally:
         server.stop()
     server = ServerProcess("mllp", False)
@@ -227,7 +232,7 @@ def _cc_version() -> str:
 
 def render(
     results: dict[tuple[str, bool, int], list[Run]],
-    large: tuple[list[tuple[int, float]], int, int] | None,
+    large: tuple[list[Timing], int, int] | None,
     seconds: float,
     rounds: int,
     loads: tuple[str, str],
@@ -240,7 +245,10 @@ def render(
         f"Server pinned to core {SERVER_CPU}, C load generator to core {LOADGEN_CPU}; strict "
         f"request/ACK (one frame in flight per connection), {len(ORM_O01)}-byte ORM^O01, "
         f"{seconds:g} s per run after 1 s warm-up, {rounds} interleaved rounds; the table shows the "
-        "median round (msgs/s range over all rounds in brackets).",
+        "median round (msgs/s range over all rounds in brackets). The ratios to the bare protocol "
+        "are medians of per-round pairs. Server CPU per message (from /proc schedstat, warm-up "
+        "included) is the figure least disturbed by other load: it does not count time spent "
+        "waiting for a core.",
         f"Load average before/after: {loads[0]} / {loads[1]}. The machine is shared with other test "
         "runs, so absolute figures are noisy; compare rows measured in the same round.",
         "",
@@ -258,8 +266,9 @@ def render(
                 bare = results.get(("bare", uv, conns))
                 ratio = cpu_ratio = ""
                 if bare and kind != "bare":
-                    ratio = f"{_median(runs) / _median(bare):.0%}"
-                    cpu_ratio = f"{_median_cpu(bare) / _median_cpu(runs):.0%}"
+                    # Paired by round: both servers ran minutes apart at most, under similar load.
+                    ratio = f"{statistics.median(a.msgs_per_s / b.msgs_per_s for a, b in zip(runs, bare, strict=True)):.0%}"
+                    cpu_ratio = f"{statistics.median(b.cpu_us / a.cpu_us for a, b in zip(runs, bare, strict=True)):.0%}"
                 errs = (
                     f" ({sum(r.errors for r in runs)} bad ACKs)"
                     if any(r.errors for r in runs)
@@ -272,23 +281,41 @@ def render(
                     f"{_ms(med.p99_us)} | {_ms(med.max_us)} | {_median_cpu(runs):.1f} us | "
                     f"{ratio} | {cpu_ratio} |"
                 )
+    lines += ["", *_targets(results)]
+    lines += [
+        "",
+        "Reading the numbers: the bare protocol answers inside `data_received` and does nothing else "
+        "(no size limit, no resync, no ordering guarantee, no async handler). This package runs the "
+        "async handler in the connection's worker task, which costs one event-loop hop per frame "
+        "plus the framer's checks; that hop is the bulk of the CPU gap, and a real handler that "
+        "awaits I/O (the daemon commits to PostgreSQL before it ACKs) pays it anyway. python-hl7 "
+        "spends most of its time in `hl7.parse` + `create_ack()`, which is why it is an order of "
+        "magnitude slower.",
+    ]
     if large is None:
         return "\n".join(lines)
     timings, before, after = large
     lines += [
         "",
-        "Large frames through this package's server (asyncio loop, one connection, Python client, "
-        "ACK reply); time is the full round trip including the client's send:",
+        "Large frames through this package's server (asyncio loop, one connection, a Python "
+        "client sending the frame and waiting for the ACK). Wall time is the whole round trip; "
+        "server CPU is what the server process spent per frame (reading, framing, the ACK):",
         "",
-        "| payload | time per frame | MB/s | time / size vs 1 MiB |",
+        "| payload | wall per frame | server CPU per frame | server CPU per MiB |",
         "|---|---|---|---|",
     ]
-    per_byte_1m = next(t / s for s, t in timings if s == 1 << 20)
-    for size, t in timings:
+    for size, wall, cpu in timings:
         lines.append(
-            f"| {_size(size)} | {t * 1000:.2f} ms | {size / t / 1e6:,.0f} | "
-            f"{(t / size) / per_byte_1m:.2f} |"
+            f"| {_size(size)} | {wall * 1000:.3f} ms | {cpu * 1000:.3f} ms | "
+            f"{cpu / size * (1 << 20) * 1000:.2f} ms |"
         )
+    per_mib = {size: cpu / size for size, _, cpu in timings}
+    lines += [
+        "",
+        f"Small frames are dominated by the fixed per-message cost. From 1 MiB to 16 MiB the server "
+        f"CPU per MiB changes by {per_mib[16 << 20] / per_mib[1 << 20]:.2f}x (linear cost keeps it "
+        "near 1x; a scanner that re-reads its buffer on every read would make it about 16x).",
+    ]
     growth = (after - before) * 1024
     lines += [
         "",
@@ -302,6 +329,33 @@ def render(
 
 def _median(runs: list[Run]) -> float:
     return statistics.median(r.msgs_per_s for r in runs)
+
+
+def _targets(results: dict[tuple[str, bool, int], list[Run]]) -> list[str]:
+    """The issue's targets, checked against this run."""
+    out = ["Against the targets (this package vs bare protocol, same loop, paired by round):", ""]
+    for uv in (False, True):
+        loop = "uvloop" if uv else "asyncio"
+        for conns in (1, 8):
+            ours, bare = results.get(("mllp", uv, conns)), results.get(("bare", uv, conns))
+            if not ours or not bare:
+                continue
+            pairs = list(zip(ours, bare, strict=True))
+            tput = statistics.median(a.msgs_per_s / b.msgs_per_s for a, b in pairs)
+            cpu = statistics.median(b.cpu_us / a.cpu_us for a, b in pairs)
+            p99 = statistics.median(r.p99_us for r in ours) / 1000
+            bare_p99 = statistics.median(r.p99_us for r in bare) / 1000
+            line = (
+                f"- {loop}, {conns} conn: msgs/s {tput:.0%} of bare, CPU efficiency {cpu:.0%} of "
+                f"bare (target >= 90%: {'met' if min(tput, cpu) >= 0.9 else 'not met'})"
+            )
+            if conns == 1:
+                line += (
+                    f"; p99 {p99:.2f} ms (bare {bare_p99:.2f} ms; target < 1 ms: "
+                    f"{'met' if p99 < 1 else 'not met'})"
+                )
+            out.append(line)
+    return out
 
 
 def _median_cpu(runs: list[Run]) -> float:

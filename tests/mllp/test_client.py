@@ -266,3 +266,19 @@ def test_works_on_uvloop() -> None:
             return await client.request(message("UV1"), timeout=2)
 
     assert msa2(uvloop.run(main())) == b"UV1"
+
+
+async def test_oversized_reply_is_a_framing_error_and_the_client_recovers() -> None:
+    def big_then_small(payload: bytes) -> bytes:
+        if control_id(payload) == b"BIG":
+            return ack_for(payload) + b"NTE|" + b"x" * 5000 + b"\r"
+        return ack_for(payload)
+
+    async with (
+        LoopbackPeer(big_then_small) as peer,
+        mllp.Client(peer.host, peer.port, max_frame_size=1024) as client,
+    ):
+        with pytest.raises(mllp.FramingError) as info:
+            await client.request(message("BIG"), timeout=2)
+        assert info.value.kind is mllp.FramingErrorKind.OVERSIZE
+        assert msa2(await client.request(message("SMALL"), timeout=2)) == b"SMALL"
