@@ -92,7 +92,10 @@ async def _simulated_ris(
 ) -> HostPort:
     from radsched.simris import SimRis, default_calendar
 
-    sim = SimRis(default_calendar(tz=daemon.tz, clock=daemon.clock), overrides=overrides)
+    sim = SimRis(
+        default_calendar(tz=daemon.tz, clock=daemon.clock),
+        overrides={daemon.settings.ris_dialect: overrides},
+    )
     await sim.start("127.0.0.1", 0)
     stack.push_async_callback(sim.aclose)
     addr = HostPort("127.0.0.1", sim.port)

@@ -58,6 +58,24 @@ _START = {
     "description": "ISO 8601 with the site's UTC offset (TIMEZONE).",
 }
 
+
+def _timed(description: str) -> dict[str, Any]:
+    """Slots and booked appointments share one shape."""
+    return {
+        "type": "object",
+        "description": description,
+        "required": ["id", "location", "modality", "start", "duration_minutes"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string"},
+            "location": {"type": "string"},
+            "modality": {"type": "string"},
+            "start": _START,
+            "duration_minutes": {"type": "integer", "minimum": 1},
+        },
+    }
+
+
 _RIS_ERRORS = {
     "400": {"$ref": "#/components/responses/BadRequest"},
     "401": {"$ref": "#/components/responses/Unauthorized"},
@@ -262,18 +280,7 @@ def _base() -> dict[str, Any]:
                         }
                     },
                 },
-                "Slot": {
-                    "type": "object",
-                    "required": ["id", "location", "modality", "start", "duration_minutes"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "id": {"type": "string"},
-                        "location": {"type": "string"},
-                        "modality": {"type": "string"},
-                        "start": _START,
-                        "duration_minutes": {"type": "integer", "minimum": 1},
-                    },
-                },
+                "Slot": _timed("An open slot; `id` is the RIS's slot id."),
                 "SlotList": {
                     "type": "object",
                     "required": ["slots"],
@@ -300,18 +307,7 @@ def _base() -> dict[str, Any]:
                     "properties": {
                         "status": {"const": "booked"},
                         "confirmation_code": {"type": "string", "pattern": "^[A-Z0-9]{4,12}$"},
-                        "appointment": {
-                            "type": "object",
-                            "required": ["id", "location", "modality", "start", "duration_minutes"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "id": {"type": "string"},
-                                "location": {"type": "string"},
-                                "modality": {"type": "string"},
-                                "start": _START,
-                                "duration_minutes": {"type": "integer", "minimum": 1},
-                            },
-                        },
+                        "appointment": _timed("The booked slot; `id` is our appointment id."),
                     },
                 },
                 "Health": {

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--dialect",
         choices=("ch10-2.5.1", "qie-2.3"),
-        help="accept only this dialect's message types (default: both)",
+        help="accept only this dialect's message types, with the [dialect] overrides of "
+        "RADSCHED_CONFIG (default: both dialects, no overrides)",
     )
     p.add_argument("--timezone", default="America/New_York", help="default calendar's time zone")
     p.add_argument(
@@ -79,7 +80,13 @@ def cmd_sim_ris(args: argparse.Namespace) -> int:
                 "wrong_id": args.wrong_id,
             }
         )
-        overrides = toml_sections().get("dialect", {})
+        # The site's [dialect] table belongs to one dialect: the one chosen with --dialect.
+        table = toml_sections().get("dialect", {})
+        overrides = {args.dialect: table} if args.dialect and table else {}
+        if table and not args.dialect:
+            print(
+                "radsched sim-ris: [dialect] overrides ignored without --dialect", file=sys.stderr
+            )
     except (ValueError, CalendarError, FaultError, ConfigError) as exc:
         print(f"radsched sim-ris: {exc}", file=sys.stderr)
         return 2

@@ -102,14 +102,18 @@ class _Drop(Exception):
 
 
 class SimRis:
-    """An MLLP server with a :class:`Calendar`. ``await start()``; ``port`` is then the bound port."""
+    """An MLLP server with a :class:`Calendar`. ``await start()``; ``port`` is then the bound port.
+
+    ``overrides`` maps a dialect name to its site overrides (the daemon's ``[dialect]`` table applies to
+    the daemon's ``RIS_DIALECT`` only, so the simulator applies it to that dialect only).
+    """
 
     def __init__(
         self,
         calendar: Calendar,
         *,
         dialects: tuple[str, ...] = DIALECT_NAMES,
-        overrides: Mapping[str, object] | None = None,
+        overrides: Mapping[str, Mapping[str, object]] | None = None,
         faults: Faults | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -118,7 +122,7 @@ class SimRis:
         self.accepted = frozenset(dialects)
         clock = clock or calendar.clock
         self._dialects: dict[str, Dialect] = {
-            name: get_dialect(name, overrides, tz=calendar.tz, clock=clock)
+            name: get_dialect(name, (overrides or {}).get(name), tz=calendar.tz, clock=clock)
             for name in DIALECT_NAMES
         }
         #: (message type, MSH-10) of every frame received, in order.

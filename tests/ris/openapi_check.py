@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[import-untyped]
 
 
 class OpenApiChecker:
@@ -43,7 +43,8 @@ class OpenApiChecker:
         assert content_type in content, (
             f"{method} {path} {status}: {content_type} not documented ({sorted(content)})"
         )
-        return content[content_type].get("schema")
+        schema: dict[str, Any] | None = content[content_type].get("schema")
+        return schema
 
     def check(self, method: str, path: str, status: int, content_type: str, body: Any) -> None:
         schema = self.response_schema(method, path, status, content_type)

@@ -64,7 +64,9 @@ async def test_locations_slots_and_booking(
         assert order_state == "booked"
 
 
-async def test_idempotent_booking_sends_one_hl7_booking(gateway: GatewayFactory, sim: SimRis) -> None:
+async def test_idempotent_booking_sends_one_hl7_booking(
+    gateway: GatewayFactory, sim: SimRis
+) -> None:
     async with gateway(ris_addr=f"127.0.0.1:{sim.port}") as gw:
         await gw.add_order("PLC2")
         _, body = await gw.slots()
