@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import mllp
 from channels import AckCode, ParseError, parse, read_ack
@@ -79,6 +80,22 @@ def scrub(text: str, limit: int = 160) -> str:
     return " ".join(_DIGITS.sub("#", text).split())[:limit]
 
 
+def _msa_code(reply: bytes) -> bytes:
+    """MSA-1 read from the raw reply (the client's ``correlate`` already matched MSA-2)."""
+    start = reply.find(b"\rMSA")
+    if start < 0:
+        return b""
+    sep = reply[start + 4 : start + 5]
+    return reply[start + 5 :].split(sep, 1)[0]
+
+
+# The common case needs no full parse: a positive ACK whose MSA-2 the client already checked.
+_ACCEPTED = {
+    b"AA": _Result(True, "AA", ack_code="AA"),
+    b"CA": _Result(True, "CA", ack_code="CA"),
+}
+
+
 def _msa_answers(request: bytes, reply: bytes) -> bool:
     """``correlate`` for the MLLP client: MSA-2 of the reply is the request's MSH-10."""
     sep = request[3:4]
@@ -120,6 +137,9 @@ class DestinationSender:
         self.failing_since: float | None = None
         """Monotonic time of the first failure since the last success (None while healthy)."""
         self.last_failure = ""
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._delivered = metrics.delivered.labels(destination.name)
+        self._last_success = metrics.last_success.labels(destination.name)
         self._client = mllp.Client(
             destination.address.host,
             destination.address.port,
@@ -186,6 +206,8 @@ class DestinationSender:
 
     async def _send(self, rows: list[store.Claimed]) -> None:
         delivered: list[tuple[int, str, datetime]] = []
+        # The write-back of one batch overlaps the exchanges of the next (it touches other rows).
+        writing: asyncio.Task[None] | None = None
         try:
             for row in rows:
                 if self._stopping or not self._coordinator.holds(self.name):
@@ -196,14 +218,21 @@ class DestinationSender:
                         delivered.append((row.id, result.ack_code or "AA", self._clock()))
                         self._succeeded()
                         if len(delivered) >= self._cfg.flush_every:
-                            await self._flush(delivered)
+                            if writing is not None:
+                                await writing
+                            writing = asyncio.create_task(self._flush(delivered))
                             delivered = []
                         continue
+                    if writing is not None:
+                        await writing
+                        writing = None
                     await self._flush(delivered)
                     delivered = []
                     await self._settle(row, result)
                 return
         finally:
+            if writing is not None:
+                await writing
             await self._flush(delivered)
 
     async def _flush(self, delivered: list[tuple[int, str, datetime]]) -> None:
@@ -214,8 +243,8 @@ class DestinationSender:
     def _succeeded(self) -> None:
         self._failures = 0
         self.failing_since = None
-        self._metrics.delivered.labels(self.name).inc()
-        self._metrics.last_success.labels(self.name).set(self._clock().timestamp())
+        self._delivered.inc()
+        self._last_success.set(self._clock().timestamp())
 
     async def _exchange(self, row: store.Claimed) -> _Result:
         if row.payload is None:
@@ -234,12 +263,22 @@ class DestinationSender:
         except mllp.MLLPError as exc:
             result = _Result(False, "connection_lost", type(exc).__name__)
         else:
-            result = self._read(reply)
-        self._hl7.exchanges.labels(self._peer, row.message_type, result.outcome).inc()
-        self._hl7.exchange_seconds.labels(self._peer, row.message_type).observe(
-            time.perf_counter() - started
-        )
+            result = _ACCEPTED.get(_msa_code(reply)) or self._read(reply)
+        self._counted(row.message_type, result.outcome, time.perf_counter() - started)
         return result
+
+    def _counted(self, message_type: str, outcome: str, seconds: float) -> None:
+        # Label look-ups cost more than the increments; a destination sees few distinct pairs.
+        key = (message_type, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self._hl7.exchanges.labels(self._peer, message_type, outcome),
+                self._hl7.exchange_seconds.labels(self._peer, message_type),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     @staticmethod
     def _read(reply: bytes) -> _Result:

@@ -1,0 +1,1 @@
+"""SIU outbox benchmark: ``python -m bench.siu`` (see docs/performance.md, "SIU outbox")."""
