@@ -157,7 +157,11 @@ class SchedulingService:
         found = await self.ris.exchange(out, self.dialect.parse_slot_response)
         # Some RISes leave the location or modality out of each row: they are the ones asked for.
         slots = [
-            replace(s, location_id=s.location_id or location_id, modality=s.modality or modality)
+            s
+            if s.location_id and s.modality
+            else replace(
+                s, location_id=s.location_id or location_id, modality=s.modality or modality
+            )
             for s in found
         ]
         self._known.remember(slots)

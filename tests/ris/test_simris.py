@@ -161,3 +161,24 @@ def test_fault_updates_are_validated() -> None:
         with pytest.raises(FaultError):
             faults.update(bad)
     assert faults.delay == 1.5  # a bad update changes nothing
+
+
+@pytest.mark.parametrize("name", ["ch10-2.5.1", "qie-2.3"])
+async def test_repeated_slot_query_answer_is_reused_until_a_booking(sim: SimRis, name: str) -> None:
+    ours = get_dialect(name, tz=NY, clock=fixed_clock)
+    client = mllp.Client(sim.host, sim.port)
+    try:
+        answers = []
+        for _ in range(2):
+            out = ours.build_slot_query("DTWN", "CT", NOW, NOW + timedelta(days=1))
+            reply = await client.request(out.payload, timeout=5)
+            assert_valid_hl7(reply)
+            answers.append((parse(reply).control_id, ours.parse_slot_response(reply, out.control_id)))
+        assert answers[0][1] == answers[1][1] and answers[0][0] != answers[1][0]
+        booked = sim.calendar.book(answers[0][1][0].id, placer_appointment_id="X", order_id="Y")
+        assert not isinstance(booked, str)
+        out = ours.build_slot_query("DTWN", "CT", NOW, NOW + timedelta(days=1))
+        reply = await client.request(out.payload, timeout=5)
+        assert ours.parse_slot_response(reply, out.control_id) == answers[0][1][1:]
+    finally:
+        await client.aclose()
