@@ -173,7 +173,9 @@ async def test_repeated_slot_query_answer_is_reused_until_a_booking(sim: SimRis,
             out = ours.build_slot_query("DTWN", "CT", NOW, NOW + timedelta(days=1))
             reply = await client.request(out.payload, timeout=5)
             assert_valid_hl7(reply)
-            answers.append((parse(reply).control_id, ours.parse_slot_response(reply, out.control_id)))
+            answers.append(
+                (parse(reply).control_id, ours.parse_slot_response(reply, out.control_id))
+            )
         assert answers[0][1] == answers[1][1] and answers[0][0] != answers[1][0]
         booked = sim.calendar.book(answers[0][1][0].id, placer_appointment_id="X", order_id="Y")
         assert not isinstance(booked, str)
