@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
+from prometheus_client import Gauge
 
 from radsched.storage.db import Database
 
@@ -213,10 +214,24 @@ def policy_from(duplicate_window_days: int) -> RetentionPolicy:
     return RetentionPolicy(duplicate_window_days=duplicate_window_days)
 
 
-async def _daily(db: Database, clock: Callable[[], datetime], policy: RetentionPolicy) -> None:
+async def last_run(db: Database) -> datetime | None:
+    async with db.transaction("retention.last_run") as conn:
+        finished: datetime | None = await conn.fetchval(
+            "SELECT finished_at FROM maintenance_runs WHERE job = $1", JOB
+        )
+    return finished
+
+
+async def _daily(
+    db: Database, clock: Callable[[], datetime], policy: RetentionPolicy, gauge: Gauge
+) -> None:
     while True:
         try:
             await run_job(db, clock(), policy, wait=False, only_if_due=True)
+            # Whichever daemon ran it, every daemon reports when it last ran (for the alert).
+            finished = await last_run(db)
+            if finished is not None:
+                gauge.set(finished.timestamp())
         except Exception:
             log.exception("retention purge failed; will try again")
         await asyncio.sleep(CHECK_EVERY_S)
@@ -225,7 +240,12 @@ async def _daily(db: Database, clock: Callable[[], datetime], policy: RetentionP
 async def start(daemon: Daemon, stack: AsyncExitStack) -> None:
     """Start the daily timer: checks hourly, runs when the last run is 24 hours old."""
     policy = policy_from(daemon.settings.duplicate_window_days)
-    task = asyncio.create_task(_daily(daemon.db, daemon.clock, policy), name="retention")
+    gauge = Gauge(
+        "radsched_retention_last_run_timestamp_seconds",
+        "When the retention purge last finished (any daemon), Unix time.",
+        registry=daemon.metrics.registry,
+    )
+    task = asyncio.create_task(_daily(daemon.db, daemon.clock, policy, gauge), name="retention")
 
     async def stop() -> None:
         task.cancel()

@@ -101,39 +101,28 @@ class OutboxWriter:
         """One row per route of ``facility``; a dead letter (destination ``unrouted``) when none."""
         now = self._clock()
         routes = self.routes.for_facility(facility)
-        ids: list[int] = []
-        for route in routes:
-            built = build(route)
-            dest = route.destination.name
-            row = store.NewMessage(
-                destination=dest,
+
+        def row(destination: str, built: Built) -> store.NewMessage:
+            return store.NewMessage(
+                destination=destination,
                 control_id=built.control_id,
                 message_type=message_type,
-                payload=seal_body(self._phi, dest, built.control_id, built.payload),
+                payload=seal_body(self._phi, destination, built.control_id, built.payload),
                 facility=facility,
                 origin=origin,
                 appointment_id=appointment_id,
                 correlation_id=correlation,
                 source_control_id=source_control_id,
             )
-            ids.append(await store.insert(conn, row, now=now))
+
+        ids = [await store.insert(conn, row(r.destination.name, build(r)), now=now) for r in routes]
         if routes:
             await store.notify(conn, (r.destination.name for r in routes))
             return ids
-        built = build(None)
         reason = f"no EMR route for facility {facility or '(none)'!r} and no default route '*'"
-        row = store.NewMessage(
-            destination=UNROUTED,
-            control_id=built.control_id,
-            message_type=message_type,
-            payload=seal_body(self._phi, UNROUTED, built.control_id, built.payload),
-            facility=facility,
-            origin=origin,
-            appointment_id=appointment_id,
-            correlation_id=correlation,
-            source_control_id=source_control_id,
+        ids.append(
+            await store.insert(conn, row(UNROUTED, build(None)), now=now, dead_reason=reason)
         )
-        ids.append(await store.insert_dead(conn, row, now=now, reason=reason))
         self._metrics.unrouted.labels(origin).inc()
         self._metrics.dead_lettered.labels(UNROUTED, "unrouted").inc()
         log.error(

@@ -61,38 +61,18 @@ class QueueStats:
     dead: int
 
 
-async def insert(conn: asyncpg.Connection, msg: NewMessage, *, now: datetime) -> int:
-    row_id: int = await conn.fetchval(
-        """
-        INSERT INTO hl7_outbox (destination, control_id, message_type, payload, facility, origin,
-                                appointment_id, source_control_id, correlation_id,
-                                created_at, next_attempt_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-        RETURNING id
-        """,
-        msg.destination,
-        msg.control_id,
-        msg.message_type,
-        msg.payload,
-        msg.facility,
-        msg.origin,
-        msg.appointment_id,
-        msg.source_control_id,
-        msg.correlation_id,
-        now,
-    )
-    return row_id
-
-
-async def insert_dead(
-    conn: asyncpg.Connection, msg: NewMessage, *, now: datetime, reason: str
+async def insert(
+    conn: asyncpg.Connection, msg: NewMessage, *, now: datetime, dead_reason: str | None = None
 ) -> int:
+    """A pending row, or with ``dead_reason`` a dead letter from the start (no route)."""
     row_id: int = await conn.fetchval(
         """
         INSERT INTO hl7_outbox (destination, control_id, message_type, payload, facility, origin,
                                 appointment_id, source_control_id, correlation_id,
                                 created_at, next_attempt_at, state, dead_at, last_error)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 'dead', $10, $11)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz, $10::timestamptz,
+                CASE WHEN $11::text IS NULL THEN 'pending' ELSE 'dead' END,
+                CASE WHEN $11::text IS NULL THEN NULL ELSE $10::timestamptz END, $11)
         RETURNING id
         """,
         msg.destination,
@@ -105,7 +85,7 @@ async def insert_dead(
         msg.source_control_id,
         msg.correlation_id,
         now,
-        reason,
+        dead_reason,
     )
     return row_id
 
