@@ -64,6 +64,8 @@ class _Connection(asyncio.Protocol):
         self._obs = self._cfg.observer
         # Per-frame hooks are skipped outright without an observer: cheaper than a no-op call.
         self._counting = self._obs is not NULL_OBSERVER
+        self._high_frames = self._cfg.high_water_frames
+        self._high_bytes = self._cfg.high_water_bytes
         self._loop = server._loop
         self._decoder = FrameDecoder(
             max_frame_size=self._cfg.max_frame_size, lenient=self._cfg.lenient
@@ -148,8 +150,7 @@ class _Connection(asyncio.Protocol):
             elif self._worker is None:
                 self._worker = self._loop.create_task(self._work())
             if not self._paused and (
-                len(queue) > self._cfg.high_water_frames
-                or self._queued_bytes > self._cfg.high_water_bytes
+                len(queue) > self._high_frames or self._queued_bytes > self._high_bytes
             ):
                 self._paused = True
                 obs.reading_paused()
