@@ -299,6 +299,9 @@ class FaultProxy(AsyncClosing):
             link.reset()  # target down: the client sees a reset, as it would without the proxy
             return
         link.writers.append(up_writer)
+        task = asyncio.current_task()
+        if task is not None:
+            link.tasks.append(task)
         self._links.add(link)
         self.connections += 1
         async with self._changed:
@@ -319,8 +322,14 @@ class FaultProxy(AsyncClosing):
     async def aclose(self) -> None:
         if self._server is not None:
             self._server.close()
+            tasks = []
             for link in list(self._links):
                 link.close()
+                tasks += link.tasks
+            # A stalled or delayed pump would otherwise outlive the test's event loop.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._server.wait_closed()
 
     async def __aenter__(self) -> Self:

@@ -282,3 +282,20 @@ async def test_oversized_reply_is_a_framing_error_and_the_client_recovers() -> N
             await client.request(message("BIG"), timeout=2)
         assert info.value.kind is mllp.FramingErrorKind.OVERSIZE
         assert msa2(await client.request(message("SMALL"), timeout=2)) == b"SMALL"
+
+
+async def test_delay_within_the_timeout_is_fine_beyond_it_is_a_reply_timeout() -> None:
+    obs = Recorder()
+    async with (
+        LoopbackPeer() as peer,
+        FaultProxy(peer.host, peer.port) as proxy,
+        mllp.Client(proxy.host, proxy.port, observer=obs) as client,
+    ):
+        proxy.set_delay(0.05)
+        assert msa2(await client.request(message("W1"), timeout=2)) == b"W1"
+        assert obs.counts["round_trip"] == 1
+        rtt = next(args[0] for name, args in obs.calls if name == "round_trip")
+        assert rtt >= 0.05
+        proxy.set_delay(0.5)
+        with pytest.raises(mllp.ReplyTimeout):
+            await client.request(message("W2"), timeout=0.1)
