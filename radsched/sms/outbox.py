@@ -288,21 +288,15 @@ async def recover_interrupted(
     return [r["template_id"] for r in rows]
 
 
-async def next_due(conn: asyncpg.Connection) -> datetime | None:
-    due: datetime | None = await conn.fetchval(
-        "SELECT min(next_attempt_at) FROM sms_outbox WHERE state = 'pending'"
-    )
-    return due
-
-
-async def backlog(conn: asyncpg.Connection) -> tuple[int, datetime | None]:
-    """(texts waiting or in flight, creation time of the oldest)."""
+async def backlog(conn: asyncpg.Connection) -> tuple[int, datetime | None, datetime | None]:
+    """(texts waiting or in flight, creation time of the oldest, when the next pending is due)."""
     row = await conn.fetchrow(
-        "SELECT count(*) AS n, min(created_at) AS oldest FROM sms_outbox "
-        "WHERE state IN ('pending', 'sending')"
+        "SELECT count(*) AS n, min(created_at) AS oldest, "
+        "       min(next_attempt_at) FILTER (WHERE state = 'pending') AS due "
+        "FROM sms_outbox WHERE state IN ('pending', 'sending')"
     )
     assert row is not None
-    return int(row["n"]), row["oldest"]
+    return int(row["n"]), row["oldest"], row["due"]
 
 
 # --- status callbacks ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import logging
 import secrets
 import sys
 from collections.abc import Callable
@@ -206,6 +207,10 @@ async def _on_headers_sent(
         departure.left = True
 
 
+_SDK_LOG = logging.getLogger("radsched.sms.twilio_sdk")
+_SDK_LOG.setLevel(logging.WARNING)
+
+
 class TwilioProvider:
     """Sends through ``twilio.rest.Client`` with the SDK's aiohttp client and no SDK retries."""
 
@@ -227,7 +232,9 @@ class TwilioProvider:
         trace.on_request_headers_sent.append(_on_headers_sent)
         # max_retries stays None: with a value the SDK wraps the session in aiohttp-retry, whose
         # defaults retry POST on every 5xx and could send a text twice (reference/sms.md trap 4).
-        self._http = AsyncTwilioHttpClient(trace_configs=[trace])
+        # The SDK logs half a dozen INFO lines per request (URL, headers); at hundreds of texts a
+        # second that is real CPU and noise. Its warnings still get through.
+        self._http = AsyncTwilioHttpClient(trace_configs=[trace], logger=_SDK_LOG)
         # environment={}: TWILIO_EDGE / TWILIO_REGION in the process environment would rewrite the
         # host name; RADSCHED_TWILIO_API_URL is the one place that decides where requests go.
         self._client = Client(account_sid, auth_token, http_client=self._http, environment={})

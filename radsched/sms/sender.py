@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
-from contextlib import AsyncExitStack, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("radsched.sms.sender")
 
 MAX_VALIDITY_S = 36_000  # Twilio's maximum (and default) ValidityPeriod
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+STATS_EVERY_S = 1.0  # backlog gauges are refreshed at most this often
 
 
 class DeliveryFailureSink(Protocol):
@@ -161,9 +163,18 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._listen: asyncpg.Connection | None = None
+        # The sender's own connection: LISTEN, identity (claims carry its pid@backend_start) and
+        # every claim/outcome statement, serialised by the lock. Statements are a fraction of a
+        # millisecond; a pooled connection per statement would add a reset round trip each time.
+        self._anchor: asyncpg.Connection | None = None
+        self._anchor_lock = asyncio.Lock()
         self.identity = ""
         self._idle = asyncio.Event()
+        # When the next retry falls due: ours are tracked as we schedule them; the backlog query
+        # (at most every STATS_EVERY_S) adds other daemons' and earlier lives'.
+        self._earliest_retry: datetime | None = None
+        self._next_due: datetime | None = None
+        self._stats_at = float("-inf")
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -210,16 +221,24 @@ class OutboxSender:
         except BaseException:
             await conn.close()
             raise
-        self._listen = conn
+        self._anchor = conn
 
     async def _close_listener(self) -> None:
-        conn, self._listen = self._listen, None
+        conn, self._anchor = self._anchor, None
         if conn is not None and not conn.is_closed():
-            with suppress(OSError, asyncpg.PostgresError, TimeoutError):
+            with suppress(*DB_ERRORS):
                 await asyncio.wait_for(conn.close(), 2.0)
 
     def _on_notify(self, *_: object) -> None:
         self.wake()
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._anchor_lock:
+            conn = self._anchor
+            if conn is None or conn.is_closed():
+                raise ConnectionResetError("sms sender: database connection lost")
+            yield conn
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -228,13 +247,13 @@ class OutboxSender:
             self._wake.clear()
             timeout = self.config.sweep_s
             try:
-                if self._listen is None or self._listen.is_closed():
+                if self._anchor is None or self._anchor.is_closed():
                     await self._close_listener()
                     await self._connect_listener()
                     await self._recover()
                 await self._drain()
                 timeout = await self._next_wait()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            except DB_ERRORS as exc:
                 # Database trouble: the rows are safe where they are; try again shortly.
                 log.warning("sms sender: database unavailable", extra={"error": type(exc).__name__})
                 timeout = self.config.listen_retry_s
@@ -245,19 +264,25 @@ class OutboxSender:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             if not self._wake.is_set():  # the timer fired: a sweep
-                with suppress(OSError, asyncpg.PostgresError, TimeoutError):
+                with suppress(*DB_ERRORS):
                     await self._recover()
+                    await self._next_wait(refresh=True)
 
-    async def _next_wait(self) -> float:
-        async with self._db.transaction("sms_outbox_stats") as conn:
-            depth, oldest = await store.backlog(conn)
-            due = await store.next_due(conn)
+    async def _next_wait(self, *, refresh: bool = False) -> float:
+        """Seconds until the next retry falls due (at most the sweep interval); updates the
+        backlog gauges, throttled so that a busy sender does not query them after every text."""
         now = self._clock()
-        self._metrics.queue_depth.set(depth)
-        self._metrics.oldest_age.set((now - oldest).total_seconds() if oldest else 0)
-        if due is None:
+        loop_now = asyncio.get_running_loop().time()
+        if refresh or loop_now - self._stats_at >= STATS_EVERY_S:
+            self._stats_at = loop_now
+            async with self._conn() as conn:
+                depth, oldest, self._next_due = await store.backlog(conn)
+            self._metrics.queue_depth.set(depth)
+            self._metrics.oldest_age.set((now - oldest).total_seconds() if oldest else 0)
+        dues = [d for d in (self._next_due, self._earliest_retry) if d is not None]
+        if not dues:
             return self.config.sweep_s
-        return min(self.config.sweep_s, max(0.05, (due - now).total_seconds()))
+        return min(self.config.sweep_s, max(0.01, (min(dues) - now).total_seconds()))
 
     async def _recover(self) -> None:
         async with self._db.transaction("sms_outbox_recover") as conn:
@@ -270,8 +295,11 @@ class OutboxSender:
             log.warning("texts interrupted mid-send marked ambiguous", extra={"count": len(lost)})
 
     async def _drain(self) -> None:
+        # Whatever was due is claimed now; retries scheduled during this drain re-arm the timer.
+        self._earliest_retry = self._next_due = None
         while not self._stopping:
-            async with self._db.transaction("sms_outbox_claim") as conn:
+            # A single statement is its own transaction: the claim commits before any send.
+            async with self._conn() as conn:
                 claimed = await store.claim_due(
                     conn, now=self._clock(), limit=self.config.batch, claimed_by=self.identity
                 )
@@ -286,7 +314,7 @@ class OutboxSender:
         with correlated(text.correlation_id):
             try:
                 await self._attempt(text)
-            except (OSError, asyncpg.PostgresError, TimeoutError):
+            except DB_ERRORS:
                 # The outcome could not be recorded; the row stays 'sending' under our identity and
                 # the lease turns it ambiguous: a text is never sent twice because of our database.
                 log.exception(
@@ -332,13 +360,13 @@ class OutboxSender:
             return
         elapsed = asyncio.get_running_loop().time() - started
         self._metrics.send_seconds.labels(self.provider.name, "sent").observe(elapsed)
-        async with self._db.transaction("sms_outbox_sent") as conn:
+        async with self._conn() as conn:
             state = await store.mark_sent(conn, text, sid=result.sid, now=self._clock())
         if state is None:
             log.warning("sms sent after its claim was lost", extra={"outbox_id": text.id})
             return
         self._metrics.sent.labels(text.template_id).inc()
-        log.info(
+        log.debug(
             "sms sent",
             extra={"outbox_id": text.id, "message_sid": result.sid, "template": text.template_id},
         )
@@ -364,7 +392,9 @@ class OutboxSender:
                 )
                 await self._final(text, "dead", final, keep=not expired)
                 return
-            async with self._db.transaction("sms_outbox_retry") as conn:
+            if self._earliest_retry is None or next_at < self._earliest_retry:
+                self._earliest_retry = next_at
+            async with self._conn() as conn:
                 await store.mark_retry(
                     conn,
                     text,
@@ -394,7 +424,7 @@ class OutboxSender:
     async def _final(
         self, text: store.ClaimedText, state: str, exc: SendError, *, keep: bool
     ) -> None:
-        async with self._db.transaction("sms_outbox_final") as conn:
+        async with self._conn() as conn:
             done = await store.mark_final(
                 conn,
                 text,

@@ -221,12 +221,13 @@ class Webhooks:
                 extra={"outbox_id": change.outbox_id},
             )
 
+    # Single statements in their own implicit transaction: one round trip each, no BEGIN/COMMIT.
     async def _claim(self, sid: str, event: str) -> bool:
-        async with self._db.transaction("sms_webhook_claim") as conn:
+        async with self._db.pool.acquire() as conn:
             return await _claim(conn, sid, event, self._clock(), done=False)
 
     async def _complete(self, sid: str, event: str) -> None:
-        async with self._db.transaction("sms_webhook_complete") as conn:
+        async with self._db.pool.acquire() as conn:
             await conn.execute(
                 "UPDATE sms_inbound SET completed_at = $3 WHERE message_sid = $1 AND event = $2",
                 sid,
@@ -235,7 +236,7 @@ class Webhooks:
             )
 
     async def _release(self, sid: str, event: str) -> None:
-        async with self._db.transaction("sms_webhook_release") as conn:
+        async with self._db.pool.acquire() as conn:
             await conn.execute(
                 "DELETE FROM sms_inbound WHERE message_sid = $1 AND event = $2 AND completed_at IS NULL",
                 sid,
