@@ -238,6 +238,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "account_sid": account_sid,
             "to": TWILIO_FROM,
         }
+        print(f"seeded {len(phones)} conversations in {seeded_s:.1f} s", file=sys.stderr)
         total = int(args.rate * args.seconds)
         rng = random.Random(7)
         warm = loadgen(
@@ -269,6 +270,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             pid,
         )
         await wait_outbox_empty(dsn, 300)
+        print("HELP runs done; YES run", file=sys.stderr)
         yes_phones = phones[: min(len(phones), total)]
         t1 = time.perf_counter()
         yes_open = loadgen(
