@@ -38,6 +38,8 @@ import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from radsched.commands.text import inbound_sms_form
+
 API_PREFIX = "/2010-04-01/Accounts/{account}/Messages"
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
@@ -338,23 +340,10 @@ class TwilioDouble:
 def inbound_form(
     account_sid: str, *, from_: str, body: str, to: str, sid: str | None = None
 ) -> dict[str, str]:
-    """The fields Twilio posts for an inbound SMS (the usual subset; Twilio may add more)."""
-    sid = sid or new_sid()
-    return {
-        "AccountSid": account_sid,
-        "ApiVersion": "2010-04-01",
-        "Body": body,
-        "From": from_,
-        "FromCountry": "US",
-        "MessageSid": sid,
-        "NumMedia": "0",
-        "NumSegments": "1",
-        "SmsMessageSid": sid,
-        "SmsSid": sid,
-        "SmsStatus": "received",
-        "To": to,
-        "ToCountry": "US",
-    }
+    """The fields Twilio posts for an inbound SMS: the usual set plus location fields, which Twilio
+    adds without notice (so the signature check must cover whatever arrives)."""
+    form = inbound_sms_form(account_sid=account_sid, from_=from_, to=to, body=body, message_sid=sid)
+    return {**form, "FromCountry": "US", "ToCountry": "US"}
 
 
 async def _serve(args: argparse.Namespace) -> None:
