@@ -101,20 +101,9 @@ class Coordinator:
                 self._held.add(name)
             return LockFence(classid, objid, self._pid)
 
-    async def unlock(self, name: str) -> None:
-        classid, objid = destination_lock(name)
-        async with self._lock:
-            conn = self._conn
-            if name not in self._held or conn is None or conn.is_closed():
-                self._held.discard(name)
-                return
-            self._held.discard(name)
-            with contextlib.suppress(
-                asyncpg.PostgresError, OSError, TimeoutError, asyncpg.InterfaceError
-            ):
-                await conn.fetchval(
-                    "SELECT pg_advisory_unlock($1::int4, $2::int4)", classid, objid, timeout=5
-                )
+    def forget(self, name: str) -> None:
+        """The fence says the lock is not ours (any more): the next ``try_lock`` asks PostgreSQL."""
+        self._held.discard(name)
 
     async def _keepalive(self) -> None:
         """Notice a dead session within ``keepalive_s`` (NOTIFYs would stop silently) and reconnect."""

@@ -193,6 +193,7 @@ class DestinationSender:
             async with self._db.transaction("emr.claim") as conn:
                 if not await store.holds_lock(conn, fence):
                     log.warning("destination lock lost", extra={"destination": self.name})
+                    self._coordinator.forget(self.name)  # ask PostgreSQL again next time
                     return
                 rows = await store.claim(conn, self.name, self._cfg.batch)
             if not rows:
