@@ -39,7 +39,6 @@ from radsched.ris.cache import KnownSlots, SingleFlight, TtlCache
 from radsched.ris.client import RisClient
 from radsched.ris.control_ids import ControlIds
 from radsched.ris.errors import (
-    RisFailed,
     SchedulingError,
     SlotUnavailable,
     UnknownLocation,
@@ -205,8 +204,11 @@ class SchedulingService:
         if stored is None or (stored.order is not None and stored.order.mrn != request.mrn):
             raise UnknownOrder("no such order for that MRN")
         if row is None:
-            if stored.order is None:
-                raise UnknownOrder("the order is closed")
+            if stored.order is None or stored.state == "cancelled":
+                raise UnknownOrder("the order is closed or cancelled")
+            if stored.state == "booked":
+                # One appointment per order: a second slot would leave two RIS appointments for one exam.
+                raise SlotUnavailable("the order is already booked into another slot")
             await self._location(request.location_id, request.modality)
             slot = await self._find_slot(request)
             row = await self._insert(key, request, slot)
@@ -398,8 +400,8 @@ class SchedulingService:
                     await self.resolve_pending(
                         untouched_for=timedelta(seconds=self.ris.timeout + RESOLVE_INTERVAL_S)
                     )
-            except (OSError, asyncpg.PostgresError, RisFailed) as exc:
-                log.warning("resolving pending bookings failed: %s", type(exc).__name__)
+            except Exception:  # a background loop: log, keep going, never die silently
+                log.exception("resolving pending bookings failed")
             first = False
             await asyncio.sleep(RESOLVE_INTERVAL_S)
 

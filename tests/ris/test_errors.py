@@ -163,10 +163,11 @@ async def test_ris_stopped_is_503_and_not_ready(gateway: GatewayFactory, sim: Si
 async def test_ris_stalled_is_504(gateway: GatewayFactory, sim: SimRis) -> None:
     async with (
         FaultProxy(sim.host, sim.port) as proxy,
-        gateway(ris_addr=f"127.0.0.1:{proxy.port}", ris_timeout_s=0.3) as gw,
+        gateway(ris_addr=f"127.0.0.1:{proxy.port}", ris_timeout_s=1.0) as gw,
     ):
         await gw.add_order("PLC1")
-        _, listed = await gw.slots()
+        status, listed = await gw.slots()
+        assert status == 200
         proxy.stall()
         status, body = await gw.slots(date="2026-12-01")
         assert (status, body["error"]["code"]) == (504, "ris_timeout")
@@ -198,7 +199,7 @@ async def test_late_reply_for_another_request_is_discarded_and_counted(
     gateway: GatewayFactory, sim: SimRis
 ) -> None:
     async with gateway(
-        ris_addr=f"127.0.0.1:{sim.port}", location_cache_s=0, ris_timeout_s=0.3
+        ris_addr=f"127.0.0.1:{sim.port}", location_cache_s=0, ris_timeout_s=1.0
     ) as gw:
         sim.set_faults(wrong_id=True)
         status, body = await gw.locations()
@@ -216,12 +217,33 @@ async def test_late_reply_after_timeout_never_answers_a_later_request(
 ) -> None:
     async with (
         FaultProxy(sim.host, sim.port) as proxy,
-        gateway(ris_addr=f"127.0.0.1:{proxy.port}", location_cache_s=0, ris_timeout_s=0.3) as gw,
+        gateway(ris_addr=f"127.0.0.1:{proxy.port}", location_cache_s=0, ris_timeout_s=1.0) as gw,
     ):
-        proxy.set_delay(0.6)
+        proxy.set_delay(2.5)
         assert (await gw.locations("CT"))[0] == 504
         proxy.set_delay(0)
         # The CT answer arrives late; the MR request must get the MR answer, not the CT one.
         status, body = await gw.locations("MR")
         assert status == 200
         assert [loc["id"] for loc in body["locations"]] == ["NRTH", "WEST"]
+
+
+async def test_cancelled_order_is_404_and_a_booked_order_cannot_take_a_second_slot(
+    gateway: GatewayFactory, sim: SimRis
+) -> None:
+    async with gateway(ris_addr=f"127.0.0.1:{sim.port}") as gw:
+        await gw.add_order("PLC1")
+        await gw.add_order("PLC2", mrn="MRN00002")
+        _, listed = await gw.slots()
+        first, second = listed["slots"][:2]
+        assert (await gw.book(**booking_for("PLC1", first)))[0] == 201
+        status, body = await gw.book(**booking_for("PLC1", second))
+        assert (status, body["error"]["code"]) == (409, "slot_unavailable")
+        assert "already booked" in body["error"]["message"]
+        async with gw.daemon.db.transaction("test") as conn:
+            await gw.daemon.orders.set_state(
+                conn, gw.daemon.orders.key("PLC2"), "cancelled", now=sim.calendar.clock()
+            )
+        status, body = await gw.book(**booking_for("PLC2", second, mrn="MRN00002"))
+        assert (status, body["error"]["code"]) == (404, "unknown_order")
+        assert len(sim.frames_of("SRM^S01")) == 1
