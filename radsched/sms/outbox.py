@@ -238,14 +238,14 @@ async def mark_final(
     error_class: str,
     error_code: int | None,
     last_error: str,
-    keep_payload: bool,
 ) -> bool:
-    """'failed' or 'dead' for good. The payload is kept only where an operator may still retry."""
+    """'failed' or 'dead' for good. The sealed payload goes: a text is never re-sent by hand
+    (``radsched outbox`` refuses to), so nothing may keep the number and body any longer."""
     done = await conn.fetchval(
         """
         UPDATE sms_outbox
         SET state = $3, claim_token = NULL, error_class = $4, error_code = $5, last_error = $6,
-            payload = CASE WHEN $7 THEN payload END
+            payload = NULL
         WHERE id = $1 AND claim_token = $2 AND state = 'sending'
         RETURNING true
         """,
@@ -255,7 +255,6 @@ async def mark_final(
         error_class,
         error_code,
         last_error,
-        keep_payload,
     )
     return bool(done)
 
@@ -265,13 +264,12 @@ async def recover_interrupted(
 ) -> list[str]:
     """Declare 'sending' rows of vanished sessions (or older than the lease) ambiguous.
 
-    Returns their template ids (for the metrics). The payload stays so that an operator who checks
-    Twilio's log and finds the text missing can retry it by hand.
+    Returns their template ids (for the metrics).
     """
     rows = await conn.fetch(
         """
         UPDATE sms_outbox
-        SET state = 'failed', claim_token = NULL, error_class = 'ambiguous',
+        SET state = 'failed', claim_token = NULL, error_class = 'ambiguous', payload = NULL,
             last_error = 'interrupted mid-send; not re-sent (needs review)'
         WHERE state = 'sending'
           AND (claimed_at < $1::timestamptz - make_interval(secs => $2::float8)

@@ -324,9 +324,7 @@ class OutboxSender:
     async def _attempt(self, text: store.ClaimedText) -> None:
         now = self._clock()
         if text.not_after is not None and text.not_after <= now:
-            await self._final(
-                text, "dead", SendError(ErrorClass.EXPIRED, retryable=False), keep=False
-            )
+            await self._final(text, "dead", SendError(ErrorClass.EXPIRED, retryable=False))
             return
         try:
             if text.payload is None:
@@ -334,9 +332,7 @@ class OutboxSender:
             sealed = self._phi.open(text.payload, aad=store.payload_aad(text.id))
         except PhiBoxError:
             log.error("sms outbox: payload cannot be opened", extra={"outbox_id": text.id})
-            await self._final(
-                text, "dead", SendError(ErrorClass.REJECTED, retryable=False), keep=False
-            )
+            await self._final(text, "dead", SendError(ErrorClass.REJECTED, retryable=False))
             return
         outbound = OutboundText(
             outbox_id=text.id,
@@ -390,7 +386,7 @@ class OutboxSender:
                 final = SendError(
                     reason, retryable=False, http_status=exc.http_status, code=exc.code
                 )
-                await self._final(text, "dead", final, keep=not expired)
+                await self._final(text, "dead", final)
                 return
             if self._earliest_retry is None or next_at < self._earliest_retry:
                 self._earliest_retry = next_at
@@ -406,7 +402,7 @@ class OutboxSender:
             self._metrics.retried.labels(text.template_id, exc.error_class.value).inc()
             return
         if exc.error_class in (ErrorClass.OPTED_OUT, ErrorClass.INVALID_NUMBER):
-            await self._final(text, "failed", exc, keep=False)
+            await self._final(text, "failed", exc)
             if exc.code in ENGINE_CODES:
                 await report_delivery_failure(
                     self._engine(),
@@ -417,13 +413,11 @@ class OutboxSender:
                     error_class=exc.error_class,
                 )
         elif exc.error_class is ErrorClass.AMBIGUOUS:
-            await self._final(text, "failed", exc, keep=True)
+            await self._final(text, "failed", exc)
         else:
-            await self._final(text, "dead", exc, keep=True)
+            await self._final(text, "dead", exc)
 
-    async def _final(
-        self, text: store.ClaimedText, state: str, exc: SendError, *, keep: bool
-    ) -> None:
+    async def _final(self, text: store.ClaimedText, state: str, exc: SendError) -> None:
         async with self._conn() as conn:
             done = await store.mark_final(
                 conn,
@@ -432,7 +426,6 @@ class OutboxSender:
                 error_class=exc.error_class.value,
                 error_code=exc.code or exc.http_status,
                 last_error=str(exc),
-                keep_payload=keep,
             )
         if done:
             family = self._metrics.failed if state == "failed" else self._metrics.dead

@@ -114,7 +114,7 @@ async def test_attempts_are_bounded_then_dead_lettered(rig: Rig) -> None:
     await settle(rig)
     row = await rig.row(outbox_id)
     assert row["state"] == "dead" and row["error_class"] == "exhausted" and row["attempts"] == 3
-    assert row["payload"] is not None, "kept for an operator's retry"
+    assert row["payload"] is None, "a dead text's number and body are deleted"
     assert len(rig.double.requests) == 3 and not rig.double.accepted
     assert (
         rig.metric("radsched_sms_dead_total", template="consent_request", error_class="exhausted")
