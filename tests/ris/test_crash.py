@@ -17,6 +17,7 @@ from radsched.privacy import PhiBox, parse_key
 from radsched.simris import SimRis
 from tests.daemonproc import DaemonProcess
 from tests.ris.conftest import DAY, HASH_KEY, KEYS, NOW, PHI_KEY
+from tests.ris.openapi_check import OpenApiChecker
 
 
 def _daemon(data_dir: Path, database_url: str, sim: SimRis) -> DaemonProcess:
@@ -79,9 +80,13 @@ async def test_crash_between_send_and_reply_is_resolved_on_restart_without_doubl
     first = await asyncio.to_thread(_daemon(data_dir, database_url, sim).start)
     try:
         async with aiohttp.ClientSession(headers=headers) as http:
+            async with http.get(first.url("/api/openapi.json")) as r:
+                checker = OpenApiChecker(await r.json())
             params = {"location": "DTWN", "modality": "CT", "date": DAY}
             async with http.get(first.url("/api/ris/available-slots"), params=params) as r:
-                slot = (await r.json())["slots"][0]
+                listed = await r.json()
+                checker.check("GET", "/api/ris/available-slots", r.status, r.content_type, listed)
+                slot = listed["slots"][0]
             request = {
                 "order_id": "PLC9",
                 "mrn": "MRN00001",
@@ -121,8 +126,10 @@ async def test_crash_between_send_and_reply_is_resolved_on_restart_without_doubl
             aiohttp.ClientSession(headers=headers) as http,
             http.post(second.url("/api/ris/book-appointment"), json=request) as r,
         ):
+            booked = await r.json()
+            checker.check("POST", "/api/ris/book-appointment", r.status, r.content_type, booked)
             assert r.status == 201
-            assert (await r.json())["confirmation_code"] == state[1]
+            assert booked["confirmation_code"] == state[1]
         assert len(sim.frames_of("SRM^S01")) == 2
     finally:
         await asyncio.to_thread(second.stop)
