@@ -103,18 +103,18 @@ def test_declared_latin1_and_utf8() -> None:
 def test_xtn_forms() -> None:
     v23 = parse_order((FIXTURES / "orders/ORM_O01.NW.2.3.hl7").read_bytes())
     assert [(p.source, p.use, p.equipment, p.number) for p in v23.phones] == [
-        ("PID-13", "PRN", "CP", "(555)555-0123"),
-        ("PID-13", "PRN", "PH", "(555)555-0145"),
-        ("PID-14", "WPN", "PH", "(555)555-0199"),
+        ("PID-13", "PRN", "CP", "(217)555-0123"),
+        ("PID-13", "PRN", "PH", "(217)555-0145"),
+        ("PID-14", "WPN", "PH", "(217)555-0199"),
     ]
     v25 = parse_order((FIXTURES / "orders/ORM_O01.NW.2.5.1-utf8-xtn25.hl7").read_bytes())
     mobile, email, work = v25.phones
     assert (mobile.equipment, mobile.country, mobile.area, mobile.local, mobile.number) == (
         "CP",
         "1",
-        "555",
+        "217",
         "5550177",
-        "+15555550177",
+        "+12175550177",
     )
     assert email.email == "bravo.test@example.org" and email.number == ""
     assert (work.source, work.extension) == ("PID-14", "12")
