@@ -307,6 +307,10 @@ class OutboxSender:
                 return
             # The whole batch finishes before the next claim; shutdown waits for it (the grace).
             await asyncio.gather(*(self._send_one(text) for text in claimed))
+            if len(claimed) < self.config.batch and not self._wake.is_set():
+                # Nothing else was due at claim time, and nothing was queued since (a commit
+                # would have woken us): skip the empty claim.
+                return
 
     # --- one text ----------------------------------------------------------------------------
 
