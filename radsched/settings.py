@@ -157,8 +157,8 @@ class Settings(BaseSettings):
     @field_validator("quiet_hours")
     @classmethod
     def _quiet(cls, value: str) -> str:
-        if value.strip() == "":
-            return ""
+        if value.strip().lower() in ("", "off", "none"):
+            return "off"
         start, sep, end = value.partition("-")
         if not sep:
             raise ValueError(f"must look like HH:MM-HH:MM, got {value!r}")
