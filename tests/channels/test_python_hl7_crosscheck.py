@@ -18,9 +18,7 @@ from channels import parse, split_messages
 from tests.channels.make_fixtures import built_fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = sorted(
-    p for p in (ROOT / "fixtures").rglob("*.hl7") if p.parent.name != "negative"
-)
+FIXTURES = sorted(p for p in (ROOT / "fixtures").rglob("*.hl7") if p.parent.name != "negative")
 
 
 def _messages() -> list[tuple[str, bytes]]:
