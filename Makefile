@@ -19,7 +19,12 @@ $(STAMP_DEV): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
 
+# Demo-friendly values when unset, so a newcomer's first texts read well at any hour;
+# every RADSCHED_* variable you export still wins.
 run: $(STAMP_RUN)
+	RADSCHED_PRACTICE_NAME="$${RADSCHED_PRACTICE_NAME-Example Imaging}" \
+	RADSCHED_SCHEDULING_PHONE="$${RADSCHED_SCHEDULING_PHONE-555-0100}" \
+	RADSCHED_QUIET_HOURS="$${RADSCHED_QUIET_HOURS-off}" \
 	$(BIN)/radsched run
 
 test: $(STAMP_DEV)
