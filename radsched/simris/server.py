@@ -129,6 +129,8 @@ class SimRis:
         }
         #: (message type, MSH-10) of every frame received, in order.
         self.received: list[tuple[str, str]] = []
+        #: The last requests and replies as bytes (bounded), for tests that inspect the HL7 itself.
+        self.exchanges: deque[tuple[bytes, bytes]] = deque(maxlen=1000)
         self.counts: Counter[str] = Counter()
         self.duplicates = 0
         #: Seconds the RIS spent on each request (parse, calendar, build), fault delays excluded.
@@ -245,6 +247,7 @@ class SimRis:
             reply = self._answer(msg, payload).payload
             self._replies[key] = reply
         self.service_seconds.append(time.perf_counter() - started)
+        self.exchanges.append((payload, reply))
         return await self._deliver(reply)
 
     async def _deliver(self, reply: bytes) -> bytes | None:

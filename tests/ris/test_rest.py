@@ -10,6 +10,7 @@ import asyncio
 import pytest
 
 from radsched.simris import SimRis
+from tests.channels.hl7check import assert_valid_hl7
 from tests.ris.conftest import DAY, KEYS, GatewayFactory, booking_for
 
 DIALECTS = ("ch10-2.5.1", "qie-2.3")
@@ -62,6 +63,12 @@ async def test_locations_slots_and_booking(
             order_state = await conn.fetchval("SELECT state FROM orders")
         assert row["state"] == "booked" and row["confirmation_code"] == booked["confirmation_code"]
         assert order_state == "booked"
+
+    # Every message exchanged (ours and the RIS's) passes hl7apy strict validation.
+    assert len(sim.exchanges) >= 5
+    for request, reply in sim.exchanges:
+        assert_valid_hl7(request)
+        assert_valid_hl7(reply)
 
 
 async def test_idempotent_booking_sends_one_hl7_booking(
