@@ -28,7 +28,7 @@ log = logging.getLogger("radsched.ris.client")
 
 T = TypeVar("T")
 PEER = "ris"
-_SEGMENTS = re.compile(rb"[\r\n]+")
+_SEGMENT_END = re.compile(rb"[\r\n]")
 
 
 def control_id_of(payload: bytes) -> bytes:
@@ -47,9 +47,12 @@ def acknowledged_id(reply: bytes) -> bytes | None:
     if len(reply) < 8 or not reply.startswith(b"MSH"):
         return None
     fs = reply[3:4]
-    for segment in _SEGMENTS.split(reply):
-        if segment.startswith(b"MSA" + fs):
-            fields = segment.split(fs)
+    # MSA is the second segment of every response; find it without splitting a large answer.
+    for sep in (b"\r", b"\n"):
+        start = reply.find(sep + b"MSA" + fs)
+        if start != -1:
+            end = _SEGMENT_END.search(reply, start + 1)
+            fields = reply[start + 1 : end.start() if end else len(reply)].split(fs)
             return fields[2].strip() if len(fields) > 2 else None
     return None
 
