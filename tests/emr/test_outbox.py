@@ -287,3 +287,26 @@ async def test_bad_routes_stop_startup_naming_the_setting(
     with pytest.raises(ConfigError, match="RADSCHED_EMR_ROUTES"):
         async with running(settings(data_dir, database_url, emr_routes=routes)):
             pass
+
+
+async def test_losing_the_coordinator_session_stops_then_resumes_sending(
+    data_dir: Path, database_url: str
+) -> None:
+    async with LoopbackPeer() as emr:
+        cfg = settings(data_dir, database_url, emr_routes=f"*=127.0.0.1:{emr.port}")
+        async with running(cfg) as daemon:
+            await book(daemon, booked(1))
+            await emr.wait_for_frames(1)
+            admin = await asyncpg.connect(database_url)
+            try:
+                # What a network partition or a database restart does to the lock-holding session.
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'radsched-emr' AND datname = current_database()"
+                )
+            finally:
+                await admin.close()
+            assert killed == 1
+            await book(daemon, booked(2), booked(3))
+            frames = await emr.wait_for_frames(3, timeout=20)
+            assert appointment_ids(frames) == ["APT000001", "APT000002", "APT000003"]
