@@ -140,6 +140,14 @@ def _base() -> dict[str, Any]:
                                 "default": 1,
                             },
                         },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "description": "At most this many slots, earliest first (default: the "
+                            "dialect's query_limit, 50 unless the site changed it).",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                        },
                     ],
                     "responses": {
                         "200": _json("Open slots, earliest first.", "SlotList"),

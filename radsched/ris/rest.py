@@ -40,6 +40,7 @@ Identifier = Annotated[
     ),
 ]
 MAX_DAYS = 31
+MAX_SLOTS = 500
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -55,6 +56,8 @@ class SlotsQuery(BaseModel):
     modality: Modality
     date: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
     days: int = Field(default=1, ge=1, le=MAX_DAYS)
+    # Without it the dialect's query_limit applies (a site option, 50 by default).
+    limit: int | None = Field(default=None, ge=1, le=MAX_SLOTS)
 
     @field_validator("date")
     @classmethod
@@ -172,7 +175,9 @@ class RisApi:
             day = date.fromisoformat(query.date)
             start = datetime.combine(day, time(0), tzinfo=self._tz)
             end = datetime.combine(day + timedelta(days=query.days), time(0), tzinfo=self._tz)
-            found = await self._service.slots(query.location, query.modality, start=start, end=end)
+            found = await self._service.slots(
+                query.location, query.modality, start=start, end=end, limit=query.limit
+            )
         except BadRequest as exc:
             return error_response(400, "invalid_request", str(exc))
         except SchedulingError as exc:

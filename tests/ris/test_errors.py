@@ -49,6 +49,16 @@ BAD_QUERIES: list[tuple[str, dict[str, str], str]] = [
         "days",
     ),
     ("/api/ris/available-slots", {"location": "L" * 65, "modality": "CT", "date": DAY}, "location"),
+    (
+        "/api/ris/available-slots",
+        {"location": "DTWN", "modality": "CT", "date": DAY, "limit": "0"},
+        "limit",
+    ),
+    (
+        "/api/ris/available-slots",
+        {"location": "DTWN", "modality": "CT", "date": DAY, "limit": "501"},
+        "limit",
+    ),
 ]
 
 

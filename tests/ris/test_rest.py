@@ -45,6 +45,13 @@ async def test_locations_slots_and_booking(
         }
         status, body = await gw.slots("DTWN", "CT", DAY, days="2")
         assert status == 200 and len(body["slots"]) == 36
+        # CR every 15 minutes: 72 in two days, capped at the dialect's query_limit (50) unless asked.
+        status, body = await gw.slots("DTWN", "CR", DAY, days="2")
+        assert status == 200 and len(body["slots"]) == 50
+        status, body = await gw.slots("DTWN", "CR", DAY, days="2", limit="100")
+        assert status == 200 and len(body["slots"]) == 72
+        status, body = await gw.slots("DTWN", "CR", DAY, limit="3")
+        assert [s["start"][11:16] for s in body["slots"]] == ["08:00", "08:15", "08:30"]
 
         await gw.add_order("PLC1")
         status, booked = await gw.book(**booking_for("PLC1", slots[3]))
