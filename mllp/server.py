@@ -46,6 +46,7 @@ class _Settings:
     max_frame_size: int
     lenient: bool
     idle_timeout: float | None
+    frame_timeout: float | None
     on_framing_error: FramingErrorHook | None
     on_handler_error: HandlerErrorHook | None
     commit_ack: bool
@@ -82,6 +83,8 @@ class _Connection(asyncio.Protocol):
         self._stopped = False  # no more input will be accepted (fatal error, EOF, shutdown)
         self._write_ready: asyncio.Future[None] | None = None  # set while the transport is full
         self._idle_handle: asyncio.TimerHandle | None = None
+        # Armed only while a frame spans reads; a frame that arrives in one read costs nothing.
+        self._frame_handle: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
         self._junk_seen = 0
         self.peer: PeerInfo | None = None
@@ -122,6 +125,8 @@ class _Connection(asyncio.Protocol):
         if self._idle_handle is not None:
             self._last_activity = self._loop.time()
         events = self._decoder.feed(data)
+        if self._cfg.frame_timeout is not None:
+            self._watch_frame(bool(events))
         if self._decoder.junk_bytes != self._junk_seen:
             obs.junk_skipped("server", self._decoder.junk_bytes - self._junk_seen)
             self._junk_seen = self._decoder.junk_bytes
@@ -173,6 +178,8 @@ class _Connection(asyncio.Protocol):
         self._queue.clear()  # the replies could not be delivered; the sender will resend
         if self._idle_handle is not None:
             self._idle_handle.cancel()
+        if self._frame_handle is not None:
+            self._frame_handle.cancel()
         if self._write_ready is not None and not self._write_ready.done():
             self._write_ready.set_result(None)
         self._wake_worker()
@@ -317,6 +324,37 @@ class _Connection(asyncio.Protocol):
         self._obs.idle_timeout()
         self._transport.close()
 
+    def _watch_frame(self, something_ended: bool) -> None:
+        # Slowloris defence: the idle timeout is reset by every byte, so a sender trickling one
+        # byte at a time would hold a connection (and a slot under max_connections) forever.
+        handle = self._frame_handle
+        if self._decoder.in_frame:
+            if handle is None or something_ended:  # a new frame began in this read
+                if handle is not None:
+                    handle.cancel()
+                timeout = self._cfg.frame_timeout
+                assert timeout is not None
+                self._frame_handle = self._loop.call_later(timeout, self._frame_expired)
+        elif handle is not None:
+            handle.cancel()
+            self._frame_handle = None
+
+    def _frame_expired(self) -> None:
+        self._frame_handle = None
+        if self._stopped or not self._decoder.in_frame or self._transport is None:
+            return
+        log.info(
+            "closing %s: frame not completed within %.1f s (%d bytes held)",
+            self.peer,
+            self._cfg.frame_timeout,
+            self._decoder.buffered,
+        )
+        self._obs.framing_error("server", "frame_timeout")
+        # Frames already complete still get their replies; nothing more is read.
+        self._stop_reading()
+        if not self._busy and not self._queue:
+            self._transport.close()
+
     def begin_shutdown(self) -> None:
         """Stop reading and drop unstarted frames; the frame being handled may finish."""
         self._stop_reading()
@@ -399,6 +437,7 @@ async def start_server(
     ssl: _ssl.SSLContext | None = None,
     max_connections: int = 256,
     idle_timeout: float | None = None,
+    frame_timeout: float | None = None,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     lenient: bool = False,
     on_framing_error: FramingErrorHook | None = None,
@@ -420,12 +459,15 @@ async def start_server(
     close. With
     ``commit_ack`` the server sends an MLLP Release 2 commit ACK block before each reply (NAK when
     the handler raised). ``idle_timeout`` (seconds, None = never) closes connections with no traffic.
+    ``frame_timeout`` (seconds, None = never) closes a connection whose frame has started but not
+    ended within that time, however slowly bytes keep trickling in.
     """
     settings = _Settings(
         handler=handler,
         max_frame_size=max_frame_size,
         lenient=lenient,
         idle_timeout=idle_timeout,
+        frame_timeout=frame_timeout,
         on_framing_error=on_framing_error,
         on_handler_error=on_handler_error,
         commit_ack=commit_ack,

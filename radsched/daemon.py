@@ -28,6 +28,7 @@ from radsched.errors import ConfigError, StartupError
 from radsched.hl7metrics import HL7Metrics
 from radsched.http.app import build_app
 from radsched.http.health import Readiness, add_health_routes
+from radsched.http.ratelimit import RateLimiter
 from radsched.inbound import InboundRouter
 from radsched.intake import start as start_intake
 from radsched.logs import RedactingFilter
@@ -101,6 +102,7 @@ async def _listen_mllp(daemon: Daemon) -> mllp.Server:
             ssl=listener_context(settings),
             max_connections=settings.mllp_max_connections,
             idle_timeout=settings.mllp_idle_timeout_s,
+            frame_timeout=settings.mllp_frame_timeout_s,
             max_frame_size=settings.mllp_max_frame_bytes,
             on_framing_error=daemon.inbound.on_framing_error,
             observer=daemon.hl7_metrics.observer("listener"),
@@ -156,7 +158,8 @@ async def running(
 
         readiness.add("database", database_ready)
 
-        app = build_app(metrics.registry)
+        limiter = RateLimiter.from_settings(settings, secrets, hash_key, metrics.registry)
+        app = build_app(metrics.registry, rate_limiter=limiter)
         add_health_routes(app, readiness, metrics)
         hl7_metrics = HL7Metrics(metrics.registry)
         me = Party(settings.sending_app, settings.sending_facility)
@@ -200,7 +203,13 @@ async def running(
         daemon.listening["mllp"] = HostPort(mllp_server.host, mllp_server.port)
 
         runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=settings.shutdown_grace_s, handle_signals=False
+            app,
+            access_log=None,
+            shutdown_timeout=settings.shutdown_grace_s,
+            handle_signals=False,
+            # Counted from the connection's start or its last response: a request whose headers
+            # have not all arrived by then is cut off (slowloris), as is an idle keep-alive.
+            keepalive_timeout=settings.http_idle_timeout_s,
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

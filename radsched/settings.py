@@ -8,6 +8,7 @@ repr, a log line or an error message. ``load_settings`` turns every validation p
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 import zoneinfo
@@ -111,6 +112,24 @@ class Settings(BaseSettings):
     emr_retry_max_s: float = Field(default=300.0, gt=0, le=86400)
     emr_failing_alert_s: float = Field(default=300.0, gt=0)
     duplicate_window_days: int = Field(default=30, ge=1, le=3650)
+    # Abuse limits (radsched/http/ratelimit.py, docs/security.md): token buckets per daemon, in
+    # memory. A rate of 0 switches that limit off. Per minute: a person's pace, not a machine's.
+    rate_limit_api_per_s: float = Field(default=20.0, ge=0, le=100_000)
+    rate_limit_api_burst: int = Field(default=100, ge=1, le=1_000_000)
+    rate_limit_orders_per_s: float = Field(default=50.0, ge=0, le=100_000)
+    rate_limit_orders_burst: int = Field(default=500, ge=1, le=1_000_000)
+    rate_limit_sms_per_min: float = Field(default=12.0, ge=0, le=100_000)
+    rate_limit_sms_burst: int = Field(default=20, ge=1, le=1_000_000)
+    rate_limit_auth_failures_per_min: float = Field(default=6.0, ge=0, le=100_000)
+    rate_limit_auth_failures_burst: int = Field(default=20, ge=1, le=1_000_000)
+    # Proxies (e.g. nginx on 127.0.0.1) whose X-Forwarded-For names the real client address.
+    http_trusted_proxies: str = ""
+    # Slow clients: an HTTP connection must complete a request within this long of opening (or
+    # of its previous response), and a request body must arrive within http_body_timeout_s.
+    http_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    http_body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    # An MLLP frame that has started must end within this long (a trickling sender is cut off).
+    mllp_frame_timeout_s: float = Field(default=60.0, gt=0, le=3600)
 
     @field_validator("database_url")
     @classmethod
@@ -144,6 +163,17 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("http_trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(",")):
+            if part:
+                try:
+                    ipaddress.ip_network(part, strict=False)
+                except ValueError:
+                    raise ValueError(f"{part!r} is not an IP address or network") from None
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -8,9 +8,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Histogram
 
 from radsched.http.errors import error_response
+from radsched.http.ratelimit import RateLimiter
 from radsched.logs import correlated
 
 log = logging.getLogger("radsched.http")
@@ -25,7 +27,12 @@ def _route_name(request: web.Request) -> str:
     return info.canonical if info is not None else "unmatched"
 
 
-def build_app(registry: CollectorRegistry, *, client_max_size: int = 256 * 1024) -> web.Application:
+def build_app(
+    registry: CollectorRegistry,
+    *,
+    client_max_size: int = 256 * 1024,
+    rate_limiter: RateLimiter | None = None,
+) -> web.Application:
     seconds = Histogram(
         "radsched_http_request_seconds",
         "HTTP request duration by route and status.",
@@ -68,7 +75,12 @@ def build_app(registry: CollectorRegistry, *, client_max_size: int = 256 * 1024)
             )
             return response
 
-    return web.Application(middlewares=[request_context], client_max_size=client_max_size)
+    middlewares: list[Middleware] = [request_context]
+    if rate_limiter is not None:
+        # Inside request_context, so a 429 or 408 still carries a request id and is timed.
+        rate_limiter.max_body = client_max_size
+        middlewares.append(rate_limiter.middleware)
+    return web.Application(middlewares=middlewares, client_max_size=client_max_size)
 
 
 def _code_for(status: int) -> str:
