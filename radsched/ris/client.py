@@ -28,6 +28,8 @@ log = logging.getLogger("radsched.ris.client")
 
 T = TypeVar("T")
 PEER = "ris"
+#: How long a transport failure makes :attr:`RisClient.reachable` say False.
+RECHECK_S = 15.0
 _SEGMENT_END = re.compile(rb"[\r\n]")
 
 
@@ -90,6 +92,8 @@ class RisClient:
         self._connect_timeout = connect_timeout
         # Control ids of requests that saw a reply meant for another request.
         self._foreign: set[bytes] = set()
+        # perf_counter() of the last transport failure (unreachable, lost, timed out), or None.
+        self._failed_at: float | None = None
         self._client = mllp.Client(
             host,
             port,
@@ -171,6 +175,10 @@ class RisClient:
             return result
         finally:
             self._foreign.discard(cid)
+            if result_label in ("unreachable", "connection_lost", "timeout"):
+                self._failed_at = time.perf_counter()
+            elif result_label != "error":
+                self._failed_at = None  # the RIS answered (whatever it said)
             elapsed = time.perf_counter() - started
             self._metrics.exchanges.labels(PEER, message_type, result_label).inc()
             self._metrics.exchange_seconds.labels(PEER, message_type).observe(elapsed)
@@ -183,6 +191,14 @@ class RisClient:
                     "ms": round(elapsed * 1000, 2),
                 },
             )
+
+    @property
+    def reachable(self) -> bool:
+        """False for ``RECHECK_S`` after a transport failure, so callers (the SMS engine) can hand an
+        order to staff at once instead of waiting for another timeout; afterwards the next real call
+        finds out again."""
+        failed = self._failed_at
+        return failed is None or time.perf_counter() - failed > RECHECK_S
 
     async def ready(self) -> str | None:
         """Readiness: None when the RIS accepts connections, else a reason (no PHI)."""
@@ -199,6 +215,7 @@ class RisClient:
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await writer.wait_closed()
+        self._failed_at = None
         return None
 
     async def aclose(self) -> None:

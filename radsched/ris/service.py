@@ -110,6 +110,11 @@ class SchedulingService:
         self._hooks: list[BookingHook] = []
         self._inflight: dict[uuid.UUID, asyncio.Task[BookedAppointment]] = {}
 
+    @property
+    def reachable(self) -> bool:
+        """False shortly after the RIS was unreachable or silent (see :attr:`RisClient.reachable`)."""
+        return self.ris.reachable
+
     # ---- locations ------------------------------------------------------------------------------
 
     async def locations(self, modality: str) -> list[Location]:

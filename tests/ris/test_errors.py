@@ -168,6 +168,7 @@ async def test_ris_stopped_is_503_and_not_ready(gateway: GatewayFactory, sim: Si
         assert status == 503
         assert "unreachable" in body["checks"]["ris"]
         assert body["checks"]["database"] == "ok"
+        assert not gw.daemon.scheduling.reachable  # what the SMS engine reads to defer at once
 
 
 async def test_ris_stalled_is_504(gateway: GatewayFactory, sim: SimRis) -> None:
@@ -218,6 +219,7 @@ async def test_late_reply_for_another_request_is_discarded_and_counted(
         sim.clear_faults()
         status, body = await gw.locations()
         assert status == 200 and body["locations"]
+        assert gw.daemon.scheduling.reachable
         _, metrics = await gw.call("GET", "/metrics", key=None)
         assert 'radsched_mllp_events_total{event="foreign_reply",peer="ris"} 1.0' in metrics
 
