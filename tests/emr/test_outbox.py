@@ -6,6 +6,7 @@ service does (``helpers.book``); the end-to-end REST booking test is in test_boo
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def dead_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_booking_fans_out_per_dialect_in_order(data_dir: Path, database_url: str) -> None:
+async def test_booking_fans_out_per_dialect_in_order(
+    data_dir: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     async with LoopbackPeer() as epic, LoopbackPeer() as archive:
         routes = (
             f"HOSP=127.0.0.1:{epic.port};ch10-2.5.1;receiver=EPIC^HOSP,"
@@ -92,6 +96,11 @@ async def test_booking_fans_out_per_dialect_in_order(data_dir: Path, database_ur
                 )
                 == 5
             )
+    # Privacy: the patient is in the (sealed, then deleted) bodies only; never in logs or clear columns.
+    assert "draining EMR destination" in caplog.text  # the daemon's log lines are captured
+    clear = " ".join(str(v) for r in stored for k, v in r.items() if k != "payload")
+    for phi in ("MRN000001", "TESTPATIENT", "ALPHA", "19800101"):
+        assert phi not in caplog.text and phi not in clear
 
 
 async def test_emr_down_then_back_delivers_everything_in_order(
