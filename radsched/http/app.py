@@ -80,7 +80,10 @@ def build_app(
         # Inside request_context, so a 429 or 408 still carries a request id and is timed.
         rate_limiter.max_body = client_max_size
         middlewares.append(rate_limiter.middleware)
-    return web.Application(middlewares=middlewares, client_max_size=client_max_size)
+    app = web.Application(middlewares=middlewares, client_max_size=client_max_size)
+    if rate_limiter is not None:
+        app.on_startup.append(rate_limiter.document_responses)
+    return app
 
 
 def _code_for(status: int) -> str:

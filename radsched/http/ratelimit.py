@@ -277,6 +277,42 @@ class RateLimiter:
             self.sms.refund(key)  # e.g. the engine failed: Twilio's retry must not be refused
         return response
 
+    async def document_responses(self, app: web.Application) -> None:
+        """``on_startup``: add the answers this middleware can give to the OpenAPI document.
+
+        Runs once every component has added its paths, so each limited operation lists 429 (and,
+        with a request body, 408 and 413) next to its own responses.
+        """
+        from radsched.ris import openapi
+
+        if openapi.DOCUMENT not in app:
+            return
+        doc = app[openapi.DOCUMENT]
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        added = {
+            "429": {
+                "description": "Rate limit exceeded (code rate_limited); retry after Retry-After seconds.",
+                "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                "content": error,
+            },
+            "408": {
+                "description": "Request body too slow (code request_timeout).",
+                "content": error,
+            },
+            "413": {
+                "description": "Request body too large (code payload_too_large).",
+                "content": error,
+            },
+        }
+        for path, operations in doc["paths"].items():
+            if not (path.startswith((API_PREFIX, SMS_PREFIX)) or path == ORDERS_PATH):
+                continue
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                wanted = ("429", "408", "413") if "requestBody" in operation else ("429",)
+                for status in wanted:
+                    responses.setdefault(status, added[status])
+
     def _too_many(self, bucket: TokenBuckets, wait: float, message: str) -> web.Response:
         self._refused.labels(bucket.name).inc()
         retry = max(1, math.ceil(wait))
@@ -287,11 +323,13 @@ class RateLimiter:
     # --- helpers ------------------------------------------------------------------------------
 
     def client_ip(self, request: web.Request) -> str:
+        return self.resolve_client(request.remote or "", request.headers.get("X-Forwarded-For", ""))
+
+    def resolve_client(self, remote: str, forwarded_for: str) -> str:
         """The peer address, or behind a trusted proxy the nearest untrusted X-Forwarded-For hop."""
-        remote = request.remote or ""
         if not self._proxies or not self._trusted(remote):
             return remote
-        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+        hops = [h.strip() for h in forwarded_for.split(",")]
         for hop in reversed([h for h in hops if h]):
             if not self._trusted(hop):
                 return hop
