@@ -175,7 +175,7 @@ class Calendar:
 def default_calendar(
     *, tz: ZoneInfo | None = None, clock: Clock | None = None, horizon_days: int = 28
 ) -> Calendar:
-    """Three locations; CR/DX every 15 min, CT/US every 30, MR every 30 (45 min long at NRTH), weekdays."""
+    """Three locations, weekdays 08:00-17:00: CR/DX every 15 min, CT/US/MR every 30 min."""
     zone = tz or ZoneInfo("America/New_York")
     weekdays = frozenset(range(5))
     day_start, day_end = time(8, 0), time(17, 0)
@@ -196,8 +196,6 @@ def default_calendar(
         locations.append(Location(loc_id, name, address, modalities))
         for modality in modalities:
             every, duration = rhythm[modality]
-            if loc_id == "NRTH" and modality == "MR":
-                every, duration = 45, 45
             templates.append(
                 Template(loc_id, modality, weekdays, day_start, day_end, every, duration)
             )
