@@ -99,8 +99,10 @@ async def test_booking_fans_out_per_dialect_in_order(
     # Privacy: the patient is in the (sealed, then deleted) bodies only; never in logs or clear columns.
     assert "draining EMR destination" in caplog.text  # the daemon's log lines are captured
     clear = " ".join(str(v) for r in stored for k, v in r.items() if k != "payload")
+    logged = " ".join(str(v) for rec in caplog.records for v in vars(rec).values())
+    assert "archive" in logged  # extra= fields (here: destination) are included, not only messages
     for phi in ("MRN000001", "TESTPATIENT", "ALPHA", "19800101"):
-        assert phi not in caplog.text and phi not in clear
+        assert phi not in logged and phi not in clear
 
 
 async def test_emr_down_then_back_delivers_everything_in_order(
