@@ -31,7 +31,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,11 +38,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from pydantic import SecretStr
 
-from channels import Appointment, Location, OrderRef, PatientName, Slot
 from radsched.daemon import Daemon, running
 from radsched.settings import Settings
 from radsched.storage import embedded
 from radsched.storage.migrate import migrate
+from tests.emr.helpers import booked  # the same booking the tests use
 
 KEY = "c" * 64
 
@@ -72,34 +71,6 @@ def reserve_port() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
-
-
-class Booked:
-    __slots__ = ("appointment", "booking_id", "facility", "order", "replayed")
-
-    def __init__(self, n: int, facility: str) -> None:
-        start = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
-        self.order = OrderRef(
-            order_id=f"PLC{n:07d}",
-            mrn=f"MRN{n:07d}",
-            placer_order_id=f"PLC{n:07d}",
-            procedure_code="74177",
-            procedure_text="CT ABD/PELVIS W CONTRAST",
-            procedure_system="C4",
-            modality="CT",
-            name=PatientName("TESTPATIENT", "ALPHA"),
-            date_of_birth=date(1980, 1, 1),
-            sex="F",
-        )
-        self.appointment = Appointment(
-            id=f"APT{n:07d}",
-            order_id=self.order.order_id,
-            slot=Slot(f"S{n}", "DTWN", "CT", start, 30),
-            location=Location("DTWN", "Downtown Imaging", "", ("CT",)),
-        )
-        self.booking_id = uuid.uuid4()
-        self.facility = facility
-        self.replayed = False
 
 
 @asynccontextmanager
@@ -139,7 +110,9 @@ async def enqueue(daemon: Daemon, count: int, facilities: list[str]) -> float:
     started = time.perf_counter()
     async with daemon.db.transaction("bench.enqueue") as conn:
         for n in range(count):
-            await daemon.emr.writer.on_booked(conn, Booked(n, facilities[n % len(facilities)]))
+            await daemon.emr.writer.on_booked(
+                conn, booked(n, facility=facilities[n % len(facilities)])
+            )
     return time.perf_counter() - started
 
 
