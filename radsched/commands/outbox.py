@@ -64,7 +64,11 @@ async def list_outbox(
     return [dict(r) for r in rows]
 
 
-async def retry_row(settings: Settings, row_id: int, *, kind: Kind = "hl7") -> str:
+async def retry_row(
+    settings: Settings, row_id: int, *, kind: Kind = "hl7", to: str | None = None
+) -> str:
+    """Queue a row again, due now, same MSH-10. ``to`` sends an ``unrouted`` dead letter to a
+    configured destination (MSH-5/6 rewritten for that route; the SIU's version is kept)."""
     from radsched.emr import store
     from radsched.emr.routes import UNROUTED
     from radsched.storage.connect import storage
@@ -87,13 +91,47 @@ async def retry_row(settings: Settings, row_id: int, *, kind: Kind = "hl7") -> s
                     f"row {row_id} has no body any more (dropped or purged); it cannot be re-sent"
                 )
             if row["destination"] == UNROUTED:
-                raise OutboxActionError(
-                    f"row {row_id} had no route: add one for its facility to RADSCHED_EMR_ROUTES, "
-                    "then have the appointment re-sent (the RIS for relayed SIU, a re-booking otherwise)"
+                if to is None:
+                    raise OutboxActionError(
+                        f"row {row_id} had no route: add one for its facility to "
+                        "RADSCHED_EMR_ROUTES, then `radsched outbox retry ID --to DESTINATION`"
+                    )
+                payload = _rerouted(settings, await store.body(conn, row_id), row["control_id"], to)
+                await store.reroute(
+                    conn, row_id, destination=to, payload=payload, now=datetime.now(UTC)
                 )
+                await store.notify(conn, [to])
+                return f"row {row_id} queued for {to} (MSH-10 {row['control_id']})"
+            if to is not None and to != row["destination"]:
+                raise OutboxActionError("--to applies to unrouted dead letters only")
             await store.requeue(conn, row_id, now=datetime.now(UTC))
             await store.notify(conn, [row["destination"]])
     return f"row {row_id} queued again for {row['destination']} (MSH-10 {row['control_id']})"
+
+
+def _rerouted(settings: Settings, sealed: bytes, control_id: str, destination: str) -> bytes:
+    """Open an unrouted body, address it to ``destination``'s receiver, seal it for that row."""
+    from channels import parse
+    from radsched.emr.enqueue import open_body, seal_body
+    from radsched.emr.relay import readdress
+    from radsched.emr.routes import UNROUTED, parse_routes
+    from radsched.privacy import PhiBox
+    from radsched.secrets_store import resolve_secrets
+
+    if not settings.emr_routes:
+        raise OutboxActionError(
+            "RADSCHED_EMR_ROUTES is not set: there is no destination to send to"
+        )
+    routes = [
+        r for r in parse_routes(settings.emr_routes).routes if r.destination.name == destination
+    ]
+    if not routes:
+        raise OutboxActionError(f"{destination!r} is not a destination in RADSCHED_EMR_ROUTES")
+    phi = PhiBox.from_secret(resolve_secrets(settings).phi_key)
+    message = parse(open_body(phi, UNROUTED, control_id, sealed))
+    return seal_body(
+        phi, destination, control_id, readdress(message, routes[0].receiver, control_id)
+    )
 
 
 async def drop_row(settings: Settings, row_id: int, *, kind: Kind = "hl7") -> str:
@@ -188,11 +226,12 @@ def _list(args: argparse.Namespace) -> int:
 def _act(args: argparse.Namespace) -> int:
     from radsched.cli import run_async
 
-    action = retry_row if args.action == "retry" else drop_row
-
     async def go(settings: Settings) -> int:
         try:
-            print(await action(settings, args.id, kind=args.kind))
+            if args.action == "retry":
+                print(await retry_row(settings, args.id, kind=args.kind, to=args.to))
+            else:
+                print(await drop_row(settings, args.id, kind=args.kind))
         except OutboxActionError as exc:
             print(f"radsched outbox {args.action}: {exc}", file=sys.stderr)
             return 1
@@ -222,4 +261,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p = sub.add_parser(action, help=text)
         p.add_argument("id", type=int, metavar="ID")
         p.add_argument("--kind", choices=("hl7", "sms"), default="hl7")
+        if action == "retry":
+            p.add_argument(
+                "--to",
+                metavar="DESTINATION",
+                help="send an unrouted dead letter to this destination",
+            )
         p.set_defaults(func=_act, action=action)

@@ -295,6 +295,11 @@ async def get_row(conn: asyncpg.Connection, row_id: int) -> asyncpg.Record | Non
     return row
 
 
+async def body(conn: asyncpg.Connection, row_id: int) -> bytes:
+    payload: bytes = await conn.fetchval("SELECT payload FROM hl7_outbox WHERE id = $1", row_id)
+    return bytes(payload)
+
+
 async def requeue(conn: asyncpg.Connection, row_id: int, *, now: datetime) -> None:
     """Back to pending, due now, with its original MSH-10; the AE count starts again."""
     await conn.execute(
@@ -319,4 +324,22 @@ async def drop(conn: asyncpg.Connection, row_id: int, *, now: datetime, reason: 
         row_id,
         now,
         reason,
+    )
+
+
+async def reroute(
+    conn: asyncpg.Connection, row_id: int, *, destination: str, payload: bytes, now: datetime
+) -> None:
+    """An unrouted dead letter given a destination by the operator: pending there, due now."""
+    await conn.execute(
+        """
+        UPDATE hl7_outbox
+           SET destination = $2, payload = $3, state = 'pending', next_attempt_at = $4,
+               rejections = 0, dead_at = NULL, last_error = 'routed by operator from unrouted'
+         WHERE id = $1
+        """,
+        row_id,
+        destination,
+        payload,
+        now,
     )

@@ -14,6 +14,7 @@ from channels import parse as parse_hl7
 from mllp.testing import LoopbackPeer
 from radsched.commands.outbox import OutboxActionError, drop_row, list_outbox, retry_row
 from radsched.daemon import running
+from tests.channels.hl7check import assert_valid_hl7
 from tests.emr.helpers import book, booked, env, eventually, reply_with, settings
 
 
@@ -72,13 +73,32 @@ async def test_list_retry_and_drop_beside_a_running_daemon(
             assert await list_outbox(cli, kind="sms") == []
 
 
-async def test_unrouted_dead_letter_cannot_be_retried(data_dir: Path, database_url: str) -> None:
-    cfg = settings(data_dir, database_url, emr_routes="HOSP=127.0.0.1:1")
-    async with running(cfg) as daemon:
-        await book(daemon, booked(1, facility="OTHER"))
-        row = (await list_outbox(cfg, destination="unrouted"))[0]
-        with pytest.raises(OutboxActionError, match="RADSCHED_EMR_ROUTES"):
-            await retry_row(cfg, row["id"])
+async def test_unrouted_dead_letter_is_sent_on_once_the_operator_names_a_destination(
+    data_dir: Path, database_url: str
+) -> None:
+    async with LoopbackPeer() as emr:
+        routes = f"HOSP=127.0.0.1:{emr.port};receiver=EPIC^HOSP;name=epic"
+        cfg = settings(data_dir, database_url, emr_routes=routes)
+        async with running(cfg) as daemon:
+            await book(daemon, booked(1, facility="OTHER"))
+            row = (await list_outbox(cfg, destination="unrouted"))[0]
+            with pytest.raises(OutboxActionError, match="RADSCHED_EMR_ROUTES"):
+                await retry_row(cfg, row["id"])
+            with pytest.raises(OutboxActionError, match="not a destination"):
+                await retry_row(cfg, row["id"], to="nowhere")
+            assert "queued for epic" in await retry_row(cfg, row["id"], to="epic")
+            (frame,) = await emr.wait_for_frames(1)
+            assert_valid_hl7(frame)
+            msg = parse_hl7(frame)
+            assert msg.control_id == row["control_id"]
+            assert (msg.receiving_application, msg.receiving_facility) == ("EPIC", "HOSP")
+
+            async def delivered() -> bool:
+                return [r["state"] for r in await list_outbox(cfg, destination="epic")] == [
+                    "delivered"
+                ]
+
+            await eventually(delivered, what="re-routed row delivered")
 
 
 async def test_outbox_command_line(data_dir: Path, database_url: str) -> None:
