@@ -51,6 +51,7 @@ JOB = "retention"
 LOCK_KEY = (0x52534532, 1)
 DAILY = timedelta(hours=24)
 CHECK_EVERY_S = 3600.0
+FIRST_CHECK_AFTER_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,9 @@ async def last_run(db: Database) -> datetime | None:
 async def _daily(
     db: Database, clock: Callable[[], datetime], policy: RetentionPolicy, gauge: Gauge
 ) -> None:
+    # Not at start-up: a daemon restarted to fix something should come up fast and quiet, and the job
+    # is daily anyway.
+    await asyncio.sleep(FIRST_CHECK_AFTER_S)
     while True:
         try:
             await run_job(db, clock(), policy, wait=False, only_if_due=True)
