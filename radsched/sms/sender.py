@@ -257,6 +257,11 @@ class OutboxSender:
                 # Database trouble: the rows are safe where they are; try again shortly.
                 log.warning("sms sender: database unavailable", extra={"error": type(exc).__name__})
                 timeout = self.config.listen_retry_s
+            except Exception:
+                # A bug must not stop every text for good: log it, pause, carry on. Rows it left
+                # in 'sending' are resolved by the lease (ambiguous), never re-sent.
+                log.exception("sms sender: unexpected error; continuing")
+                timeout = self.config.listen_retry_s
             if self._stopping:
                 break
             if not self._wake.is_set():
@@ -318,9 +323,10 @@ class OutboxSender:
         with correlated(text.correlation_id):
             try:
                 await self._attempt(text)
-            except DB_ERRORS:
-                # The outcome could not be recorded; the row stays 'sending' under our identity and
-                # the lease turns it ambiguous: a text is never sent twice because of our database.
+            except Exception:
+                # The outcome could not be recorded (database trouble, or a bug); the row stays
+                # 'sending' under our identity and the lease turns it ambiguous: a text is never
+                # sent twice because of our own failure. One text's failure stays its own.
                 log.exception(
                     "sms outbox: could not record a send outcome", extra={"outbox_id": text.id}
                 )
