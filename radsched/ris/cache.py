@@ -76,6 +76,10 @@ class TtlCache(Generic[K, V]):
 
         return await self._flight.run(key, load_and_keep)
 
+    def invalidate_where(self, predicate: Callable[[K], bool]) -> None:
+        for key in [k for k in self._values if predicate(k)]:
+            del self._values[key]
+
     def invalidate(self, key: K | None = None) -> None:
         if key is None:
             self._values.clear()

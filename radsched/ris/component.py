@@ -6,7 +6,8 @@ Site configuration beyond the public settings lives in the ``RADSCHED_CONFIG`` T
 * ``[dialect]`` — field placements and format switches of the RIS dialect (``channels`` overrides);
 * ``[ris]`` — ``application`` / ``facility`` (MSH-5/6 we address the RIS as), ``tls`` (true: TLS with the
   system trust store), ``tls_ca`` (CA file instead), ``tls_cert`` + ``tls_key`` (client certificate for
-  mutual TLS), ``tls_server_name`` (name to verify when it differs from the host), ``connect_timeout_s``.
+  mutual TLS), ``tls_server_name`` (name to verify when it differs from the host), ``connect_timeout_s``,
+  ``slot_cache_s`` (keep slot lists that long; 0 = off, the default — see docs/integration.md).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ _RIS_KEYS = {
     "tls_key",
     "tls_server_name",
     "connect_timeout_s",
+    "slot_cache_s",
 }
 
 
@@ -55,6 +57,7 @@ class RisPeer:
     ssl: ssl.SSLContext | None
     server_name: str | None
     connect_timeout: float
+    slot_cache_s: float = 0.0
 
 
 def ris_peer(table: dict[str, Any]) -> RisPeer:
@@ -82,9 +85,19 @@ def ris_peer(table: dict[str, Any]) -> RisPeer:
                 raise ConfigError(
                     "RADSCHED_CONFIG [ris] tls_cert/tls_key: cannot load the client certificate"
                 ) from None
-    timeout = float(table.get("connect_timeout_s", 5.0))
+    try:
+        timeout = float(table.get("connect_timeout_s", 5.0))
+        slot_cache_s = float(table.get("slot_cache_s", 0.0))
+    except (TypeError, ValueError):
+        raise ConfigError(
+            "RADSCHED_CONFIG [ris]: connect_timeout_s and slot_cache_s must be numbers"
+        ) from None
+    if not (0 < timeout <= 60 and 0 <= slot_cache_s <= 60):
+        raise ConfigError(
+            "RADSCHED_CONFIG [ris]: connect_timeout_s must be in (0, 60], slot_cache_s in [0, 60]"
+        )
     server_name = table.get("tls_server_name")
-    return RisPeer(party, context, str(server_name) if server_name else None, timeout)
+    return RisPeer(party, context, str(server_name) if server_name else None, timeout, slot_cache_s)
 
 
 async def _simulated_ris(
@@ -142,6 +155,7 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> SchedulingService:
         tz=daemon.tz,
         clock=daemon.clock,
         location_cache_s=settings.location_cache_s,
+        slot_cache_s=peer.slot_cache_s,
     )
     stack.push_async_callback(service.aclose)
     daemon.readiness.add("ris", client.ready)

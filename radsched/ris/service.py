@@ -35,7 +35,7 @@ from radsched.logs import correlated
 from radsched.orders import OrderStore, StoredOrder
 from radsched.ris import bookings
 from radsched.ris.bookings import BookingRow
-from radsched.ris.cache import KnownSlots, SingleFlight, TtlCache
+from radsched.ris.cache import KnownSlots, TtlCache
 from radsched.ris.client import RisClient
 from radsched.ris.control_ids import ControlIds
 from radsched.ris.errors import (
@@ -95,6 +95,7 @@ class SchedulingService:
         tz: tzinfo,
         clock: Clock,
         location_cache_s: float,
+        slot_cache_s: float = 0.0,
         known_slots: KnownSlots | None = None,
     ) -> None:
         self.ris = ris
@@ -105,7 +106,9 @@ class SchedulingService:
         self._ids = control_ids
         self._clock = clock
         self._locations: TtlCache[str, list[Location]] = TtlCache(location_cache_s)
-        self._slot_queries: SingleFlight[tuple[object, ...], list[Slot]] = SingleFlight()
+        # Off by default (0): identical concurrent queries still share one round trip, but nothing is
+        # kept, because a slot shown from a cache may be gone by booking time (a 409).
+        self._slot_lists: TtlCache[tuple[object, ...], list[Slot]] = TtlCache(slot_cache_s)
         self._known = known_slots or KnownSlots()
         self._hooks: list[BookingHook] = []
         self._inflight: dict[uuid.UUID, asyncio.Task[BookedAppointment]] = {}
@@ -149,7 +152,7 @@ class SchedulingService:
         code = modality.strip().upper()
         await self._location(location_id, code)
         key = (location_id, code, start, end, limit)
-        found = await self._slot_queries.run(
+        found = await self._slot_lists.get(
             key, lambda: self._query_slots(location_id, code, start, end, limit)
         )
         return list(found)
@@ -299,7 +302,7 @@ class SchedulingService:
                 reason=result.reason,
                 now=self._clock(),
             )
-        self._known.forget(row.slot_id)
+        self._slot_changed(row)
         log.info(
             "booking rejected by the RIS",
             extra={"booking_id": str(row.id), "control_id": row.control_id, "ack": result.ack_code},
@@ -325,12 +328,17 @@ class SchedulingService:
             await self._orders.set_state(conn, row.order_key, "booked", now=self._clock())
             for hook in self._hooks:
                 await hook(conn, booked)
-        self._known.forget(row.slot_id)
+        self._slot_changed(row)
         log.info(
             "booked",
             extra={"booking_id": str(row.id), "control_id": row.control_id},
         )
         return booked
+
+    def _slot_changed(self, row: BookingRow) -> None:
+        """The slot is taken: neither the known slots nor a cached list may offer it again."""
+        self._known.forget(row.slot_id)
+        self._slot_lists.invalidate_where(lambda key: key[0] == row.location_id)
 
     def _appointment(
         self, row: BookingRow, stored: StoredOrder, mrn: str, *, replayed: bool

@@ -201,3 +201,32 @@ async def test_openapi_document_is_well_formed(gateway: GatewayFactory, sim: Sim
             assert path in doc["paths"]
         assert (await gw.call("GET", "/healthz", key=None))[0] == 200
         assert (await gw.call("GET", "/metrics", key=None))[0] == 200
+
+
+async def test_slot_lists_are_not_kept_unless_the_site_opts_in(
+    gateway: GatewayFactory, sim: SimRis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with gateway(ris_addr=f"127.0.0.1:{sim.port}") as gw:
+        for _ in range(2):
+            assert (await gw.slots())[0] == 200
+        assert len(sim.frames_of("SQM^S25")) == 2
+
+    config = tmp_path / "radsched.toml"
+    config.write_text("[ris]\nslot_cache_s = 30\n")
+    monkeypatch.setenv("RADSCHED_CONFIG", str(config))
+    async with gateway(ris_addr=f"127.0.0.1:{sim.port}") as gw:
+        await gw.add_order("PLC1")
+        _, listed = await gw.slots()
+        for _ in range(3):
+            assert (await gw.slots())[1] == listed
+        assert len(sim.frames_of("SQM^S25")) == 3
+        # Our own booking at DTWN drops the cached DTWN lists: the booked slot is not offered again.
+        assert (await gw.book(**booking_for("PLC1", listed["slots"][0])))[0] == 201
+        _, after = await gw.slots()
+        assert after["slots"] == listed["slots"][1:]
+        assert len(sim.frames_of("SQM^S25")) == 4
+
+    config.write_text("[ris]\nslot_cache_s = -1\n")
+    with pytest.raises(ConfigError, match="slot_cache_s"):
+        async with gateway(ris_addr=f"127.0.0.1:{sim.port}"):
+            pass
