@@ -127,3 +127,24 @@ async def assert_no_phi_at_rest(
     metrics = flow.daemon.metrics.render().decode()
     for what, needle in needles.items():
         assert needle not in metrics, f"{what} found in the metrics"
+
+
+async def test_twilio_21610_revokes_consent_in_the_real_engine(flow: Flow) -> None:
+    patient = Patient()
+    flow.twilio.refuse(patient.e164, 21610)  # opted out at Twilio: every send is refused
+    assert (await flow.order("PL" + secrets.token_hex(4).upper(), patient)).code is AckCode.AA
+    await flow.twilio.wait_requests(1)
+    outbox = flow.daemon.sms_outbox
+    assert outbox is not None and outbox.sender is not None
+    outbox.wake()
+    await outbox.sender.wait_idle(10)
+    [consent] = await flow.fetch(
+        "SELECT consent_state, source FROM patient_sms_consents WHERE phone_hash = $1",
+        flow.hash_of(patient),
+    )
+    assert (consent["consent_state"], consent["source"]) == ("revoked", "twilio-21610")
+    conversation = await flow.conversation(patient)
+    assert conversation["state"] == "opted_out" and conversation["phi"] is None
+    [row] = await flow.fetch("SELECT state, error_class, payload FROM sms_outbox")
+    assert (row["state"], row["error_class"], row["payload"]) == ("failed", "opted_out", None)
+    assert not flow.twilio.accepted and len(flow.twilio.requests) == 1
