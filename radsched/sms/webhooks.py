@@ -84,9 +84,18 @@ class SignedForms:
         mime = request.content_type
         if mime not in ("application/x-www-form-urlencoded", ""):
             raise _Refused(415, "unsupported_media_type", "expected a form body")
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES or not request.content.at_eof():
-            raise _Refused(413, "payload_too_large", f"webhook body over {MAX_BODY_BYTES} bytes")
+        # read(n) returns what has arrived (up to n), so a body in several packets takes a loop;
+        # a chunked body without Content-Length is cut off at the limit all the same.
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(MAX_BODY_BYTES + 1 - size):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _Refused(
+                    413, "payload_too_large", f"webhook body over {MAX_BODY_BYTES} bytes"
+                )
+            chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
             pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:

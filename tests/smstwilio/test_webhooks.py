@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -207,3 +208,31 @@ async def test_webhooks_are_in_the_openapi_document(live: Running) -> None:
     async with live.http.get(live.base + "/api/openapi.json") as response:
         doc = await response.json()
     assert "post" in doc["paths"]["/sms/inbound"] and "post" in doc["paths"]["/sms/status"]
+
+
+async def test_body_in_several_chunks_is_read_whole(live: Running) -> None:
+    form = inbound_form(live.double.account_sid, from_=PATIENT, body="YES", to="+15005550006")
+    signature = sign(live.double.auth_token, PUBLIC + "/sms/inbound", form)
+    encoded = urlencode(form).encode()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for start in range(0, len(encoded), 40):
+            yield encoded[start : start + 40]
+
+    headers = {
+        "X-Twilio-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    async with live.http.post(live.base + "/sms/inbound", data=trickle(), headers=headers) as r:
+        assert r.status == 200, await r.text()
+    assert len(live.engine.inbound) == 1
+
+
+async def test_chunked_body_over_the_limit_is_refused(live: Running) -> None:
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(MAX_BODY_BYTES // 1024 + 2):
+            yield b"x" * 1024
+
+    headers = {"X-Twilio-Signature": "x", "Content-Type": "application/x-www-form-urlencoded"}
+    async with live.http.post(live.base + "/sms/inbound", data=endless(), headers=headers) as r:
+        assert r.status == 413
