@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -151,7 +151,6 @@ class OutboxSender:
         config: SenderConfig | None = None,
     ) -> None:
         self._db = db
-        self._dsn = dsn
         self._phi = phi
         self.provider = provider
         self._metrics = metrics
@@ -166,8 +165,7 @@ class OutboxSender:
         # The sender's own connection: LISTEN, identity (claims carry its pid@backend_start) and
         # every claim/outcome statement, serialised by the lock. Statements are a fraction of a
         # millisecond; a pooled connection per statement would add a reset round trip each time.
-        self._anchor: asyncpg.Connection | None = None
-        self._anchor_lock = asyncio.Lock()
+        self._anchor = store.DedicatedConnection(dsn, name="radsched-sms-sender")
         self.identity = ""
         self._idle = asyncio.Event()
         # When the next retry falls due: ours are tracked as we schedule them; the backlog query
@@ -212,33 +210,23 @@ class OutboxSender:
             await self._idle.wait()
 
     async def _connect_listener(self) -> None:
-        conn = await asyncpg.connect(
-            self._dsn, server_settings={"application_name": "radsched-sms"}
-        )
+        conn = await self._anchor.open()
         try:
             self.identity = await conn.fetchval(store.SESSION_IDENTITY_SQL)
             await conn.add_listener(store.NOTIFY_CHANNEL, self._on_notify)
         except BaseException:
-            await conn.close()
+            await self._anchor.close()
             raise
-        self._anchor = conn
 
     async def _close_listener(self) -> None:
-        conn, self._anchor = self._anchor, None
-        if conn is not None and not conn.is_closed():
-            with suppress(*DB_ERRORS):
-                await asyncio.wait_for(conn.close(), 2.0)
+        await self._anchor.close()
 
     def _on_notify(self, *_: object) -> None:
         self.wake()
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._anchor_lock:
-            conn = self._anchor
-            if conn is None or conn.is_closed():
-                raise ConnectionResetError("sms sender: database connection lost")
-            yield conn
+    def _conn(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        # Never reopened behind our back: a new session is a new identity (see _run).
+        return self._anchor.use(reconnect=False)
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -247,7 +235,7 @@ class OutboxSender:
             self._wake.clear()
             timeout = self.config.sweep_s
             try:
-                if self._anchor is None or self._anchor.is_closed():
+                if not self._anchor.is_open:
                     await self._close_listener()
                     await self._connect_listener()
                     await self._recover()
@@ -504,7 +492,8 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> store.SmsOutbox:
     )
     outbox = store.SmsOutbox(sender)
     daemon.sms_outbox = outbox
-    webhooks.add_routes(daemon, metrics)
+    hooks = webhooks.add_routes(daemon, metrics)
+    stack.push_async_callback(hooks.aclose)
     await sender.start()
     stack.push_async_callback(sender.aclose, settings.shutdown_grace_s)
     log.info("sms outbox sender started", extra={"provider": provider.name})
