@@ -23,7 +23,7 @@ log = logging.getLogger("radsched.intake.hl7")
 __all__ = ["OrmHandler"]
 
 # ORC-1 values that carry a new order; status updates (SC), holds and the like change nothing here.
-_NEW = frozenset({"NW", "XO", "SN"})
+_NEW = frozenset({"NW", "XO"})  # XO (changed order) of an order we never saw starts one
 
 
 class OrmHandler:

@@ -70,6 +70,8 @@ class OrderIntake:
             phone=phone,
             correlation_id=correlation_id,
             received_at=self._clock(),
+            # Optimistic: a hand-over to staff in the same transaction overwrites it.
+            state="texting",
         )
         if stored is None:
             # Same order id again (a resend with a new control id, or the JSON webhook retried):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 
@@ -51,19 +51,32 @@ class AuditTrail:
         )
 
     async def flush(self, conn: asyncpg.Connection, now: datetime) -> None:
+        sql, params = self.insert(1)
+        if sql:
+            await conn.execute(sql, now, *params)
+
+    def insert(self, first: int) -> tuple[str, list[Any]]:
+        """The pending rows as one INSERT (``$first`` is the time; the other parameters follow,
+        ``params`` lists them), and forget them. Empty when there is nothing to write.
+
+        Callers put it in a ``WITH`` in front of their own statement so that a transition's
+        state and its audit rows cost one round trip.
+        """
         if not self.rows:
-            return
+            return "", []
         rows, self.rows = self.rows, []
-        await conn.execute(
-            """
+        n = [f"${first + i}" for i in range(8)]
+        # Only parameter numbers are formatted into the text; the values travel as parameters.
+        sql = f"""
             INSERT INTO sms_audit_log (occurred_at, phone_hash, message_type, direction,
                                        consent_state, session_id, correlation_id, modality, outcome)
-            SELECT $1, $2, t.message_type, t.direction, t.consent_state, $3, $4, $5, t.outcome
-              FROM unnest($6::text[], $7::text[], $8::text[], $9::text[])
+            SELECT {n[0]}::timestamptz, {n[1]}::text, t.message_type, t.direction, t.consent_state,
+                   {n[2]}::uuid, {n[3]}::text, {n[4]}::text, t.outcome
+              FROM unnest({n[5]}::text[], {n[6]}::text[], {n[7]}::text[], ${first + 8}::text[])
                    WITH ORDINALITY AS t(message_type, direction, consent_state, outcome, n)
              ORDER BY t.n
-            """,
-            now,
+            """  # noqa: S608
+        params: list[Any] = [
             self.phone_hash,
             self.session_id,
             self.correlation_id[:_MAX],
@@ -72,4 +85,5 @@ class AuditTrail:
             [r.direction for r in rows],
             [r.consent_state for r in rows],
             [r.outcome for r in rows],
-        )
+        ]
+        return sql, params

@@ -308,8 +308,7 @@ class Driver:
             state_after=conv.state.value,
         )
         outcome.conv = conv
-        await self.store(conn, loaded, conv, now, ended=outcome.ended)
-        await trail.flush(conn, now)
+        await self.store(conn, loaded, conv, now, ended=outcome.ended, trail=trail)
         return outcome
 
     async def perform(
@@ -389,22 +388,18 @@ class Driver:
         now: datetime,
         *,
         ended: bool,
+        trail: AuditTrail | None = None,
     ) -> None:
+        """Write the conversation row — and ``trail``'s audit rows in the same statement."""
         state_data = json.dumps(dump_conversation(conv), separators=(",", ":"))
-        expires = conv.expires_at or now
         if loaded.new:
             sealed = (
                 self._phi.seal(_phi_dict(loaded.phi), aad=_aad(loaded.id))
                 if loaded.phi is not None and not ended
                 else None
             )
-            await conn.execute(
-                """
-                INSERT INTO sms_conversations
-                    (id, phone_hash, order_key, modality, facility, state, state_data, phi,
-                     version, created_at, updated_at, expires_at, wake_at, ended_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, 1, $9, $9, $10, $11, $12)
-                """,
+            sql = _INSERT
+            params: list[Any] = [
                 loaded.id,
                 loaded.phone_hash,
                 loaded.order_key,
@@ -414,22 +409,13 @@ class Driver:
                 state_data,
                 sealed,
                 now,
-                expires,
+                conv.expires_at or now,
                 conv.wake_at,
                 now if ended else None,
-            )
-            loaded.new = False
+            ]
         else:
-            # The sealed PHI is never rewritten, only deleted at the end (ended=True).
-            await conn.execute(
-                """
-                UPDATE sms_conversations
-                   SET state = $2, state_data = $3::jsonb, version = version + 1, updated_at = $4,
-                       expires_at = coalesce($5, expires_at), wake_at = $6,
-                       ended_at = CASE WHEN $7 THEN coalesce(ended_at, $4) ELSE ended_at END,
-                       phi = CASE WHEN $7 THEN NULL ELSE phi END
-                 WHERE id = $1
-                """,
+            sql = _UPDATE
+            params = [
                 loaded.id,
                 conv.state.value,
                 state_data,
@@ -437,9 +423,34 @@ class Driver:
                 conv.expires_at,
                 conv.wake_at,
                 ended or conv.is_over,
-            )
+            ]
+        audit, audit_params = trail.insert(len(params) + 1) if trail else ("", [])
+        if audit:
+            sql = f"WITH audit AS ({audit}) {sql}"
+            params += [now, *audit_params]
+        await conn.execute(sql, *params)
+        if loaded.new:
+            loaded.new = False
+        else:
             loaded.version += 1
         loaded.conv = conv
+
+
+_INSERT = """
+INSERT INTO sms_conversations
+    (id, phone_hash, order_key, modality, facility, state, state_data, phi,
+     version, created_at, updated_at, expires_at, wake_at, ended_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, 1, $9, $9, $10, $11, $12)
+"""
+# The sealed PHI is never rewritten, only deleted at the end.
+_UPDATE = """
+UPDATE sms_conversations
+   SET state = $2, state_data = $3::jsonb, version = version + 1, updated_at = $4,
+       expires_at = coalesce($5, expires_at), wake_at = $6,
+       ended_at = CASE WHEN $7 THEN coalesce(ended_at, $4) ELSE ended_at END,
+       phi = CASE WHEN $7 THEN NULL ELSE phi END
+ WHERE id = $1
+"""
 
 
 def _aad(conversation_id: uuid.UUID) -> bytes:

@@ -65,8 +65,17 @@ __all__ = ["EngineMetrics", "SmsEngine", "StartResult"]
 # Twilio errors that end a conversation (reference/sms.md section 1.5).
 OPTED_OUT_AT_CARRIER = 21610
 NOT_TEXTABLE_CODES = frozenset({21211, 21614, 30005, 30006})
+RIS_CALLS_IN_FLIGHT = 4
 TIMER_MAX_SLEEP_S = 30.0  # safety sweep even when nothing woke the timer
 _DUE_BATCH = 200
+
+
+_CONSENT = {"granted": ConsentStatus.GRANTED, "revoked": ConsentStatus.REVOKED}
+_PHONE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('phone:' || $1, 0))"
+_PHONE_STATE = """
+SELECT (SELECT consent_state FROM patient_sms_consents WHERE phone_hash = $1) AS consent,
+       EXISTS (SELECT 1 FROM sms_conversations WHERE phone_hash = $1 AND ended_at IS NULL) AS busy
+"""
 
 
 def modality_label(code: str) -> str:
@@ -153,8 +162,12 @@ class SmsEngine:
         self.metrics = metrics
         self._outbox = outbox
         self._tasks: set[asyncio.Task[None]] = set()
+        # The RIS answers one request at a time per connection; more calls in flight only queue
+        # there while holding database connections that the webhooks' transactions need.
+        self._ris_slots = asyncio.Semaphore(RIS_CALLS_IN_FLIGHT)
         self._timer_wakeup = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
+        self._planned: datetime | None = None  # when the timer looks next
         self._stopping = False
         self.modalities: ModalityControl | None = None
         """The modality switches (set by the intake component), for operators' tooling and tests."""
@@ -175,11 +188,12 @@ class SmsEngine:
         assert order.order is not None
         now = self._clock()
         hashed = phone_hash(self._hash_key, phone)
-        consent = await get_consent(conn, hashed)
-        busy = await conn.fetchval(
-            "SELECT 1 FROM sms_conversations WHERE phone_hash = $1 AND ended_at IS NULL LIMIT 1",
-            hashed,
-        )
+        # Serialise orders for one phone (docs/sms.md rule 7, below). The look comes in the next
+        # statement: under READ COMMITTED only a later statement sees what the lock waited for.
+        await conn.execute(_PHONE_LOCK, hashed)
+        row = await conn.fetchrow(_PHONE_STATE, hashed)
+        consent = _CONSENT.get(row["consent"], ConsentStatus.UNKNOWN)
+        busy = bool(row["busy"])
         loaded = self.driver.new(
             now=now,
             phone_hash=hashed,
@@ -213,12 +227,7 @@ class SmsEngine:
                     reason,
                 )
             return StartResult("deferred_to_phone", "deferred_" + reason)
-        await conn.execute(
-            "UPDATE orders SET state = 'texting', updated_at = $2 WHERE order_key = $1",
-            order.order_key,
-            now,
-        )
-        return StartResult("accepted", "accepted")
+        return StartResult("accepted", "accepted")  # the order was stored as 'texting'
 
     async def cancel_order(
         self, conn: asyncpg.Connection, order_key: str, correlation_id: str
@@ -397,8 +406,9 @@ class SmsEngine:
         while pending is not None and not self._stopping:
             with correlated(pending.correlation_id):
                 try:
-                    answer = await self._ris.answer(pending)
-                    pending = await self._feed_answer(pending, answer)
+                    async with self._ris_slots:
+                        answer = await self._ris.answer(pending)
+                        pending = await self._feed_answer(pending, answer)
                 except Exception:
                     # The conversation stays busy; the timer answers RisUnavailable at busy_until.
                     log.exception("RIS call for a conversation failed unexpectedly")
@@ -483,6 +493,7 @@ class SmsEngine:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("conversation timer: database error", extra={"error": str(exc)})
                 delay = TIMER_MAX_SLEEP_S
+            self._planned = self._clock() + timedelta(seconds=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_wakeup.wait(), timeout=delay)
 
@@ -524,7 +535,10 @@ class SmsEngine:
             outcome = await self.driver.apply(
                 conn, loaded, event, now, correlation_id, reply_to=reply_to
             )
-        if outcome.conv.wake_at is not None:
+        wake_at = outcome.conv.wake_at
+        if wake_at is not None and (self._planned is None or wake_at < self._planned):
+            # Only a deadline before the timer's next look needs it early; the timer re-reads
+            # min(wake_at) at least every TIMER_MAX_SLEEP_S, so nothing is missed either way.
             self._timer_wakeup.set()
         return outcome
 

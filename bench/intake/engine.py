@@ -1,0 +1,102 @@
+"""In-process part of the intake benchmark: ``SmsEngine.on_inbound_text`` driven directly.
+
+``python -m bench.intake.engine SPEC.json`` (started pinned to one core by ``bench.intake``) runs the
+daemon in this process (uvloop, as ``radsched run`` does) against the given database and Twilio
+double, seeds ``patients`` conversations through its MLLP listener, then calls ``on_inbound_text``
+with ``concurrency`` calls in flight, one round per reply. A call returns after transaction 1 (lock,
+step, store, outbox, audit, commit); RIS calls run after commit and each round waits for them
+(``drain``) before the next. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mllp
+from bench.intake.loadgen import order_message
+from radsched.daemon import running
+from radsched.settings import Settings
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))] if values else 0.0
+
+
+async def run(spec: dict[str, Any]) -> dict[str, Any]:
+    settings = Settings(data_dir=Path(spec["data_dir"]), **spec["settings"])
+    async with running(settings) as daemon:
+        engine = daemon.sms_engine
+        assert engine is not None
+        addr = daemon.listening["mllp"]
+        patients: list[str] = spec["patients"]
+
+        async def seed(part: list[tuple[int, str]]) -> None:
+            async with mllp.Client(addr.host, addr.port) as client:
+                for i, digits in part:
+                    order = order_message(f"E{i:08d}", f"E{i:07d}", f"EM{i:07d}", digits)
+                    await client.request(order, timeout=30)
+
+        numbered = list(enumerate(patients))
+        await asyncio.gather(*(seed(numbered[k::8]) for k in range(8)))
+        rounds: dict[str, Any] = {}
+        for name, bodies in spec["rounds"]:
+            latencies: list[float] = []
+
+            async def worker(
+                k: int, bodies: list[str] = bodies, latencies: list[float] = latencies
+            ) -> None:
+                for i in range(k, len(patients), spec["concurrency"]):
+                    started = time.perf_counter()
+                    await engine.on_inbound_text(
+                        "+1" + patients[i],
+                        bodies[i % len(bodies)],
+                        "SM" + secrets.token_hex(16),
+                        "b",
+                    )
+                    latencies.append(time.perf_counter() - started)
+
+            began = time.perf_counter()
+            await asyncio.gather(*(worker(k) for k in range(spec["concurrency"])))
+            calls_s = time.perf_counter() - began
+            await engine.drain(600)
+            settled_s = time.perf_counter() - began
+            latencies.sort()
+            rounds[name] = {
+                "calls": len(latencies),
+                "per_second": len(latencies) / calls_s,
+                "settled_per_second": len(latencies) / settled_s,
+                "p50_ms": _pct(latencies, 0.5) * 1000,
+                "p99_ms": _pct(latencies, 0.99) * 1000,
+                "max_ms": latencies[-1] * 1000,
+            }
+        async with daemon.db.transaction("bench.states") as conn:
+            states = dict(
+                await conn.fetch("SELECT state, count(*) FROM sms_conversations GROUP BY 1")
+            )
+        return {"rounds": rounds, "states": states, "concurrency": spec["concurrency"]}
+
+
+def main() -> None:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    import contextlib
+    import io
+
+    # The daemon's console lines are not the point here (texts go to the Twilio double).
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            import uvloop
+
+            result = uvloop.run(run(spec))
+        except ImportError:
+            result = asyncio.run(run(spec))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
