@@ -342,7 +342,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(res["statuses"].items()))
         return (
             f"| {name} | {offered} | {res['requests']} | {res['per_second']:.0f} | "
-            f"{res['p50_ms']:.1f} | {res['p99_ms']:.1f} | {res['max_ms']:.1f} | {statuses} |"
+            f"{res['p50_ms']:.1f} | {res['p99_ms']:.1f} | {res['max_ms']:.1f} | "
+            f"{res.get('daemon_cpu_ms', 0):.2f} | {res.get('pg_cpu_ms', 0):.2f} | {statuses} |"
         )
 
     p99 = r["help_open"]["p99_ms"]
@@ -361,11 +362,16 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "verified; every reply text goes through the outbox and the real Twilio SDK to the double "
             "while the load runs.",
             "",
+            f"1-minute load average {r['load'][0]} before, {r['load'][1]} after: other work on the "
+            "machine shows in the latencies; the CPU columns (this daemon's and all PostgreSQL "
+            "processes' CPU time during the run, per request) are the steadier figures.",
+            "",
             f"Seeded {r['patients']} conversations (`POST /api/orders` + consent text each) in "
             f"{r['seed_s']:.1f} s.",
             "",
-            "| scenario | offered load | requests | achieved/s | p50 ms | p99 ms | max ms | HTTP statuses |",
-            "|---|---|---|---|---|---|---|---|",
+            "| scenario | offered load | requests | achieved/s | p50 ms | p99 ms | max ms "
+            "| daemon CPU ms/req | PostgreSQL CPU ms/req | HTTP statuses |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             row("HELP (transition + reply text), closed loop", r["help_closed"], "16 in flight"),
             row("HELP (transition + reply text), open loop", r["help_open"], f"{args.rate:.0f}/s"),
             row(
@@ -414,8 +420,10 @@ def main() -> None:
         sys.exit("needs two cores (daemon and load generator are pinned apart)")
     work = Path(tempfile.mkdtemp(prefix="radsched-bench-webhooks-"))
     work.chmod(0o711)  # the embedded server may run as another user under root
+    load_before = f"{os.getloadavg()[0]:.2f}"
     try:
         result = asyncio.run(bench(args, work))
+        result["load"] = (load_before, f"{os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=1), file=sys.stderr)
