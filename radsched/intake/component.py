@@ -27,7 +27,8 @@ from radsched.modality import ModalityControl
 from radsched.settings import Settings, toml_sections
 from radsched.sms.config import ConversationConfig
 from radsched.sms.driver import Driver
-from radsched.sms.engine import EngineMetrics, SmsEngine, Waker
+from radsched.sms.engine import SmsEngine, Waker
+from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.quiet_hours import parse_quiet_hours
 from radsched.sms.ris_calls import RisCaller
 from radsched.sms.templates import TemplateError, TemplateSet

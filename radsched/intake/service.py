@@ -18,7 +18,8 @@ import asyncpg
 from channels import OrderRef
 from radsched.modality import ModalityControl
 from radsched.orders import OrderSource, OrderStore
-from radsched.sms.engine import EngineMetrics, SmsEngine
+from radsched.sms.engine import SmsEngine
+from radsched.sms.engine_metrics import EngineMetrics
 
 log = logging.getLogger("radsched.intake")
 

@@ -19,7 +19,6 @@ after ``busy_timeout``; a repeated booking is idempotent in the scheduling servi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import uuid
@@ -29,15 +28,15 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from radsched.logs import correlated
-from radsched.modality import DICOM_MODALITIES, ModalityControl
+from radsched.modality import ModalityControl
 from radsched.orders import StoredOrder
 from radsched.privacy import normalise_phone, phone_hash
 from radsched.sms.audit import AuditTrail
 from radsched.sms.consent import get_consent, record_consent
 from radsched.sms.driver import ConversationPhi, Driver, Loaded, Outcome, PendingCall
+from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.model import (
     Audit,
     BookingConfirmed,
@@ -56,17 +55,17 @@ from radsched.sms.model import (
 )
 from radsched.sms.ris_calls import RisCaller
 from radsched.sms.stray import stray_reply
+from radsched.sms.timer import ConversationTimer
 from radsched.storage.db import Database
 
 log = logging.getLogger("radsched.sms.engine")
 
-__all__ = ["EngineMetrics", "SmsEngine", "StartResult"]
+__all__ = ["SmsEngine", "StartResult"]
 
 # Twilio errors that end a conversation (reference/sms.md section 1.5).
 OPTED_OUT_AT_CARRIER = 21610
 NOT_TEXTABLE_CODES = frozenset({21211, 21614, 30005, 30006})
 RIS_CALLS_IN_FLIGHT = 4
-TIMER_MAX_SLEEP_S = 30.0  # safety sweep even when nothing woke the timer
 _DUE_BATCH = 200
 
 
@@ -76,58 +75,6 @@ _PHONE_STATE = """
 SELECT (SELECT consent_state FROM patient_sms_consents WHERE phone_hash = $1) AS consent,
        EXISTS (SELECT 1 FROM sms_conversations WHERE phone_hash = $1 AND ended_at IS NULL) AS busy
 """
-
-
-def modality_label(code: str) -> str:
-    """Bounded label values: a free-text modality from a misconfigured sender is ``other``."""
-    return code if code in DICOM_MODALITIES else "other"
-
-
-class EngineMetrics:
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.orders = Counter(
-            "radsched_orders",
-            "Orders received, by modality and outcome (accepted, duplicate, deferred_*, rejected_*, cancelled).",
-            ["modality", "outcome"],
-            registry=registry,
-        )
-        self.deferrals = Counter(
-            "radsched_sms_deferrals",
-            "Orders handed to staff by the SMS engine, by modality and reason.",
-            ["modality", "reason"],
-            registry=registry,
-        )
-        self.conversations_ended = Counter(
-            "radsched_sms_conversations_ended",
-            "Conversations ended, by modality and reason.",
-            ["modality", "reason"],
-            registry=registry,
-        )
-        self.texts = Counter(
-            "radsched_sms_texts_queued",
-            "Texts written to the SMS outbox, by template id.",
-            ["template"],
-            registry=registry,
-        )
-        self.transitions = Histogram(
-            "radsched_sms_transition_seconds",
-            "Time to step and store one conversation event (one transaction), by event.",
-            ["event"],
-            registry=registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-        )
-
-    def order(self, modality: str, outcome: str) -> None:
-        self.orders.labels(modality_label(modality), outcome).inc()
-
-    def deferred(self, modality: str, reason: str) -> None:
-        self.deferrals.labels(modality_label(modality), reason).inc()
-
-    def ended(self, modality: str, reason: str) -> None:
-        self.conversations_ended.labels(modality_label(modality), reason).inc()
-
-    def text_queued(self, template_id: str) -> None:
-        self.texts.labels(template_id).inc()
 
 
 class Waker(Protocol):
@@ -165,9 +112,7 @@ class SmsEngine:
         # The RIS answers one request at a time per connection; more calls in flight only queue
         # there while holding database connections that the webhooks' transactions need.
         self._ris_slots = asyncio.Semaphore(RIS_CALLS_IN_FLIGHT)
-        self._timer_wakeup = asyncio.Event()
-        self._timer: asyncio.Task[None] | None = None
-        self._planned: datetime | None = None  # when the timer looks next
+        self._timer = ConversationTimer(db, clock, self.fire_due)
         self._stopping = False
         self.modalities: ModalityControl | None = None
         """The modality switches (set by the intake component), for operators' tooling and tests."""
@@ -479,40 +424,14 @@ class SmsEngine:
         return fired
 
     def wake_timer(self) -> None:
-        self._timer_wakeup.set()
+        self._timer.wake()
 
     def start_timer(self) -> None:
-        self._timer = asyncio.create_task(self._timer_loop(), name="sms-timer")
-
-    async def _timer_loop(self) -> None:
-        while not self._stopping:
-            self._timer_wakeup.clear()
-            try:
-                await self.fire_due()
-                delay = await self._next_delay()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("conversation timer: database error", extra={"error": str(exc)})
-                delay = TIMER_MAX_SLEEP_S
-            self._planned = self._clock() + timedelta(seconds=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_wakeup.wait(), timeout=delay)
-
-    async def _next_delay(self) -> float:
-        nearest = await self._db.fetchval(
-            "sms.next_wake",
-            "SELECT min(wake_at) FROM sms_conversations WHERE ended_at IS NULL",
-        )
-        if nearest is None:
-            return TIMER_MAX_SLEEP_S
-        seconds: float = (nearest - self._clock()).total_seconds()
-        return min(TIMER_MAX_SLEEP_S, max(0.05, seconds))
+        self._timer.start()
 
     async def aclose(self, grace: float = 5.0) -> None:
         self._stopping = True
-        self._timer_wakeup.set()
-        if self._timer is not None:
-            self._timer.cancel()
-            await asyncio.gather(self._timer, return_exceptions=True)
+        await self._timer.aclose()
         await self.drain(grace)
         for task in list(self._tasks):
             task.cancel()
@@ -535,11 +454,8 @@ class SmsEngine:
             outcome = await self.driver.apply(
                 conn, loaded, event, now, correlation_id, reply_to=reply_to
             )
-        wake_at = outcome.conv.wake_at
-        if wake_at is not None and (self._planned is None or wake_at < self._planned):
-            # Only a deadline before the timer's next look needs it early; the timer re-reads
-            # min(wake_at) at least every TIMER_MAX_SLEEP_S, so nothing is missed either way.
-            self._timer_wakeup.set()
+        if outcome.conv.wake_at is not None:
+            self._timer.deadline(outcome.conv.wake_at)
         return outcome
 
     def wake_outbox(self) -> None:

@@ -1,0 +1,83 @@
+"""The conversations' clock: feed ``Tick`` when a ``wake_at`` comes due.
+
+Deadlines are stored on the conversation rows (``wake_at``: end of quiet hours, a RIS call left
+unanswered, expiry), so the timer keeps no state of its own and survives restarts: it sleeps until
+the nearest ``wake_at`` of a live conversation (at most :data:`MAX_SLEEP_S`, a safety sweep), runs
+one pass, and looks again. Time comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from radsched.storage.db import Database
+
+log = logging.getLogger("radsched.sms.timer")
+
+__all__ = ["MAX_SLEEP_S", "ConversationTimer"]
+
+MAX_SLEEP_S = 30.0
+
+
+class ConversationTimer:
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        fire_due: Callable[[], Awaitable[int]],
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._fire_due = fire_due
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._planned: datetime | None = None  # when the timer looks next
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sms-timer")
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def deadline(self, at: datetime) -> None:
+        """A conversation now wakes at ``at``: look early only if that is before the next look.
+
+        Called before the caller commits; that is fine because the timer re-reads
+        ``min(wake_at)`` at least every :data:`MAX_SLEEP_S`, so nothing is missed either way.
+        """
+        if self._planned is None or at < self._planned:
+            self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            try:
+                await self._fire_due()
+                delay = await self._next_delay()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("conversation timer: database error", extra={"error": str(exc)})
+                delay = MAX_SLEEP_S
+            self._planned = self._clock() + timedelta(seconds=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+
+    async def _next_delay(self) -> float:
+        nearest = await self._db.fetchval(
+            "sms.next_wake",
+            "SELECT min(wake_at) FROM sms_conversations WHERE ended_at IS NULL",
+        )
+        if nearest is None:
+            return MAX_SLEEP_S
+        seconds: float = (nearest - self._clock()).total_seconds()
+        return min(MAX_SLEEP_S, max(0.05, seconds))
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
