@@ -162,7 +162,7 @@ async def outbox_throughput(dsn: str, phi_key: str, hash_key: str, count: int) -
         await conn.close()
     if sent != count:
         raise SystemExit(f"outbox: only {sent} of {count} texts sent")
-    return count / max(1e-6, last.timestamp() - committed)
+    return float(count / max(1e-6, last.timestamp() - committed))
 
 
 def start_double(account_sid: str, token: str) -> tuple[subprocess.Popen[str], str]:

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from radsched.daemon import running
 from radsched.errors import ConfigError
@@ -57,11 +58,11 @@ async def test_console_daemon_prints_the_text_and_marks_it_sent(
     caplog.set_level(logging.DEBUG)
     settings = Settings(
         data_dir=data_dir,
-        database_url=database_url,
+        database_url=SecretStr(database_url),
         http_listen="127.0.0.1:0",
         mllp_listen="127.0.0.1:0",
-        phone_hash_key=secrets.token_hex(32),
-        phi_key=secrets.token_hex(32),
+        phone_hash_key=SecretStr(secrets.token_hex(32)),
+        phi_key=SecretStr(secrets.token_hex(32)),
     )
     async with running(settings) as daemon:
         assert daemon.sms_outbox is not None and daemon.sms_outbox.sender is not None

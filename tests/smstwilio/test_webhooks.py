@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 
 from radsched.daemon import Daemon, running
 from radsched.privacy import phone_hash
@@ -55,14 +56,14 @@ class Running:
 def settings_for(data_dir: Path, database_url: str, double: TwilioDouble) -> Settings:
     return Settings(
         data_dir=data_dir,
-        database_url=database_url,
+        database_url=SecretStr(database_url),
         http_listen="127.0.0.1:0",
         mllp_listen="127.0.0.1:0",
         public_url=PUBLIC,
-        phone_hash_key=secrets.token_hex(32),
-        phi_key=secrets.token_hex(32),
+        phone_hash_key=SecretStr(secrets.token_hex(32)),
+        phi_key=SecretStr(secrets.token_hex(32)),
         twilio_account_sid=double.account_sid,
-        twilio_auth_token=double.auth_token,
+        twilio_auth_token=SecretStr(double.auth_token),
         twilio_from="+15005550006",
         twilio_api_url=double.url,
     )
@@ -75,7 +76,7 @@ async def live(data_dir: Path, database_url: str, double: TwilioDouble) -> Async
         aiohttp.ClientSession() as http,
     ):
         engine = RecordingEngine()
-        daemon.sms_engine = engine  # type: ignore[attr-defined]
+        daemon.sms_engine = engine  # type: ignore[assignment]
         yield Running(daemon, engine, double, http)
 
 
@@ -130,7 +131,7 @@ async def test_engine_failure_answers_500_and_the_retry_is_processed(live: Runni
 
 
 async def test_no_engine_means_503(live: Running) -> None:
-    live.daemon.sms_engine = None  # type: ignore[attr-defined]
+    live.daemon.sms_engine = None
     status, text = await live.inbound()
     assert status == 503 and "engine_not_ready" in text
 
