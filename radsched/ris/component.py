@@ -162,7 +162,14 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> SchedulingService:
     add_routes(daemon.app, service, daemon.secrets.api_keys, daemon.tz)
     openapi.install(daemon.app)
     started_at: datetime = daemon.clock()
-    resolver = asyncio.create_task(service.run_resolver(started_at), name="ris-resolver")
+
+    async def resolve_when_started() -> None:
+        # Booking hooks (the SIU outbox) are added by components that start after this one: a
+        # booking resolved before then would be marked booked without its SIU ever being queued.
+        await daemon.started.wait()
+        await service.run_resolver(started_at)
+
+    resolver = asyncio.create_task(resolve_when_started(), name="ris-resolver")
     stack.callback(resolver.cancel)
     log.info(
         "RIS gateway ready",

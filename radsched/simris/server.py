@@ -162,7 +162,7 @@ class SimRis:
         assert self._server is not None, "start() first"
         return self._server.port
 
-    async def aclose(self, grace: float = 1.0) -> None:
+    async def aclose(self, grace: float = 0.5) -> None:
         self._resume.set()  # let stalled replies go so connections can close
         if self._server is not None:
             await self._server.aclose(grace)
