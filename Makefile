@@ -47,3 +47,11 @@ bench: $(STAMP_DEV)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+
+# The long chaos run (tests/chaos, docs/reliability.md): SOAK_SECONDS of traffic with SOAK_KILLS SIGKILLs,
+# PostgreSQL restarts and peer faults; writes its figures into docs/reliability.md and docs/performance.md.
+.PHONY: soak
+SOAK_SECONDS ?= 600
+SOAK_KILLS ?= 50
+soak: $(STAMP_DEV)
+	$(BIN)/python -m tests.chaos.soak --duration $(SOAK_SECONDS) --kills $(SOAK_KILLS) --write-docs

@@ -75,6 +75,9 @@ class Daemon:
     sms_engine: SmsEngine | None = None
     emr: emr_component.EmrOutbox | None = None
     sms_outbox: SmsOutbox | None = None
+    # Set once every component has started (hooks registered, listeners bound): background work that
+    # needs the whole daemon (the RIS booking resolver runs booking hooks) waits for it.
+    started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 async def _bind(runner: web.AppRunner, addr: HostPort, *, setting: str) -> HostPort:
@@ -220,6 +223,7 @@ async def running(
         status = " ".join(f"{k}={v}" for k, v in daemon.listening.items())
         log.info("radsched ready", extra={"listening": status})
         metrics.up.set(1)
+        daemon.started.set()
         notifier.notify(f"STATUS=listening {status}", "READY=1")
         stack.callback(notifier.notify, "STOPPING=1")
 

@@ -199,7 +199,12 @@ class OrderStore:
             UPDATE orders
                SET state = $2, updated_at = $3,
                    deferred_reason = coalesce($4, deferred_reason),
-                   phi = CASE WHEN $5 THEN NULL ELSE phi END
+                   -- A booking still pending keeps the sealed order: resolving it re-sends the
+                   -- same HL7 booking, built from the order (radsched/ris/service.py).
+                   phi = CASE WHEN $5 AND NOT EXISTS (
+                                SELECT 1 FROM bookings b
+                                 WHERE b.order_key = $1 AND b.state = 'pending')
+                              THEN NULL ELSE phi END
              WHERE order_key = $1
             """,
             key,
