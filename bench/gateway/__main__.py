@@ -481,7 +481,10 @@ def render(results: list[Result], seconds: float, before: str, after: str, parts
         "may be gone by booking time and turn into a 409; our own bookings drop the cached lists "
         f"of their location): with 2 s, slots p99 at 32 clients was {p99_cached:.1f} ms. "
         "The single MLLP connection is not the limit: the RIS holds it for "
-        f"{one.get('slots', results[0]).ris_p50_us / 1000:.2f} ms per query.",
+        f"{one.get('slots', results[0]).ris_p50_us / 1000:.2f} ms per query. A booking's latency "
+        "is mostly waiting for PostgreSQL: three commits (fsync on; the server shares core "
+        f"{OTHER_CPU} with the RIS and the load generator) and the work of the other components' "
+        "booking hooks in the confirming transaction.",
         "",
     ]
     return "\n".join(lines)
