@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -40,8 +41,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--nak", choices=("AE", "AR"), help="answer every new request with this NAK")
     p.add_argument("--garbage", action="store_true", help="answer with non-HL7 bytes")
     p.add_argument("--wrong-id", action="store_true", help="acknowledge another control id")
+    p.add_argument(
+        "--tls-cert", type=Path, metavar="FILE", help="serve MLLP over TLS with this cert"
+    )
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help="private key of --tls-cert")
+    p.add_argument(
+        "--tls-ca", type=Path, metavar="FILE", help="require client certificates from this CA"
+    )
     p.add_argument("--cpu", type=int, metavar="N", help="pin the process to CPU N (benchmarks)")
     p.set_defaults(func=cmd_sim_ris)
+
+
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """A server context for --tls-cert/--tls-key; with --tls-ca, client certificates are required."""
+    if args.tls_cert is None:
+        if args.tls_key or args.tls_ca:
+            raise ValueError("--tls-key and --tls-ca need --tls-cert")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_ca is not None:
+        context.load_verify_locations(args.tls_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def cmd_sim_ris(args: argparse.Namespace) -> int:
@@ -83,11 +105,12 @@ def cmd_sim_ris(args: argparse.Namespace) -> int:
         # The site's [dialect] table belongs to one dialect: the one chosen with --dialect.
         table = toml_sections().get("dialect", {})
         overrides = {args.dialect: table} if args.dialect and table else {}
+        context = _tls(args)
         if table and not args.dialect:
             print(
                 "radsched sim-ris: [dialect] overrides ignored without --dialect", file=sys.stderr
             )
-    except (ValueError, CalendarError, FaultError, ConfigError) as exc:
+    except (ValueError, OSError, ssl.SSLError, CalendarError, FaultError, ConfigError) as exc:
         print(f"radsched sim-ris: {exc}", file=sys.stderr)
         return 2
 
@@ -100,7 +123,7 @@ def cmd_sim_ris(args: argparse.Namespace) -> int:
         )
         if faults.stall:
             sim.set_faults(stall=True)
-        await sim.start(listen.host, listen.port)
+        await sim.start(listen.host, listen.port, ssl=context)
         runner: web.AppRunner | None = None
         line = f"sim-ris listening mllp={HostPort(sim.host, sim.port)}"
         if control is not None:

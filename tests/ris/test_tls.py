@@ -78,3 +78,46 @@ async def test_replay_over_mutual_tls(tls_sim: SimRis, pki: PKI) -> None:  # noq
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, out
     assert b"sent 1: AA=1" in out
+
+
+async def test_sim_ris_command_serves_mutual_tls(pki: PKI) -> None:  # noqa: F811
+    sim = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "radsched",
+        "sim-ris",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        str(pki.server_cert),
+        "--tls-key",
+        str(pki.server_key),
+        "--tls-ca",
+        str(pki.ca),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert sim.stdout is not None
+        line = (await asyncio.wait_for(sim.stdout.readline(), 30)).decode()
+        addr = line.split("mllp=")[1].split()[0]
+        fixture = str(ROOT / "fixtures/locations/QRY_Q01.ch10-2.5.1.hl7")
+        tls = ["--ca", str(pki.ca), "--cert", str(pki.client_cert), "--key", str(pki.client_key)]
+        for extra, expected in ((tls, 0), (["--timeout", "2"], 1)):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "radsched",
+                "replay",
+                fixture,
+                "--to",
+                addr,
+                *extra,
+                "--expect",
+                "AA",
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == expected, out
+    finally:
+        sim.terminate()
+        await asyncio.wait_for(sim.wait(), 30)
