@@ -163,8 +163,7 @@ class OutboxSender:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         # The sender's own connection: LISTEN, identity (claims carry its pid@backend_start) and
-        # every claim/outcome statement, serialised by the lock. Statements are a fraction of a
-        # millisecond; a pooled connection per statement would add a reset round trip each time.
+        # every claim/outcome statement, one at a time (see DedicatedConnection for why).
         self._anchor = store.DedicatedConnection(dsn, name="radsched-sms-sender")
         self.identity = ""
         self._idle = asyncio.Event()
@@ -291,7 +290,7 @@ class OutboxSender:
         # Whatever was due is claimed now; retries scheduled during this drain re-arm the timer.
         self._earliest_retry = self._next_due = None
         while not self._stopping:
-            # A single statement is its own transaction: the claim commits before any send.
+            # The claim is committed (durably) before any of these texts is sent.
             async with self._conn() as conn:
                 claimed = await store.claim_due(
                     conn, now=self._clock(), limit=self.config.batch, claimed_by=self.identity
