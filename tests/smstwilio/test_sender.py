@@ -278,3 +278,32 @@ async def test_shutdown_lets_an_in_flight_send_finish(rig: Rig) -> None:
     rig.senders.remove(sender)
     assert (await rig.row(outbox_id))["state"] == "sent"
     assert len(rig.double.accepted) == 1
+
+
+async def test_callback_for_a_5xx_text_twilio_did_accept_cancels_the_retry(rig: Rig) -> None:
+    """A proxy answered 502 after Twilio had created the message: the callback settles it."""
+    from radsched.sms import outbox as store
+
+    sender = await rig.sender()
+    rig.double.fail_next(1, 502)
+    outbox_id = await rig.enqueue()
+    await rig.double.wait_requests(1)
+    await settle(rig)
+    assert (await rig.row(outbox_id))["state"] == "pending"
+    async with rig.db.transaction("test.status") as conn:
+        change = await store.apply_status(
+            conn,
+            sid="SM" + "ab" * 16,
+            message_status="sent",
+            error_code=None,
+            error_class=None,
+            outbox_id=outbox_id,
+            now=rig.clock(),
+        )
+    assert change is not None and (change.old_state, change.new_state) == ("pending", "sent")
+    rig.clock.advance(3600)
+    sender.wake()
+    await settle(rig)
+    row = await rig.row(outbox_id)
+    assert row["state"] == "sent" and row["payload"] is None
+    assert len(rig.double.requests) == 1, "the retry never went out"
