@@ -95,12 +95,13 @@ async def conversation(c: Captured, *, hostile: bool) -> None:
     name = ESCAPED_NAME if hostile else "DOE^ANN"
     order_id = ("SMS" + secrets.token_hex(3)).upper()
     host, port = c.s.mllp
+    texts_before = len(c.s.twilio.accepted)
     async with Client(host, port) as client:
         reply = await client.request(
             orm("C" + secrets.token_hex(6), order_id, "MRN1", name, phone), timeout=10
         )
     assert b"MSA|AA|" in reply
-    await c.s.twilio.wait_accepted(len(c.s.twilio.accepted) + 1)  # the consent request
+    await c.s.twilio.wait_accepted(texts_before + 1)  # the consent request
     before = await sms_bookings(c)
     steps = ["YES", "1", "1"]
     for i, answer in enumerate(steps):
