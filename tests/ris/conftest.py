@@ -129,9 +129,15 @@ def settings_for(data_dir: Path, database_url: str, **overrides: Any) -> Setting
 @pytest.fixture
 def gateway(data_dir: Path, database_url: str) -> GatewayFactory:
     @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Gateway]:
+    async def start(
+        clock: Callable[[], datetime] | None = None, **overrides: Any
+    ) -> AsyncIterator[Gateway]:
         settings = settings_for(data_dir, database_url, **overrides)
-        async with running(settings) as daemon, aiohttp.ClientSession() as session:
+        daemon_clock = clock or (lambda: datetime.now(UTC))
+        async with (
+            running(settings, clock=daemon_clock) as daemon,
+            aiohttp.ClientSession() as session,
+        ):
             host, port = daemon.listening["http"].host, daemon.listening["http"].port
             base = f"http://{host}:{port}"
             async with session.get(base + "/api/openapi.json") as response:

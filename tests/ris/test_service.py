@@ -4,12 +4,14 @@ RIS, site configuration, metrics."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from mllp.testing import FaultProxy
 from radsched.errors import ConfigError
 from radsched.ris.cache import SingleFlight, TtlCache
 from radsched.ris.errors import SlotUnavailable
@@ -230,3 +232,39 @@ async def test_slot_lists_are_not_kept_unless_the_site_opts_in(
     with pytest.raises(ConfigError, match="slot_cache_s"):
         async with gateway(ris_addr=f"127.0.0.1:{sim.port}"):
             pass
+
+
+async def test_pending_bookings_are_resolved_in_the_background_or_given_up(
+    gateway: GatewayFactory, sim: SimRis
+) -> None:
+    now = [datetime.now(UTC)]
+    async with (
+        FaultProxy(sim.host, sim.port) as proxy,
+        gateway(clock=lambda: now[0], ris_addr=f"127.0.0.1:{proxy.port}", ris_timeout_s=1.0) as gw,
+    ):
+        await gw.add_order("PLC1")
+        await gw.add_order("PLC2", mrn="MRN00002")
+        _, listed = await gw.slots()
+        first, second = listed["slots"][:2]
+        proxy.stall()
+        assert (await gw.book(**booking_for("PLC1", first)))[0] == 504
+        service = gw.daemon.scheduling
+        # Too recent for a background pass (it could still be in flight elsewhere): untouched.
+        assert await service.resolve_pending(untouched_for=timedelta(minutes=1)) == 0
+        proxy.resume()
+        now[0] += timedelta(minutes=2)
+        assert await service.resolve_pending(untouched_for=timedelta(minutes=1)) == 1
+        async with gw.daemon.db.transaction("test") as conn:
+            assert await conn.fetchval("SELECT state FROM bookings") == "booked"
+        assert sim.duplicates == 1 and len(sim.bookings) == 1
+
+        # A booking the RIS never answers is given up after a day, for staff to follow up.
+        proxy.stall()
+        assert (await gw.book(**booking_for("PLC2", second, mrn="MRN00002")))[0] == 504
+        now[0] += timedelta(hours=25)
+        assert await service.resolve_pending() == 0
+        async with gw.daemon.db.transaction("test") as conn:
+            states = await conn.fetch("SELECT state, reason FROM bookings ORDER BY created_at")
+        assert [r["state"] for r in states] == ["booked", "failed"]
+        assert "never answered" in states[1]["reason"]
+        proxy.resume()
