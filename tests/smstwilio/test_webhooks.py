@@ -237,3 +237,10 @@ async def test_chunked_body_over_the_limit_is_refused(live: Running) -> None:
     headers = {"X-Twilio-Signature": "x", "Content-Type": "application/x-www-form-urlencoded"}
     async with live.http.post(live.base + "/sms/inbound", data=endless(), headers=headers) as r:
         assert r.status == 413
+
+
+async def test_every_twilio_status_value_is_accepted(live: Running) -> None:
+    _, sid = await _sent_text(live)
+    for status in ("partially_delivered", "read"):
+        code, _ = await live.double.post_status(sid, status, deliver_to=live.base)
+        assert code == 200
