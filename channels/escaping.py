@@ -19,6 +19,7 @@ Rules applied here, and why:
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -74,12 +75,13 @@ class LineBreaks(enum.Enum):
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
-def escape(
-    text: str, delims: Delimiters = STANDARD, line_breaks: LineBreaks = LineBreaks.HEX
-) -> str:
-    """Return ``text`` with every delimiter and control character escaped for use as one leaf value."""
-    if line_breaks is LineBreaks.FORMATTED:
-        text = _NEWLINE.sub("\n", text)
+@functools.lru_cache(maxsize=64)
+def _escaper(delims: Delimiters, line_breaks: LineBreaks) -> tuple[re.Pattern[str], dict[str, str]]:
+    """A pattern matching every character that needs escaping, and what each becomes.
+
+    Built once per delimiter set: most values contain nothing to escape, and a single regex
+    search answers that in C instead of a Python loop over every character.
+    """
     e = delims.escape
     table = {
         delims.escape: f"{e}E{e}",
@@ -88,18 +90,24 @@ def escape(
         delims.subcomponent: f"{e}T{e}",
         delims.repetition: f"{e}R{e}",
     }
-    out: list[str] = []
-    for ch in text:
-        mapped = table.get(ch)
-        if mapped is not None:
-            out.append(mapped)
-        elif ch == "\n" and line_breaks is LineBreaks.FORMATTED:
-            out.append(f"{e}.br{e}")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"{e}X{ord(ch):02X}{e}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    for code in (*range(0x20), 0x7F):
+        table.setdefault(chr(code), f"{e}X{code:02X}{e}")
+    if line_breaks is LineBreaks.FORMATTED:
+        table["\n"] = f"{e}.br{e}"
+    pattern = re.compile("[" + "".join(re.escape(ch) for ch in table) + "]")
+    return pattern, table
+
+
+def escape(
+    text: str, delims: Delimiters = STANDARD, line_breaks: LineBreaks = LineBreaks.HEX
+) -> str:
+    """Return ``text`` with every delimiter and control character escaped for use as one leaf value."""
+    if line_breaks is LineBreaks.FORMATTED:
+        text = _NEWLINE.sub("\n", text)
+    pattern, table = _escaper(delims, line_breaks)
+    if pattern.search(text) is None:
+        return text
+    return pattern.sub(lambda m: table[m.group()], text)
 
 
 def unescape(text: str, delims: Delimiters = STANDARD, charset: str = "latin-1") -> str:
