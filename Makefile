@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test check lint typecheck contracts bench clean
+.PHONY: run test check lint typecheck contracts bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ contracts:
 
 bench: $(STAMP_DEV)
 	$(BIN)/python -m bench
+
+# Long fuzzing run (docs/security.md): atheris harnesses FUZZ_SECONDS each, then the MLLP and
+# OpenAPI fuzz tests with FUZZ_EXAMPLES random examples. About 10 minutes with the defaults.
+FUZZ_SECONDS ?= 120
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP_DEV)
+	$(BIN)/python -m fuzz --seconds $(FUZZ_SECONDS) --examples $(FUZZ_EXAMPLES)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
