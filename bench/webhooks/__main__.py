@@ -396,6 +396,12 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             f"double at **{r['outbox_per_s']:.0f} texts/s** (claim batches of 16 with "
             "`FOR UPDATE SKIP LOCKED`, one Messages API request per text, outcome recorded per text).",
             "",
+            f"CPU ceiling: at {r['help_closed'].get('daemon_cpu_ms', 0):.2f} ms of daemon CPU per HELP "
+            f"(webhook, transition, reply send) one core sustains at most about "
+            f"{1000 / max(0.01, r['help_closed'].get('daemon_cpu_ms', 0.01)):.0f} webhooks/s, before any "
+            "queueing; PostgreSQL needs "
+            f"{r['help_closed'].get('pg_cpu_ms', 0):.2f} ms per HELP on the other core.",
+            "",
             f"Target ≥ 500 webhooks/s with p99 < 20 ms (open loop, HELP): **{verdict}** "
             f"({r['help_open']['per_second']:.0f}/s, p99 {p99:.1f} ms).",
             "",
