@@ -7,7 +7,6 @@ timeouts), so each test states the limits it relies on.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from multidict import CIMultiDict
 
 from radsched.daemon import Daemon, running
 from radsched.settings import Settings
+from tests.smsflow.conftest import settings_for
 from tests.twilio_double import TwilioDouble
 
 PUBLIC_URL = "https://sched.example.org"
@@ -31,27 +31,15 @@ ORDER_TOKEN = "security-order-token-" + "3" * 20
 def security_settings(
     data_dir: Path, database_url: str, twilio: TwilioDouble, **overrides: Any
 ) -> Settings:
+    # The SMS flow's settings (Twilio double, fresh keys, no quiet hours) plus our credentials.
     values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "database_url": database_url,
-        "http_listen": "127.0.0.1:0",
-        "mllp_listen": "127.0.0.1:0",
         "public_url": PUBLIC_URL,
         "api_keys": f"{API_KEY},{OTHER_API_KEY}",
         "order_tokens": ORDER_TOKEN,
-        "phone_hash_key": "hex:" + secrets.token_hex(32),
-        "phi_key": "hex:" + secrets.token_hex(32),
-        "twilio_account_sid": twilio.account_sid,
-        "twilio_auth_token": twilio.auth_token,
-        "twilio_from": "+15005550006",
-        "twilio_api_url": twilio.url,
         "quiet_hours": "off",
-        "practice_name": "Lakeside Imaging",
-        "scheduling_phone": "(555) 010-0200",
-        "ris_timeout_s": 2.0,
+        **overrides,
     }
-    values.update(overrides)
-    return Settings(**values)
+    return settings_for(database_url, data_dir, twilio, **values)
 
 
 @dataclass

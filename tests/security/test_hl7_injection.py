@@ -25,6 +25,7 @@ from mllp.testing import LoopbackPeer
 from radsched.simris import SimRis, default_calendar
 from tests.channels.hl7check import assert_valid_hl7
 from tests.security.conftest import API_KEY, PUBLIC_URL, Secured, SecuredFactory
+from tests.smsflow.conftest import Patient, orm
 from tests.twilio_double import inbound_form, sign
 
 HOSTILE_TEXTS = [
@@ -35,7 +36,7 @@ HOSTILE_TEXTS = [
 ]
 HOSTILE_ID = "EV|^~\\&'x;--"  # ≤ 64 chars, no control characters (the REST identifier rule)
 HOSTILE_MRN = "M&R^N|1~2\\"
-ESCAPED_NAME = "O\\F\\BRIEN\\S\\X\\T\\Y\\R\\Z\\E\\^ANN"  # every ER7 escape, in a real ORM
+ESCAPED_FAMILY = "O\\F\\BRIEN\\S\\X\\T\\Y\\R\\Z\\E\\"  # every ER7 escape, in a real ORM
 
 
 @dataclass
@@ -63,19 +64,14 @@ async def captured(secured: SecuredFactory) -> AsyncIterator[Captured]:
         await ris.aclose()
 
 
+def patient(*, hostile: bool) -> Patient:
+    if hostile:
+        return Patient(family=ESCAPED_FAMILY, given="ANN", area="217")
+    return Patient(family="DOE", given="ANN", area="217")
+
+
 def random_phone() -> str:
-    return f"+1217555{secrets.randbelow(9000) + 1000}"
-
-
-def orm(control_id: str, order_id: str, mrn: str, name: str, phone: str) -> bytes:
-    area, rest = phone[2:5], phone[5:]
-    segments = [
-        f"MSH|^~\\&|SYNAPSE|RADIOLOGY|RADSCHED|RADSCHED|20260601100000||ORM^O01|{control_id}|P|2.3",
-        f"PID|1||{mrn}^^^HOSP^MR||{name}||19700101|F|||||({area}){rest[:3]}-{rest[3:]}^PRN^CP",
-        f"ORC|NW|{order_id}|F{order_id}",
-        f"OBR|1|{order_id}|F{order_id}|71045^XR CHEST 2V^CPT||||||||||||||||||||CR",
-    ]
-    return ("\r".join(segments) + "\r").encode()
+    return patient(hostile=False).e164
 
 
 async def text(c: Captured, phone: str, body: str) -> str:
@@ -91,15 +87,13 @@ async def text(c: Captured, phone: str, body: str) -> str:
 
 
 async def conversation(c: Captured, *, hostile: bool) -> None:
-    phone = random_phone()
-    name = ESCAPED_NAME if hostile else "DOE^ANN"
+    person = patient(hostile=hostile)
+    phone = person.e164
     order_id = ("SMS" + secrets.token_hex(3)).upper()
     host, port = c.s.mllp
     texts_before = len(c.s.twilio.accepted)
     async with Client(host, port) as client:
-        reply = await client.request(
-            orm("C" + secrets.token_hex(6), order_id, "MRN1", name, phone), timeout=10
-        )
+        reply = await client.request(orm("C" + secrets.token_hex(6), order_id, person), timeout=10)
     assert b"MSA|AA|" in reply
     await c.s.twilio.wait_accepted(texts_before + 1)  # the consent request
     before = await sms_bookings(c)
