@@ -92,8 +92,8 @@ class RisCaller:
                 else SlotsLoaded((), more_available=False)
             )
         except errors.RisFailed:
-            if isinstance(command, Book):
-                return BookingRejected(RejectReason.REJECTED)
+            # For a booking this is an unreadable answer, never a refusal (AE/AR is SlotUnavailable):
+            # the booking stays pending and the RIS resolver re-sends it, so the outcome is unknown.
             return RisUnavailable()
         except errors.SchedulingError as exc:
             log.warning("RIS call failed", extra={"code": exc.code, "call": type(command).__name__})

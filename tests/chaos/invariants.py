@@ -157,7 +157,12 @@ async def figures(world: World, feed: OrderFeed, patients: Patients) -> dict[str
         """SELECT count(*) AS n FROM sms_conversations
             WHERE ended_at IS NULL AND state IN ('loading_locations', 'loading_slots', 'booking')"""
     )
+    [unconfirmed] = await world.query(
+        """SELECT count(*) AS n FROM bookings b JOIN sms_conversations c USING (order_key)
+            WHERE b.state = 'booked' AND c.state <> 'booked'"""
+    )
     return {
+        "booked, but the patient was not texted the confirmation (bug 3)": str(unconfirmed["n"]),
         "conversations left busy (RIS call lost with a crash; the timer answers at busy_timeout)": str(
             busy["n"]
         ),

@@ -93,7 +93,7 @@ def memory_line(result: Result) -> str:
         f"the {len(at_kill)} SIGKILLs: median {statistics.median(at_kill) / 1024:.1f} MB, max "
         f"{at_kill[-1] / 1024:.1f} MB. Each daemon life is short (a kill every "
         f"~{result.config.duration / max(result.config.kills, 1):.0f} s), so growth within one "
-        "long life is measured by `python -m bench.memory soak` (below)."
+        "long life is measured by `python -m bench.memory life` (above)."
     )
 
 

@@ -5,6 +5,8 @@
 2. A conversation that ended (the patient was told to call) while its booking was still pending
    purged the order's sealed copy; the resolver then could not rebuild the booking to re-send it,
    gave up, and marked "failed" an appointment the RIS had in fact booked.
+4. An unreadable answer to a booking (not HL7, or acknowledging another control id) was taken by
+   the conversation as a rejection, while the booking stayed pending and the resolver later booked it.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ import asyncpg
 import pytest
 
 from channels import OrderRef, PatientName, Slot
+from radsched.daemon import running
 from radsched.orders import OrderStore
 from radsched.privacy import PhiBox, parse_key
 from radsched.ris import bookings
 from radsched.simris import SimRis, default_calendar
+from radsched.sms.driver import PendingCall
+from radsched.sms.model import Book, RisUnavailable, State
+from radsched.sms.ris_calls import RisCaller
 from radsched.storage.db import Database
 from tests.daemonproc import DaemonProcess
+from tests.emr import helpers as emr_helpers
 
 HASH_KEY = secrets.token_hex(32)
 PHI_KEY = secrets.token_hex(32)
@@ -144,3 +151,47 @@ async def test_booking_resolved_at_start_up_queues_its_siu(
             assert row["siu"] >= 1, "booked without its SIU"
         finally:
             await asyncio.to_thread(daemon.stop)
+
+
+async def test_unreadable_reply_to_a_booking_is_not_a_rejection(
+    data_dir: Path, database_url: str
+) -> None:
+    """Bug 4: a booking answered with bytes that are not HL7 stays pending (the resolver re-sends
+    it and the RIS books it), so the conversation must not tell the patient it was rejected."""
+    async with SimRis(default_calendar()) as sim:
+        settings = emr_helpers.settings(
+            data_dir, database_url, ris_addr=f"127.0.0.1:{sim.port}", ris_timeout_s=5.0
+        )
+        async with running(settings) as daemon:
+            async with daemon.db.transaction("test") as conn:
+                await daemon.orders.insert(
+                    conn,
+                    _order("PLCBUG4"),
+                    source="mllp",
+                    facility=None,
+                    phone=None,
+                    correlation_id="t",
+                    received_at=datetime.now(UTC),
+                )
+            # The conversation listed locations and slots first: only the booking meets the fault.
+            await daemon.scheduling.locations("CR")
+            start = datetime.now(UTC) + timedelta(days=1)
+            [slot] = await daemon.scheduling.slots(
+                "DTWN", "CR", start=start, end=start + timedelta(days=7), limit=1
+            )
+            call = PendingCall(
+                uuid.uuid4(),
+                Book(slot.id, "DTWN", "CR"),
+                State.BOOKING,
+                None,
+                "PLCBUG4",
+                "MRN00001",
+                "cid-bug4",
+            )
+            caller = RisCaller(lambda: daemon.scheduling, clock=lambda: datetime.now(UTC))
+            sim.set_faults(garbage=True)  # not processed; the answer is not HL7
+            answer = await caller.answer(call)
+            assert isinstance(answer, RisUnavailable), answer
+            sim.clear_faults()
+            assert await daemon.scheduling.resolve_pending() == 1
+            assert len(sim.bookings) == 1  # the "rejected" booking was in fact made
