@@ -11,15 +11,15 @@ step, store, outbox, audit, commit); RIS calls run after commit and each round w
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import io
 import secrets
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import mllp
-from bench.intake.loadgen import order_message
+from bench.intake.loadgen import order_message, run_spec
 from radsched.daemon import running
 from radsched.settings import Settings
 
@@ -45,16 +45,20 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         numbered = list(enumerate(patients))
         await asyncio.gather(*(seed(numbered[k::8]) for k in range(8)))
         rounds: dict[str, Any] = {}
-        for name, bodies in spec["rounds"]:
+        for name, bodies, limit in spec["rounds"]:
             latencies: list[float] = []
+            talking = patients[:limit]
 
             async def worker(
-                k: int, bodies: list[str] = bodies, latencies: list[float] = latencies
+                k: int,
+                bodies: list[str] = bodies,
+                latencies: list[float] = latencies,
+                talking: list[str] = talking,
             ) -> None:
-                for i in range(k, len(patients), spec["concurrency"]):
+                for i in range(k, len(talking), spec["concurrency"]):
                     started = time.perf_counter()
                     await engine.on_inbound_text(
-                        "+1" + patients[i],
+                        "+1" + talking[i],
                         bodies[i % len(bodies)],
                         "SM" + secrets.token_hex(16),
                         "b",
@@ -82,20 +86,14 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         return {"rounds": rounds, "states": states, "concurrency": spec["concurrency"]}
 
 
-def main() -> None:
-    spec = json.loads(Path(sys.argv[1]).read_text())
-    import contextlib
-    import io
-
-    # The daemon's console lines are not the point here (texts go to the Twilio double).
+async def quiet(spec: dict[str, Any]) -> dict[str, Any]:
+    # Nothing but the JSON result on standard output (the daemon's texts go to the double).
     with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            import uvloop
+        return await run(spec)
 
-            result = uvloop.run(run(spec))
-        except ImportError:
-            result = asyncio.run(run(spec))
-    print(json.dumps(result))
+
+def main() -> None:
+    run_spec(quiet)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def run_spec(run: Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]) -> None:
+    """Read the spec named on the command line, run it under uvloop, print the JSON result."""
     spec = json.loads(Path(sys.argv[1]).read_text())
     try:
         import uvloop
@@ -87,6 +89,10 @@ def main() -> None:
     except ImportError:
         result = asyncio.run(run(spec))
     print(json.dumps(result))
+
+
+def main() -> None:
+    run_spec(run)
 
 
 if __name__ == "__main__":

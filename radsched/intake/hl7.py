@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 import asyncpg
 
-from channels import AckCode, Dialect, Message, OrderRef, ParseError
+from channels import AckCode, Dialect, FieldPath, Message, OrderRef, ParseError
 from radsched.inbound import InboundContext, Outcome, Rejected
 from radsched.intake.choice import choose_phone, resolve_modality
 from radsched.intake.service import OrderIntake
@@ -23,6 +23,7 @@ log = logging.getLogger("radsched.intake.hl7")
 __all__ = ["OrmHandler"]
 
 # ORC-1 values that carry a new order; status updates (SC), holds and the like change nothing here.
+_LANGUAGE = FieldPath("PID", 15)  # primary language (CE): "SPA^Spanish^ISO639", "es", …
 _NEW = frozenset({"NW", "XO"})  # XO (changed order) of an order we never saw starts one
 
 
@@ -79,6 +80,7 @@ class OrmHandler:
             facility=order.facility,
             source="mllp",
             correlation_id=ctx.correlation_id,
+            language=msg.value(_LANGUAGE) or None,
         )
         ctx.after_commit.append(self._intake.count(decision))
         ctx.after_commit.append(self._wake)

@@ -43,6 +43,7 @@ class OrderRequest(BaseModel):
     modality: str = Field(default="", max_length=16)
     procedure: str = Field(default="", max_length=64)
     facility: str = Field(default="", max_length=64)
+    language: str = Field(default="", max_length=16)
 
 
 def _authorised(header: str, tokens: tuple[str, ...]) -> bool:
@@ -112,7 +113,13 @@ def add_order_route(
         cid = correlation_id.get() or secrets.token_hex(8)  # the request id, set by the app
         async with db.transaction("intake.api_order") as conn:
             decision = await intake.accept(
-                conn, order, phone=phone, facility=body.facility, source="api", correlation_id=cid
+                conn,
+                order,
+                phone=phone,
+                facility=body.facility,
+                source="api",
+                correlation_id=cid,
+                language=body.language or None,
             )
         intake.count(decision)()
         wake()
@@ -146,6 +153,12 @@ def openapi_fragment() -> dict[str, Any]:
                                     "modality": {"type": "string", "maxLength": 16},
                                     "procedure": {"type": "string", "maxLength": 64},
                                     "facility": {"type": "string", "maxLength": 64},
+                                    "language": {
+                                        "type": "string",
+                                        "maxLength": 16,
+                                        "description": "Texts' language when templates exist "
+                                        "for it (es, es-US, spa); else the default.",
+                                    },
                                 },
                             }
                         }

@@ -61,8 +61,13 @@ class OrderIntake:
         facility: str | None,
         source: OrderSource,
         correlation_id: str,
+        language: str | None = None,
     ) -> Decision:
-        """Store ``order`` (modality already resolved) and start its conversation."""
+        """Store ``order`` (modality already resolved) and start its conversation.
+
+        ``language`` is what the order says about the patient's language (PID-15, e.g. ``SPA``);
+        the texts use it when templates exist for it.
+        """
         stored = await self._orders.insert(
             conn,
             order,
@@ -85,6 +90,7 @@ class OrderIntake:
             phone=phone,
             modality_enabled=enabled,
             correlation_id=correlation_id,
+            language=language,
         )
         return Decision(started.status, started.outcome, order.modality)
 

@@ -84,11 +84,13 @@ def orm(
     phone: str | None = None,
     version: str = "2.3",
     procedure: str = "71045^XR CHEST 2V^CPT",
+    language: str = "",
 ) -> bytes:
     xtn = patient.xtn23 if phone is None else phone
+    pid = f"PID|1||{patient.mrn}^^^HOSP^MR||{patient.family}^{patient.given}||{patient.dob}|F|||||{xtn}"
     segments = [
         f"MSH|^~\\&|SYNAPSE|RADIOLOGY|RADSCHED|RADSCHED|20260601100000||ORM^O01|{control_id}|P|{version}",
-        f"PID|1||{patient.mrn}^^^HOSP^MR||{patient.family}^{patient.given}||{patient.dob}|F|||||{xtn}",
+        pid + (f"||{language}" if language else ""),
         f"ORC|{control}|{order_id}|F{order_id}",
         f"OBR|1|{order_id}|F{order_id}|{procedure}||||||||||||||||||||{modality}",
     ]

@@ -103,6 +103,14 @@ async def test_v25_phone_form_is_read(flow: Flow) -> None:
     assert (await flow.texts(1))[0].to == patient.e164
 
 
+async def test_pid15_language_selects_the_texts(flow: Flow) -> None:
+    patient = Patient()
+    assert (
+        await flow.order(new_order_id(), patient, language="SPA^Spanish^ISO639")
+    ).code is AckCode.AA
+    assert "Responda SI" in (await flow.texts(1))[0].body
+
+
 async def test_disabled_modality_gets_the_call_us_text_and_is_counted(flow: Flow) -> None:
     patient = Patient()
     ack = await flow.order(new_order_id(), patient, modality="CT")  # not in ENABLED_MODALITIES
