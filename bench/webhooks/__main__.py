@@ -268,7 +268,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         closed = loadgen(
             {
                 **spec,
-                "concurrency": 16,
+                "concurrency": args.concurrency,
                 "messages": [(rng.choice(phones), "HELP") for _ in range(total)],
             },
             work,
@@ -362,7 +362,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             SECTION,
             "",
             "Reproduce: `.venv/bin/python -m bench.webhooks` (options: `--patients`, `--rate`, "
-            "`--seconds`, `--texts`, `--no-docs`).",
+            "`--seconds`, `--texts`, `--concurrency`, `--no-docs`).",
             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.",
             f"`radsched run` pinned to core {DAEMON_CPU} (HTTP, engine, outbox sender, simulated RIS "
             f"all in that one process); load generator and Twilio double pinned to core {LOAD_CPU}; "
@@ -380,7 +380,11 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "| scenario | offered load | requests | achieved/s | p50 ms | p99 ms | max ms "
             "| daemon CPU ms/req | PostgreSQL CPU ms/req | HTTP statuses |",
             "|---|---|---|---|---|---|---|---|---|---|",
-            row("HELP (transition + reply text), closed loop", r["help_closed"], "16 in flight"),
+            row(
+                "HELP (transition + reply text), closed loop",
+                r["help_closed"],
+                f"{args.concurrency} in flight",
+            ),
             row("HELP (transition + reply text), open loop", r["help_open"], f"{args.rate:.0f}/s"),
             row(
                 "YES (consent, RIS location query after commit)",
@@ -428,6 +432,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--texts", type=int, default=3000)
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="closed-loop requests in flight"
+    )
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs alone")
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:

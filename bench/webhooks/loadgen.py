@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import secrets
 import sys
 import time
@@ -80,6 +81,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
 
             await asyncio.gather(*(worker() for _ in range(int(spec["concurrency"]))))
         elapsed = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     latencies.sort()
     return {
         "requests": len(prepared),
@@ -90,6 +92,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "p90_ms": _percentile(latencies, 0.90) * 1000,
         "p99_ms": _percentile(latencies, 0.99) * 1000,
         "max_ms": (latencies[-1] if latencies else 0.0) * 1000,
+        # Includes signing every request up front; compare with the daemon's CPU per request.
+        "loadgen_cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000 / max(1, len(prepared)),
     }
 
 
