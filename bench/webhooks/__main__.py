@@ -433,7 +433,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--texts", type=int, default=3000)
     parser.add_argument(
-        "--concurrency", type=int, default=16, help="closed-loop requests in flight"
+        "--concurrency", type=int, default=64, help="closed-loop requests in flight"
     )
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs alone")
     args = parser.parse_args()
