@@ -371,8 +371,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "while the load runs.",
             "",
             f"1-minute load average {r['load'][0]} before, {r['load'][1]} after: other work on the "
-            "machine shows in the latencies; the CPU columns (this daemon's and all PostgreSQL "
-            "processes' CPU time during the run, per request) are the steadier figures.",
+            "machine shows in the latencies; the CPU columns (this daemon's CPU time and this "
+            "benchmark's PostgreSQL's, during the run, per request) are the steadier figures.",
             "",
             f"Seeded {r['patients']} conversations (`POST /api/orders` + consent text each) in "
             f"{r['seed_s']:.1f} s.",
