@@ -244,3 +244,27 @@ async def test_every_twilio_status_value_is_accepted(live: Running) -> None:
     for status in ("partially_delivered", "read"):
         code, _ = await live.double.post_status(sid, status, deliver_to=live.base)
         assert code == 200
+
+
+def test_signature_check_matches_twilios_published_test_vector() -> None:
+    """The vector from twilio-python's own tests (reference/sms.md section 1.4)."""
+    from multidict import MultiDict
+
+    from radsched.sms.webhooks import SignedForms
+
+    params = MultiDict(
+        {
+            "CallSid": "CA1234567890ABCDE",
+            "Caller": "+14158675309",
+            "Digits": "1234",
+            "From": "+14158675309",
+            "To": "+18005551212",
+        }
+    )
+    forms = SignedForms("https://mycompany.com", "12345")
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    assert forms._verifies(url, params, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert forms._verifies(
+        "https://mycompany.com:443/myapp.php?foo=1&bar=2", params, "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    )
+    assert not forms._verifies(url, params, "RSOYDt4T1cUTdK1PDd93/VVr8B9=")
