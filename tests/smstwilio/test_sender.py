@@ -62,6 +62,7 @@ async def test_server_error_once_then_exactly_one_delivery(rig: Rig) -> None:
     row = await rig.row(outbox_id)
     assert row["state"] == "pending" and row["error_class"] == "server_error"
     assert row["payload"] is not None
+    assert len(rig.double.requests) == 1, "the SDK itself never retries a POST"
 
     rig.clock.advance(1.0)  # backoff for attempt 1 is at most base_s
     sender.wake()
