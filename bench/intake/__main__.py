@@ -182,9 +182,11 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ("2", "choosing_slot"),
         ):
             started = time.perf_counter()
-            # Patients spread over the three locations and the three offered times.
+            # Patients spread over the three locations and the three offered times; the booking
+            # round is a herd on nine slots, so only --herd patients take part in it.
+            talking = patients[: args.herd] if body == "2" else patients
             messages = [
-                (p, body if body == "YES" else str(1 + i % 3)) for i, p in enumerate(patients)
+                (p, body if body == "YES" else str(1 + i % 3)) for i, p in enumerate(talking)
             ]
             result = loadgen({**spec, "messages": messages}, work)
             await wait_settled(dsn, hashes, previous if body != "2" else "booking")
