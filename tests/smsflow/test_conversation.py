@@ -148,8 +148,9 @@ async def test_quiet_hours_delay_first_contact_until_morning(
         assert await flow.engine.fire_due() == 0
         assert (await flow.conversation(patient))["state"] == "pending_first_contact"
         clock.advance(hours=10)  # 09:00 in New York
-        assert await flow.engine.fire_due() == 1
+        flow.engine.wake_timer()  # the daemon's own timer task sends it (no manual pass)
         assert "YES" in (await flow.texts(1))[0].body
+        assert (await flow.conversation(patient))["state"] == "awaiting_consent"
 
 
 async def test_ris_down_mid_conversation_defers_to_staff(
@@ -229,6 +230,19 @@ async def test_carrier_opt_out_revokes_consent_and_ends_the_conversation(flow: F
             await asyncio.sleep(0.02)
     consent = await flow.fetch("SELECT consent_state, source FROM patient_sms_consents")
     assert tuple(consent[0]) == ("revoked", "twilio-21610")
+
+
+async def test_invalid_number_at_the_carrier_hands_the_order_to_staff(flow: Flow) -> None:
+    patient = Patient()
+    flow.twilio.refuse(patient.e164, 21211)
+    await flow.order(new_order_id(), patient)
+    await flow.twilio.wait_requests(1)
+    async with asyncio.timeout(10):
+        while (await flow.conversation(patient))["ended_at"] is None:  # reported after commit
+            await asyncio.sleep(0.02)
+    order = (await flow.fetch("SELECT state, deferred_reason, phi FROM orders"))[0]
+    assert tuple(order) == ("deferred", "not_textable", None)
+    assert await flow.fetch("SELECT * FROM patient_sms_consents") == []  # not an opt-out
 
 
 async def test_hash_phone_matches_the_daemon(flow: Flow) -> None:
