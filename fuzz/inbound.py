@@ -10,6 +10,7 @@ stored path (database, handlers) is fuzzed end to end by tests/security/test_inb
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,9 @@ with atheris.instrument_imports():
 
 from prometheus_client import CollectorRegistry
 
+logging.disable(
+    logging.CRITICAL
+)  # every input is refused; a warning each would drown libFuzzer's output
 LOOP = asyncio.new_event_loop()
 ROUTER = InboundRouter(
     db=Any,  # type: ignore[arg-type]  # never reached: with no handlers every message is refused

@@ -179,6 +179,8 @@ def check_reply(reply: bytes) -> Ack:
 
 
 def asked_for_no_reply(payload: bytes) -> bool:
+    if payload in (b"\x06", b"\x15"):
+        return True  # an MLLP Release 2 commit ACK/NAK block: no work, no reply
     try:
         return is_enhanced_mode(parse(payload))
     except ParseError:
@@ -316,3 +318,32 @@ async def test_refusals_of_broken_headers_are_valid_hl7(
             reply = await client.request(message, timeout=5)
     assert read_ack(parse(reply)).code is AckCode.AR
     assert_valid_hl7(reply)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known issue, reported (found by make fuzz, fuzz/inbound.py): channels.header.version_tuple "
+    "raises ValueError on an MSH-12 with non-ASCII digits ('2.¹', str.isdigit is true for them), so "
+    "the refusal ACK is never built and the daemon drops the connection instead of answering AR",
+)
+async def test_version_with_non_ascii_digits_is_refused_not_dropped(
+    database_url: str, data_dir: Path
+) -> None:
+    from radsched.daemon import running
+    from radsched.settings import Settings
+
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        http_listen="127.0.0.1:0",
+        mllp_listen="127.0.0.1:0",
+        phone_hash_key=secrets.token_hex(32),
+        phi_key=secrets.token_hex(32),
+    )
+    message = "MSH|^~\\&|RIS|HOSP|RADSCHED|RADSCHED|20260601100000||ORM^O01|C1|P|2.\u00b9\r"
+    async with running(settings) as daemon:
+        addr = daemon.listening["mllp"]
+        async with Client(addr.host, addr.port) as client:
+            reply = await client.request(message.encode("latin-1"), timeout=5)
+    ack = read_ack(parse(reply))
+    assert ack.code is AckCode.AR and ack.text
