@@ -308,3 +308,28 @@ async def test_callback_for_a_5xx_text_twilio_did_accept_cancels_the_retry(rig: 
     row = await rig.row(outbox_id)
     assert row["state"] == "sent" and row["payload"] is None
     assert len(rig.double.requests) == 1, "the retry never went out"
+
+
+async def test_sender_survives_losing_its_database_session(rig: Rig) -> None:
+    """PostgreSQL drops the sender's own connection (failover, restart, admin): it reconnects,
+    takes a new identity, and carries on; nothing is sent twice."""
+    from radsched.sms.sender import SenderConfig
+
+    sender = await rig.sender(config=SenderConfig(listen_retry_s=0.05))
+    first = await rig.enqueue("before")
+    await rig.double.wait_accepted(1)
+    old_identity = sender.identity
+    async with rig.db.transaction("test.kill") as conn:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'radsched-sms-sender'"
+        )
+    second = await rig.enqueue("after")
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await rig.row(second))["state"] != "sent":
+        assert asyncio.get_running_loop().time() < deadline, "sender never came back"
+        sender.wake()
+        await asyncio.sleep(0.05)
+    assert sender.identity != old_identity
+    assert (await rig.row(first))["state"] == "sent"
+    assert [m.body for m in rig.double.accepted] == ["before", "after"]
