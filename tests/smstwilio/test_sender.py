@@ -318,6 +318,8 @@ async def test_sender_survives_losing_its_database_session(rig: Rig) -> None:
     sender = await rig.sender(config=SenderConfig(listen_retry_s=0.05))
     first = await rig.enqueue("before")
     await rig.double.wait_accepted(1)
+    await settle(rig)
+    assert (await rig.row(first))["state"] == "sent"
     old_identity = sender.identity
     async with rig.db.transaction("test.kill") as conn:
         await conn.execute(
