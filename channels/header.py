@@ -16,7 +16,8 @@ def version_tuple(version: str) -> tuple[int, ...]:
     """``"2.5.1"`` -> ``(2, 5, 1)``; unreadable versions sort as 2.3 (the most tolerant form to answer in)."""
     parts: list[int] = []
     for piece in version.strip().split("."):
-        if not piece.isdigit():
+        # isdigit() is true for "¹" and other non-ASCII digits that int() rejects.
+        if not (piece.isascii() and piece.isdigit()):
             break
         parts.append(int(piece))
     return tuple(parts) if len(parts) >= 2 else (2, 3)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from .header import version_tuple
 from .message import Component, SegmentBuilder
-from .model import OrderRef, PatientName, PhoneCandidate, Slot
+from .model import OrderRef, PhoneCandidate, Slot
 from .timestamps import format_date, format_ts
 
 
@@ -16,10 +16,14 @@ def pid_segment(
 ) -> SegmentBuilder:
     """PID with what an EMR or RIS needs to match the patient: MRN, name, date of birth, sex (and phones only
     when explicitly given, e.g. when re-emitting an order)."""
-    name = ref.name or PatientName("", "")
     pid = SegmentBuilder("PID", "1")
     pid.field(3, (ref.mrn, "", "", ref.mrn_authority or mrn_authority, "MR"))
-    pid.field(5, (name.family, name.given, name.middle))
+    if ref.name is not None and (ref.name.family or ref.name.given):
+        pid.field(5, (ref.name.family, ref.name.given, ref.name.middle))
+    else:
+        # PID-5 is required, and an order from POST /api/orders carries no name. Say so explicitly
+        # (XPN-7 name type "U", unspecified) rather than invent one: receivers match on PID-3.
+        pid.field(5, ("", "", "", "", "", "", "U"))
     if ref.date_of_birth is not None:
         pid.field(7, format_date(ref.date_of_birth))
     if ref.sex:

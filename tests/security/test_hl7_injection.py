@@ -204,11 +204,6 @@ async def test_hostile_input_never_changes_message_structure(captured: Captured)
     assert all(ack for _, ack in c.ris.exchanges)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue, reported: POST /api/orders carries no patient name, so the booking "
-    "(SRM^S01) and the SIU^S12 for it have an empty PID-5, which hl7apy strict validation requires",
-)
 async def test_messages_for_an_api_order_are_valid_hl7(captured: Captured) -> None:
     await rest_booking(captured, hostile=False)
     [siu] = await captured.emr.wait_for_frames(1, timeout=10)

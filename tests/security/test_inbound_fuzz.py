@@ -285,11 +285,6 @@ async def test_arbitrary_bytes_always_get_an_ack_or_a_nak(
     assert "Traceback" not in daemon.log(), "the daemon logged an unexpected exception"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue, reported: a refusal ACK echoes an unsupported MSH-12 and an empty MSH-10 "
-    "(radsched/inbound.py -> channels.build_ack); build_nak already falls back to 2.3 / UNKNOWN",
-)
 @pytest.mark.parametrize(
     "message",
     [
@@ -320,12 +315,6 @@ async def test_refusals_of_broken_headers_are_valid_hl7(
     assert_valid_hl7(reply)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue, reported (found by make fuzz, fuzz/inbound.py): channels.header.version_tuple "
-    "raises ValueError on an MSH-12 with non-ASCII digits ('2.¹', str.isdigit is true for them), so "
-    "the refusal ACK is never built and the daemon drops the connection instead of answering AR",
-)
 async def test_version_with_non_ascii_digits_is_refused_not_dropped(
     database_url: str, data_dir: Path
 ) -> None:
