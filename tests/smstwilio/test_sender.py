@@ -190,7 +190,7 @@ async def test_retry_that_would_land_after_not_after_is_dropped(rig: Rig) -> Non
 
 
 async def test_ambiguous_timeout_is_never_resent_and_a_callback_can_prove_it(rig: Rig) -> None:
-    await rig.sender(rig.provider(timeout=0.3))
+    await rig.sender(rig.provider(timeout=0.6))
     rig.double.stall()
     outbox_id = await rig.enqueue()
     await rig.double.wait_requests(1)
