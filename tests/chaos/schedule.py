@@ -17,6 +17,7 @@ from tests.chaos.world import EMR_ACK_TIMEOUT_S, RIS_TIMEOUT_S, World
 # Everything a peer or the platform does to the daemon, besides SIGKILL and the database restart.
 PEER_FAULTS = (
     "ris_drop_mid_frame",  # the RIS booked/answered, the reply is cut in half and the socket closed
+    "ris_drop_request",  # the request itself is cut on its way to the RIS
     "ris_stall",  # the reply is held past RIS_TIMEOUT_S, then released late
     "ris_nak_AE",
     "ris_nak_AR",
@@ -84,6 +85,8 @@ class Injector:
         w = self.world
         if kind == "ris_drop_mid_frame":
             w.ris_proxy.drop_mid_frame()
+        elif kind == "ris_drop_request":
+            w.ris_proxy.drop_mid_frame(Direction.TO_SERVER)
         elif kind == "ris_stall":
             w.ris_proxy.stall()
             await asyncio.sleep(RIS_TIMEOUT_S + length)
