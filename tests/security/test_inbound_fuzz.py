@@ -168,13 +168,11 @@ def check_reply(reply: bytes) -> Ack:
     assert msg.message_type == "ACK", reply
     if ack.code not in (AckCode.AA, AckCode.CA):
         assert ack.text.strip(), f"negative acknowledgement without a reason: {reply!r}"
-    if msg.version in SUPPORTED_VERSIONS and ack.control_id:
-        # Refusals of a message with an unsupported MSH-12 or an empty MSH-10 echo those values,
-        # which hl7apy rightly rejects: see test_refusals_of_broken_headers_are_valid_hl7.
-        try:
-            assert_valid_hl7(reply)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\nreply: {reply!r}") from None
+    assert msg.version in SUPPORTED_VERSIONS and ack.control_id, reply
+    try:
+        assert_valid_hl7(reply)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nreply: {reply!r}") from None
     return ack
 
 
