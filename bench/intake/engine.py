@@ -42,10 +42,22 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                     order = order_message(f"E{i:08d}", f"E{i:07d}", f"EM{i:07d}", digits)
                     await client.request(order, timeout=30)
 
+        async def outbox_drained(timeout: float = 300) -> None:
+            # Each round starts with the previous texts sent, so it is measured on its own.
+            deadline = time.perf_counter() + timeout
+            while await daemon.db.fetchval(
+                "bench.outbox",
+                "SELECT count(*) FROM sms_outbox WHERE state IN ('pending', 'sending')",
+            ):
+                if time.perf_counter() > deadline:
+                    raise SystemExit("the outbox did not drain")
+                await asyncio.sleep(0.05)
+
         numbered = list(enumerate(patients))
         await asyncio.gather(*(seed(numbered[k::8]) for k in range(8)))
         rounds: dict[str, Any] = {}
         for name, bodies, limit in spec["rounds"]:
+            await outbox_drained()
             latencies: list[float] = []
             talking = patients[:limit]
 
