@@ -77,11 +77,12 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                     )
                     latencies.append(time.perf_counter() - started)
 
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             await asyncio.gather(*(worker(k) for k in range(spec["concurrency"])))
             calls_s = time.perf_counter() - began
             await engine.drain(600)
             settled_s = time.perf_counter() - began
+            cpu = time.process_time() - cpu
             latencies.sort()
             rounds[name] = {
                 "calls": len(latencies),
@@ -90,6 +91,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 "p50_ms": _pct(latencies, 0.5) * 1000,
                 "p99_ms": _pct(latencies, 0.99) * 1000,
                 "max_ms": latencies[-1] * 1000,
+                "cpu_ms": cpu * 1000 / len(latencies),
             }
         async with daemon.db.transaction("bench.states") as conn:
             states = dict(
