@@ -60,10 +60,8 @@ class RisCaller:
     def reachable(self) -> bool:
         """The current view of the RIS for ``OrderReceived.ris_reachable``."""
         service = self._scheduling()
-        if service is None:
-            return False
-        view = getattr(service, "reachable", True)  # a circuit breaker, where the service has one
-        return bool(view() if callable(view) else view)
+        # False for a short while after the RIS was unreachable or silent (the service's view).
+        return service is not None and service.reachable
 
     async def answer(self, call: PendingCall) -> Event:
         service = self._scheduling()

@@ -177,6 +177,12 @@ async def test_ris_down_mid_conversation_defers_to_staff(
             assert conv["state"] == "deferred_to_phone" and conv["phi"] is None
             order = (await flow.fetch("SELECT state, deferred_reason FROM orders"))[0]
             assert tuple(order) == ("deferred", "ris_unavailable")
+            # While the RIS is known to be down, a new order gets the call-us text at once.
+            late = Patient()
+            await flow.order(new_order_id(), late)
+            assert SCHEDULING_PHONE in (await flow.texts(4))[-1].body
+            reasons = [r["deferred_reason"] for r in await flow.fetch("SELECT * FROM orders")]
+            assert reasons == ["ris_unavailable", "ris_unavailable"]
 
 
 async def test_modality_switch_through_the_cli_applies_in_the_running_daemon(flow: Flow) -> None:
