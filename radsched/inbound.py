@@ -72,7 +72,11 @@ InboundHandler = Callable[[asyncpg.Connection, Message, InboundContext], Awaitab
 
 
 class _Duplicate(Exception):
-    pass
+    """Control flow: roll back and answer with the stored ACK."""
+
+    def __init__(self, ack: bytes) -> None:
+        super().__init__("duplicate")
+        self.ack = ack
 
 
 class InboundRouter:
@@ -169,19 +173,13 @@ class InboundRouter:
             return self._reply(msg, AckCode.AR, reason, error_code, success=False)
 
         sender = f"{msg.sending_application}^{msg.sending_facility}"
-        stored = await self._stored_ack(sender, msg.control_id)
-        if stored is not None:
-            self._metrics.duplicates.labels(key).inc()
-            log.info("duplicate message; original ACK repeated", extra=extra)
-            return stored
-
         ctx = InboundContext(correlation_id, self._clock(), peer)
         try:
             ack, code = await self._process(msg, key, sender, ctx)
-        except _Duplicate:
-            stored = await self._stored_ack(sender, msg.control_id)
+        except _Duplicate as dup:
             self._metrics.duplicates.labels(key).inc()
-            return stored
+            log.info("duplicate message; original ACK repeated", extra=extra)
+            return dup.ack
         except Exception:
             # Nothing was committed: tell the sender to try again rather than claim we have it.
             log.exception("inbound processing failed; answered AR", extra=extra)
@@ -223,59 +221,77 @@ class InboundRouter:
             return None  # MSH-15 NE/SU/ER said not to answer this outcome
         return self._ack(msg, code, text, error_code)
 
-    async def _stored_ack(self, sender: str, control_id: str) -> bytes | None:
-        async with self._db.transaction("inbound.duplicate_check") as conn:
-            payload = await conn.fetchval(
-                "SELECT ack_payload FROM inbound_messages WHERE sender = $1 AND control_id = $2",
-                sender,
-                control_id,
-            )
-        return bytes(payload) if payload is not None else None
+    async def _lock_and_check(self, conn: asyncpg.Connection, sender: str, control_id: str) -> None:
+        """Serialise one sender + control id across connections and daemons, then look it up.
+
+        A resend racing the original waits on the lock and, once the original commits, is answered
+        with the stored ACK: a handler never runs twice for one message. The look-up is a separate
+        statement so that its snapshot is taken after the lock was granted.
+        """
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            f"inbound\x1f{sender}\x1f{control_id}",
+        )
+        stored = await conn.fetchval(
+            "SELECT ack_payload FROM inbound_messages WHERE sender = $1 AND control_id = $2",
+            sender,
+            control_id,
+        )
+        if stored is not None:
+            raise _Duplicate(bytes(stored))
+
+    async def _record(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        msg: Message,
+        key: str,
+        sender: str,
+        ctx: InboundContext,
+        code: AckCode,
+        ack: bytes,
+    ) -> None:
+        await conn.execute(
+            """
+            INSERT INTO inbound_messages
+                (sender, control_id, message_type, received_at, ack_code, ack_payload, correlation_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """,
+            sender,
+            msg.control_id,
+            key,
+            ctx.received_at,
+            str(code),
+            ack,
+            ctx.correlation_id,
+        )
 
     async def _process(
         self, msg: Message, key: str, sender: str, ctx: InboundContext
     ) -> tuple[bytes | None, AckCode]:
         handler = self._handlers[key]
-        async with self._db.transaction(f"inbound {key}") as conn:
-            # Serialise the same sender + control id across connections and daemons, then look
-            # again: a resend racing the original waits here and is answered as a duplicate, so a
-            # handler never runs twice for one message.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                f"inbound\x1f{sender}\x1f{msg.control_id}",
-            )
-            if await conn.fetchval(
-                "SELECT 1 FROM inbound_messages WHERE sender = $1 AND control_id = $2",
-                sender,
-                msg.control_id,
-            ):
-                raise _Duplicate
-            try:
-                async with conn.transaction():  # savepoint: a rejection undoes the handler's writes
-                    outcome = await handler(conn, msg, ctx)
-                code, text, error_code = outcome.code, outcome.text, ""
-            except Rejected as rej:
-                code, text, error_code = AckCode.AE, rej.reason, rej.error_code
-                ctx.after_commit.clear()
-            ack = self._ack(msg, code, text, error_code)
-            inserted = await conn.fetchval(
-                """
-                INSERT INTO inbound_messages
-                    (sender, control_id, message_type, received_at, ack_code, ack_payload, correlation_id)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                ON CONFLICT (sender, control_id) DO NOTHING
-                RETURNING id
-                """,
-                sender,
-                msg.control_id,
-                key,
-                ctx.received_at,
-                str(code),
-                ack,
-                ctx.correlation_id,
-            )
-            if inserted is None:
-                raise _Duplicate  # another connection stored the same message first; roll ours back
+        rejection: Rejected | None = None
+        try:
+            async with self._db.transaction(f"inbound {key}") as conn:
+                await self._lock_and_check(conn, sender, msg.control_id)
+                outcome = await handler(conn, msg, ctx)
+                code = outcome.code
+                ack = self._ack(msg, code, outcome.text)
+                await self._record(
+                    conn, msg=msg, key=key, sender=sender, ctx=ctx, code=code, ack=ack
+                )
+        except Rejected as rej:
+            rejection = rej  # the transaction rolled back every write the handler made
+        if rejection is not None:
+            # Remember the AE so that a resend gets the same answer, in a transaction of its own.
+            ctx.after_commit.clear()
+            code = AckCode.AE
+            ack = self._ack(msg, code, rejection.reason, rejection.error_code)
+            async with self._db.transaction(f"inbound {key} rejected") as conn:
+                await self._lock_and_check(conn, sender, msg.control_id)
+                await self._record(
+                    conn, msg=msg, key=key, sender=sender, ctx=ctx, code=code, ack=ack
+                )
         success = code.is_success
         if is_enhanced_mode(msg) and not wants_accept_ack(msg, success):
             return None, code
