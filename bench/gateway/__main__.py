@@ -37,6 +37,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+from bench import _docs
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "performance.md"
 SECTION = "## RIS gateway"
@@ -491,16 +493,7 @@ def render(results: list[Result], seconds: float, before: str, after: str, parts
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) the ``## RIS gateway`` section, leaving other sections untouched."""
-    doc = DOC.read_text() if DOC.exists() else "# Performance\n"
-    start = doc.find(SECTION + "\n")
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    else:
-        end = doc.find("\n## ", start + len(SECTION))
-        rest = doc[end + 1 :] if end >= 0 else ""
-        doc = doc[:start] + text + ("\n" + rest if rest else "")
-    DOC.write_text(doc.rstrip("\n") + "\n")
+    _docs.write_section(SECTION, text, DOC)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import _docs
 from bench.mllp.messages import ORM_O01
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -371,16 +372,7 @@ def _size(n: int) -> str:
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) the ``## MLLP transport`` section, leaving other sections untouched."""
-    doc = DOC.read_text() if DOC.exists() else "# Performance\n"
-    start = doc.find(SECTION + "\n")
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    else:
-        end = doc.find("\n## ", start + len(SECTION))
-        rest = doc[end + 1 :] if end >= 0 else ""
-        doc = doc[:start] + text + ("\n" + rest if rest else "")
-    DOC.write_text(doc.rstrip("\n") + "\n")
+    _docs.write_section(SECTION, text, DOC)
 
 
 def main() -> None:

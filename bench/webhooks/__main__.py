@@ -38,6 +38,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bench import _docs
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "performance.md"
 SECTION = "## SMS webhooks and outbox"
@@ -414,16 +416,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) this benchmark's section, leaving the others untouched."""
-    doc = DOC.read_text() if DOC.exists() else "# Performance\n"
-    start = doc.find(SECTION + "\n")
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    else:
-        end = doc.find("\n## ", start + len(SECTION))
-        rest = doc[end + 1 :] if end >= 0 else ""
-        doc = doc[:start] + text + ("\n" + rest if rest else "")
-    DOC.write_text(doc.rstrip("\n") + "\n")
+    _docs.write_section(SECTION, text, DOC)
 
 
 def main() -> None:
