@@ -11,6 +11,7 @@ whose webhooks call ``daemon.sms_engine``. Configuration read here, besides the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -127,8 +128,20 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> SmsEngine:
     _add_openapi(daemon)
     engine.start_timer()
     stack.push_async_callback(engine.aclose, settings.shutdown_grace_s)
+    # Conversations a previous process left waiting on the RIS get their call again once every
+    # component is up (the booking resolver and the SIU hook included).
+    resume = asyncio.create_task(_resume_after_start(daemon, engine), name="sms-resume")
+    stack.callback(resume.cancel)
     daemon.sms_engine = engine
     return engine
+
+
+async def _resume_after_start(daemon: Daemon, engine: SmsEngine) -> None:
+    await daemon.started.wait()
+    try:
+        await engine.resume_waiting()
+    except Exception:
+        log.exception("could not resume conversations waiting on the RIS; the busy timeout will")
 
 
 def _add_openapi(daemon: Daemon) -> None:

@@ -35,18 +35,23 @@ from radsched.orders import StoredOrder
 from radsched.privacy import normalise_phone, phone_hash
 from radsched.sms.audit import AuditTrail
 from radsched.sms.consent import get_consent, record_consent
-from radsched.sms.driver import ConversationPhi, Driver, Loaded, Outcome, PendingCall
+from radsched.sms.driver import ConversationPhi, Driver, Loaded, Outcome, PendingCall, RisCommand
 from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.model import (
+    BUSY_STATES,
     Audit,
+    Book,
     BookingConfirmed,
     Command,
     ConsentStatus,
+    Conversation,
     DeferReason,
     DeferToStaff,
     EndConversation,
     EndReason,
     Event,
+    FetchLocations,
+    FetchSlots,
     InboundText,
     OrderCancelled,
     OrderReceived,
@@ -386,6 +391,63 @@ class SmsEngine:
                 kind=type(answer).__name__,
             )
             return outcome.pending
+
+    async def resume_waiting(self) -> int:
+        """Re-issue the RIS call of every conversation left waiting by a previous process.
+
+        A daemon killed (or a database restarted) between a RIS request and its answer leaves the
+        conversation busy; without this the patient would hear nothing until the busy timeout
+        and, for a booking the RIS did make, would be told to call instead of getting the code.
+        Booking is idempotent on (order, slot), so asking again returns the stored outcome.
+        Called once at start, after every component (the booking resolver, the SIU hook) is up.
+        """
+        async with self._db.transaction("sms.resume_waiting") as conn:
+            ids = [
+                r["id"]
+                for r in await conn.fetch(
+                    "SELECT id FROM sms_conversations WHERE ended_at IS NULL AND state = ANY($1)",
+                    [s.value for s in BUSY_STATES],
+                )
+            ]
+        resumed = 0
+        for conversation_id in ids:
+            correlation_id = uuid.uuid4().hex[:16]
+            async with self._db.transaction("sms.resume_one") as conn:
+                loaded = await self.driver.load(conn, conversation_id)
+                if loaded is None or loaded.phi is None:
+                    continue
+                command = self._waiting_command(loaded.conv)
+            if command is None:
+                continue
+            self._spawn(
+                PendingCall(
+                    loaded.id,
+                    command,
+                    loaded.conv.state,
+                    loaded.conv.busy_until,
+                    loaded.phi.order_id,
+                    loaded.phi.mrn,
+                    correlation_id,
+                )
+            )
+            resumed += 1
+        if resumed:
+            log.info("re-issued RIS calls left waiting", extra={"conversations": resumed})
+        return resumed
+
+    def _waiting_command(self, conv: Conversation) -> RisCommand | None:
+        """The RIS request a busy conversation is waiting for, rebuilt from its stored state."""
+        if conv.state is State.LOADING_LOCATIONS:
+            return FetchLocations(conv.modality)
+        if conv.state is State.LOADING_SLOTS and conv.location is not None:
+            after = conv.slots[-1].start if conv.slots else None
+            return FetchSlots(
+                conv.location.id, conv.modality, after, self.driver.cfg.slot_page_size
+            )
+        if conv.state is State.BOOKING and conv.chosen_slot is not None:
+            slot = conv.chosen_slot
+            return Book(slot.id, slot.location_id, conv.modality)
+        return None
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for in-flight RIS calls (tests, shutdown)."""

@@ -162,8 +162,8 @@ async def figures(world: World, feed: OrderFeed, patients: Patients) -> dict[str
             WHERE b.state = 'booked' AND c.state <> 'booked'"""
     )
     return {
-        "booked, but the patient was not texted the confirmation (bug 3)": str(unconfirmed["n"]),
-        "conversations left busy (RIS call lost with a crash; the timer answers at busy_timeout)": str(
+        "booked at the RIS after the conversation had ended (patient told to call; staff have it)": str(unconfirmed["n"]),
+        "conversations still waiting on the RIS (a restart re-issues the call)": str(
             busy["n"]
         ),
         "RIS bookings not booked here, or booked without SIU": "; ".join(
