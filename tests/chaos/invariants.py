@@ -162,10 +162,10 @@ async def figures(world: World, feed: OrderFeed, patients: Patients) -> dict[str
             WHERE b.state = 'booked' AND c.state <> 'booked'"""
     )
     return {
-        "booked at the RIS after the conversation had ended (patient told to call; staff have it)": str(unconfirmed["n"]),
-        "conversations still waiting on the RIS (a restart re-issues the call)": str(
-            busy["n"]
+        "booked at the RIS after the conversation had ended (patient told to call; staff have it)": str(
+            unconfirmed["n"]
         ),
+        "conversations still waiting on the RIS (a restart re-issues the call)": str(busy["n"]),
         "RIS bookings not booked here, or booked without SIU": "; ".join(
             f"{r['appointment_id']} {r['state']} {r['ack_code']} {r['reason']} siu={r['siu']}"
             for r in lost
