@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,38 +74,40 @@ def pg_template(pg_admin_dsn: str) -> str:
     return TEMPLATE
 
 
+@asynccontextmanager
+async def _scratch_database(
+    admin_dsn: str, prefix: str, template: str | None = None
+) -> AsyncIterator[str]:
+    """Create a database (optionally from a template), yield its DSN, drop it afterwards."""
+    name = prefix + uuid.uuid4().hex[:16]
+    clause = f' TEMPLATE "{template}"' if template else ""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        await admin.close()
+    try:
+        yield with_database(admin_dsn, name)
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
 @pytest.fixture
 async def database_url(pg_admin_dsn: str, pg_template: str) -> AsyncIterator[str]:
     """DSN of a fresh, migrated database for this test only."""
-    name = "t_" + uuid.uuid4().hex[:16]
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    finally:
-        await admin.close()
-    yield with_database(pg_admin_dsn, name)
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with _scratch_database(pg_admin_dsn, "t_", pg_template) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 async def empty_database_url(pg_admin_dsn: str) -> AsyncIterator[str]:
     """DSN of a fresh database with no schema at all (for migration tests)."""
-    name = "e_" + uuid.uuid4().hex[:16]
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield with_database(pg_admin_dsn, name)
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with _scratch_database(pg_admin_dsn, "e_") as dsn:
+        yield dsn
 
 
 @pytest.fixture
