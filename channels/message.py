@@ -216,6 +216,27 @@ class Message:
         return self.msh.get(12, 1)
 
     @property
+    def encoding_characters(self) -> str:
+        """MSH-2 to answer with: the four delimiters, plus the truncation character (2.7+, usually ``#``)
+        when the sender declared one. Anything else after the fourth character is ignored."""
+        base = self.delimiters.encoding_characters
+        raw = self.msh.raw(2)
+        if len(raw) == 5 and raw[:4] == base:
+            extra = raw[4]
+            if (
+                extra.isascii()
+                and not extra.isalnum()
+                and extra not in base + self.delimiters.field + " "
+            ):
+                return raw
+        return base
+
+    @property
+    def truncation_character(self) -> str:
+        """The 5th MSH-2 character, ``""`` when the sender declared none."""
+        return self.encoding_characters[4:]
+
+    @property
     def processing_id(self) -> str:
         return self.msh.get(11, 1)
 
