@@ -78,7 +78,7 @@ class PhoneCandidate:
     """
 
     source: str
-    """``"PID-13"`` (home) or ``"PID-14"`` (business)."""
+    """``"PID-13"`` (home), ``"PID-14"`` (business) or ``"PID-40"`` (2.7+ telecommunication information)."""
     use: str
     """XTN-2 use code (table 0201): PRN, ORN, WPN, NET, ..."""
     equipment: str
