@@ -416,6 +416,10 @@ def _salvage_msh(data: bytes) -> tuple[Delimiters, str, dict[int, str]]:
     raw = bytes(data).lstrip(b"\x00\x0b\x1c\r\n\t ")
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
+    if raw[:3] in (b"FHS", b"BHS"):
+        # A batch refused whole: name its first message, which the sender can correlate.
+        inner = re.search(rb"[\r\n]MSH", raw)
+        raw = raw[inner.start() + 1 :] if inner else raw
     if not raw.startswith(b"MSH") or len(raw) < 8:
         return STANDARD, STANDARD.encoding_characters, {}
     fs = raw[3:4]

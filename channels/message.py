@@ -315,6 +315,10 @@ def parse(data: bytes) -> Message:
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
     if not raw.startswith(b"MSH"):
+        if raw[:3] in (b"FHS", b"BHS"):
+            raise ParseError(
+                "an HL7 batch (FHS/BHS) where one message was expected", location="MSH"
+            )
         raise ParseError("message does not start with an MSH segment", location="MSH")
     if len(raw) < 8:
         raise ParseError("MSH segment is truncated", location="MSH")

@@ -15,25 +15,13 @@ from hypothesis import strategies as st
 from channels import AckCode, Party, build_ack, build_nak, fixed_clock, parse, read_ack
 from channels.ack import header_refusal
 from channels.escaping import Delimiters, escape
+from channels.versions import KNOWN_VERSIONS
 from tests.channels.hl7check import assert_valid_hl7
 
 CLOCK = fixed_clock(datetime(2025, 1, 14, 10, 15, 1, tzinfo=UTC))
 ME = Party("RADSCHED", "RADSCHED")
-# Versions hl7apy has tables for (2.7.1 has none; it is answered like 2.7).
-VERSIONS = [
-    "2.1",
-    "2.2",
-    "2.3",
-    "2.3.1",
-    "2.4",
-    "2.5",
-    "2.5.1",
-    "2.6",
-    "2.7",
-    "2.8",
-    "2.8.1",
-    "2.8.2",
-]
+# Table 0104 from 2.1 to 2.8.2 (hl7check validates 2.7.1 with hl7apy's 2.7 tables).
+VERSIONS = list(KNOWN_VERSIONS)
 PUNCT = "|^~\\&$*!@?]/%"
 
 
@@ -196,3 +184,17 @@ def test_property_ack_validates_in_its_version(
     line = " ".join(text.split())
     if line and (not trunc or trunc not in line):
         assert parsed.text.startswith(line[:40])
+
+
+def test_batch_refused_whole_names_its_first_message() -> None:
+    from channels import ParseError
+
+    data = (
+        b"BHS|^~\\&|S|F|R|RF|20250101||||B1\rMSH|^~\\&|S|F|R|RF|20250101||ADT^A04|M1|P|2.5\rBTS|1\r"
+    )
+    with pytest.raises(ParseError, match="HL7 batch"):
+        parse(data)
+    nak = build_nak(data, "an HL7 batch (FHS/BHS) where one message was expected", sender=ME)
+    msh, msa, *_ = _fields(nak.payload)
+    assert msh[11] == "2.5" and msa[2] == "M1"
+    assert_valid_hl7(nak.payload)
