@@ -27,7 +27,7 @@ from datetime import datetime, tzinfo
 import asyncpg
 
 from channels import AckCode, Message, ParseError, Party, build_ack, build_nak, parse
-from channels.ack import is_enhanced_mode, wants_accept_ack
+from channels.ack import header_refusal, is_enhanced_mode, wants_accept_ack
 from mllp import FramingError, PeerInfo
 from radsched.hl7metrics import HL7Metrics
 from radsched.logs import correlated
@@ -35,7 +35,6 @@ from radsched.storage.db import Database
 
 log = logging.getLogger("radsched.inbound")
 
-SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
 _ENHANCED = {AckCode.AA: AckCode.CA, AckCode.AE: AckCode.CE, AckCode.AR: AckCode.CR}
 
 
@@ -166,7 +165,7 @@ class InboundRouter:
                 key if key in self._handlers else "unsupported", "AR"
             ).inc()
             log.warning("message refused", extra={**extra, "reason": reason})
-            if error_code in ("101", "203"):
+            if error_code in ("101", "102", "203"):
                 # Answering in the sender's own header would echo an unusable MSH-12 or an empty
                 # MSH-10; the NAK builder falls back to a version and control id receivers accept.
                 return self._nak(frame, reason, error_code)
@@ -201,8 +200,10 @@ class InboundRouter:
         return ack
 
     def _refuse(self, msg: Message, key: str) -> tuple[str, str] | None:
-        if msg.version not in SUPPORTED_VERSIONS:
-            return f"unsupported HL7 version {msg.version or '(empty)'}; accepted: 2.3-2.5.1", "203"
+        # Versions 2.1-2.8.2, an MSH-10 to correlate with (channels.ack.header_refusal).
+        refusal = header_refusal(msg)
+        if refusal is not None and refusal[1] == "203":
+            return refusal
         if key not in self._handlers:
             known = {k.split("^")[0] for k in self._handlers}
             code = "201" if msg.message_type in known else "200"
@@ -210,9 +211,7 @@ class InboundRouter:
                 f"unsupported message type {key}; accepted: {', '.join(self.message_types)}",
                 code,
             )
-        if not msg.control_id:
-            return "MSH-10 message control id is empty", "101"
-        return None
+        return refusal
 
     def _reply(
         self, msg: Message, code: AckCode, text: str, error_code: str, *, success: bool

@@ -116,7 +116,10 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> SmsEngine:
         clock=daemon.clock,
     )
     wake = engine.wake_outbox
-    daemon.inbound.register("ORM^O01", OrmHandler(intake, dialect, mapping, wake))
+    orm = OrmHandler(intake, dialect, mapping, wake)
+    # The same reader takes the 2.5+ imaging and laboratory order messages (channels.orders).
+    for message_type in ("ORM^O01", "OMI^O23", "OML^O21"):
+        daemon.inbound.register(message_type, orm)
     add_order_route(
         daemon.app,
         db=daemon.db,

@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 
 from channels import Ack, AckCode, ParseError, parse, read_ack
 from channels.ack import is_enhanced_mode
+from channels.versions import KNOWN_VERSIONS
 from mllp import Client, Frame, FrameDecoder, FramingError, encode_frame
-from radsched.inbound import SUPPORTED_VERSIONS
 from tests.channels.hl7check import assert_valid_hl7
 from tests.daemonproc import DaemonProcess
 
@@ -168,7 +168,7 @@ def check_reply(reply: bytes) -> Ack:
     assert msg.message_type == "ACK", reply
     if ack.code not in (AckCode.AA, AckCode.CA):
         assert ack.text.strip(), f"negative acknowledgement without a reason: {reply!r}"
-    assert msg.version in SUPPORTED_VERSIONS and ack.control_id, reply
+    assert msg.version in KNOWN_VERSIONS and ack.control_id, reply
     try:
         assert_valid_hl7(reply)
     except AssertionError as exc:
