@@ -23,6 +23,7 @@ from channels import Party
 from radsched import emr as emr_component
 from radsched import retention
 from radsched import ris as ris_component
+from radsched.batches import BatchListener
 from radsched.datadir import prepare_data_dir
 from radsched.errors import ConfigError, StartupError
 from radsched.hl7metrics import HL7Metrics
@@ -97,9 +98,16 @@ async def _bind(runner: web.AppRunner, addr: HostPort, *, setting: str) -> HostP
 async def _listen_mllp(daemon: Daemon) -> mllp.Server:
     settings = daemon.settings
     addr = settings.mllp_addr
+    batches = BatchListener(
+        daemon.inbound.handle_frame,
+        daemon.me,
+        mode=settings.mllp_batch_ack,
+        tz=daemon.tz,
+        clock=daemon.clock,
+    )
     try:
         return await mllp.start_server(
-            daemon.inbound.handle_frame,
+            batches.handle_frame,
             addr.host,
             addr.port,
             ssl=listener_context(settings),

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     mllp_max_connections: int = Field(default=64, ge=1, le=10_000)
     mllp_idle_timeout_s: float = Field(default=600.0, gt=0)
     mllp_max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # An HL7 batch in one frame is answered by a response batch with every ACK, or only the errors
+    # (radsched/batches.py, docs/interop.md).
+    mllp_batch_ack: Literal["all", "errors"] = "all"
     # EMR outbox and retention (radsched/emr, radsched/retention.py; docs/operations.md).
     emr_ack_timeout_s: float = Field(default=30.0, gt=0, le=600)
     emr_max_rejections: int = Field(default=3, ge=1, le=100)
