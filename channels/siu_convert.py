@@ -50,6 +50,12 @@ _FIELDS: dict[str, dict[tuple[int, ...], int]] = {
 _WITHDRAWN_27 = {"SCH": (9, 11), "PID": (2, 4, 9, 12, 19, 20)}
 
 
+def canonical_version(version: str) -> str:
+    """The version :func:`channels.siu.build_siu` builds natively for a route asking for ``version``:
+    2.5.1 (TQ1 form) from 2.5 on, else 2.3 (SCH-11 form); :func:`convert_siu` does the rest."""
+    return "2.5.1" if version_number(version) >= (2, 5) else "2.3"
+
+
 def _field_count(segment: str, number: tuple[int, ...]) -> int | None:
     table = _FIELDS.get(segment)
     if table is None:
@@ -204,4 +210,4 @@ def _xtn(raw: str, to: tuple[int, ...], cs: str) -> str:
     return out
 
 
-__all__ = ["SIU_VERSIONS", "convert_siu"]
+__all__ = ["SIU_VERSIONS", "canonical_version", "convert_siu"]
