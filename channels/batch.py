@@ -95,8 +95,9 @@ def is_batch(data: bytes) -> bool:
     return sum(1 for line in lines if line.startswith(b"MSH")) > 1
 
 
-def parse_batch(data: bytes) -> Batch:
-    """Split a batch into its messages. Raises :class:`ParseError` when it holds none or is malformed."""
+def parse_batch(data: bytes, *, allow_empty: bool = False) -> Batch:
+    """Split a batch into its messages. Raises :class:`ParseError` when it is malformed or (unless
+    ``allow_empty``: a response batch on the exception basis may be empty) holds no message."""
     lines = _lines(data)
     file_header: BatchHeader | None = None
     batch_header: BatchHeader | None = None
@@ -127,7 +128,7 @@ def parse_batch(data: bytes) -> Batch:
                 hl7_error_code="100",
             )
     found = tuple(b"\r".join(m) + b"\r" for m in messages if m)
-    if not found:
+    if not found and not (allow_empty and (file_header or batch_header)):
         raise ParseError("batch holds no message (no MSH segment)", hl7_error_code="100")
     return Batch(found, file_header, batch_header, delims, declared)
 
