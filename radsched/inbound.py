@@ -11,9 +11,10 @@ The order of operations is the whole point of this module:
    accept) has its writes rolled back and the message is answered AE — and recorded, so a resend gets
    the same AE. Any other failure (database down) answers AR "resend later" and records nothing.
 
-In enhanced acknowledgement mode (MSH-15 set) the same outcomes are sent as accept acknowledgements
-CA/CE/CR, honouring MSH-15 (AL/NE/SU/ER); since a handler's work is complete at commit, no separate
-application acknowledgement is sent.
+In enhanced acknowledgement mode (MSH-15 or MSH-16 set) the same outcomes are sent as accept
+acknowledgements CA/CE/CR when MSH-15 asks for one (AL/SU/ER); since a handler's work is complete at
+commit, that one answer stands for both. When only MSH-16 asks (MSH-15 NE, MSH-16 AL or empty), the
+answer is the application acknowledgement AA/AE/AR; when neither asks, nothing is sent.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from datetime import datetime, tzinfo
 import asyncpg
 
 from channels import AckCode, Message, ParseError, Party, build_ack, build_nak, parse
-from channels.ack import header_refusal, is_enhanced_mode, wants_accept_ack
+from channels.ack import (
+    header_refusal,
+    is_enhanced_mode,
+    wants_accept_ack,
+    wants_application_ack,
+)
 from mllp import FramingError, PeerInfo
 from radsched.hl7metrics import HL7Metrics
 from radsched.logs import correlated
@@ -134,7 +140,10 @@ class InboundRouter:
         ).payload
 
     def _ack(self, msg: Message, code: AckCode, text: str = "", error_code: str = "") -> bytes:
-        if is_enhanced_mode(msg):
+        # Enhanced mode: the commit code when MSH-15 asks for an accept ACK for this outcome; when only
+        # MSH-16 asks (e.g. MSH-15 NE, MSH-16 empty = AL), the application code, since our work is
+        # complete at commit.
+        if is_enhanced_mode(msg) and wants_accept_ack(msg, code.is_success):
             code = _ENHANCED.get(code, code)
         return build_ack(
             msg,
@@ -216,8 +225,8 @@ class InboundRouter:
     def _reply(
         self, msg: Message, code: AckCode, text: str, error_code: str, *, success: bool
     ) -> bytes | None:
-        if is_enhanced_mode(msg) and not wants_accept_ack(msg, success):
-            return None  # MSH-15 NE/SU/ER said not to answer this outcome
+        if not _answered(msg, success):
+            return None  # MSH-15/16 NE/SU/ER said not to answer this outcome
         return self._ack(msg, code, text, error_code)
 
     async def _lock_and_check(self, conn: asyncpg.Connection, sender: str, control_id: str) -> None:
@@ -291,7 +300,11 @@ class InboundRouter:
                 await self._record(
                     conn, msg=msg, key=key, sender=sender, ctx=ctx, code=code, ack=ack
                 )
-        success = code.is_success
-        if is_enhanced_mode(msg) and not wants_accept_ack(msg, success):
+        if not _answered(msg, code.is_success):
             return None, code
         return ack, code
+
+
+def _answered(msg: Message, success: bool) -> bool:
+    """Original mode always; enhanced mode when MSH-15 or MSH-16 asks for an ACK of this outcome."""
+    return wants_accept_ack(msg, success) or wants_application_ack(msg, success)

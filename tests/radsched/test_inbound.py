@@ -234,3 +234,16 @@ async def test_oversized_frame_is_naked_and_other_connections_keep_working(
         assert nak.code == AckCode.AR and "oversize" in nak.text
         assert read_ack(parse_hl7(await good.request(orm("G1"), timeout=10))).code == AckCode.AA
         assert read_ack(parse_hl7(await bad.request(orm("G2"), timeout=10))).code == AckCode.AA
+
+
+async def test_accept_ack_never_but_application_ack_wanted_gets_the_application_ack(
+    setup: tuple[mllp.Server, Scratch, Database],
+) -> None:
+    """MSH-15 NE, MSH-16 empty (= AL): no CA, but the sender still gets its AA (HAPI's 2.2 samples)."""
+    server, scratch, _ = setup
+    async with mllp.Client("127.0.0.1", server.port) as client:
+        reply = await client.request(orm("NE1", version="2.2", msh15="NE"), timeout=10)
+    msg = parse_hl7(reply)
+    assert read_ack(msg).code == AckCode.AA and msg.version == "2.2"
+    assert_valid_hl7(reply)
+    assert scratch.calls == ["NE1"]
