@@ -345,13 +345,19 @@ def _one_line(text: str) -> str:
 def header_refusal(msg: Message) -> tuple[str, str] | None:
     """Why a message's header makes it unanswerable as sent (reason, table 0357 code), or None.
 
-    Empty MSH-10 (nothing to correlate with), MSH-10 past 199 characters, a version outside 2.1-2.8.2.
+    Empty MSH-10 (nothing to correlate with), MSH-10 past 199 characters or with control characters,
+    a NUL in MSH-3/MSH-4, a version outside 2.1-2.8.2.
     """
     cid = msg.control_id
     if not cid:
         return "MSH-10 message control id is empty", "101"
     if len(cid) > ST_MAX:
         return f"MSH-10 is {len(cid)} characters; at most {ST_MAX} are accepted", "102"
+    # ST holds no control characters; a NUL could not even be stored for de-duplication.
+    if any(ch < " " or ch == "\x7f" for ch in cid):
+        return "MSH-10 holds control characters", "102"
+    if "\x00" in msg.sending_application + msg.sending_facility:
+        return "MSH-3/MSH-4 hold a NUL character", "102"
     if not is_known(msg.version):
         shown = msg.version.strip() or "(empty)"
         return f"unsupported HL7 version {shown[:20]}; accepted: 2.1-2.8.2", "203"

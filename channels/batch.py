@@ -35,8 +35,8 @@ def split_messages(data: bytes) -> list[bytes]:
 # Every message inside is processed on its own; the answer is a response batch whose BHS-12 / FHS-12 name
 # the sender's BHS-11 / FHS-11, holding the ACKs (all of them, or per the standard's "exception basis"
 # only those in error: an empty response batch then means every message was accepted). Several BHS
-# groups in one file are flattened into one list of messages and answered in one response batch. A frame
-# with several MSH and no header is read as a batch too (senders that concatenate messages).
+# groups in one file are flattened into one list of messages and answered in one response batch.
+# parse_batch also reads several MSH with no header (files that concatenate messages).
 
 _LINE = re.compile(rb"\r\n|\r|\n")
 _HEADERS = (b"FHS", b"BHS")
@@ -86,13 +86,22 @@ def _lines(data: bytes) -> list[bytes]:
 
 
 def is_batch(data: bytes) -> bool:
-    """True for a payload that starts with FHS/BHS, or holds more than one MSH segment."""
+    """True for a payload that starts with FHS or BHS: the batch protocol's own marker.
+
+    A frame with several MSH and no header is *not* treated as a batch by the listener (its sender did
+    not ask for batch handling and may not read a response batch); it is refused with a reason.
+    :func:`messages_in` still splits such files.
+    """
     lines = _lines(data)
-    if not lines:
-        return False
-    if lines[0][:3] in _HEADERS:
-        return True
-    return sum(1 for line in lines if line.startswith(b"MSH")) > 1
+    return bool(lines) and lines[0][:3] in _HEADERS
+
+
+def messages_in(data: bytes) -> list[bytes]:
+    """The messages of a batch, or of a payload holding several MSH with no header, or ``[data]``."""
+    lines = _lines(data)
+    if is_batch(data) or sum(1 for line in lines if line.startswith(b"MSH")) > 1:
+        return list(parse_batch(data).messages)
+    return [data]
 
 
 def parse_batch(data: bytes, *, allow_empty: bool = False) -> Batch:
@@ -215,6 +224,7 @@ __all__ = [
     "BatchHeader",
     "build_batch_ack",
     "is_batch",
+    "messages_in",
     "parse_batch",
     "split_messages",
 ]

@@ -1,7 +1,7 @@
 """HL7 batches over MLLP (issue 15 item 3): one frame, several messages, one response batch.
 
-A frame holding ``[FHS] {[BHS] {MSH...} [BTS]} [FTS]`` (or several MSH with no header) is split by
-:mod:`channels.batch`; each message goes through the inbound router on its own, exactly as if it had
+A frame holding ``[FHS] {[BHS] {MSH...} [BTS]} [FTS]`` is split by :mod:`channels.batch` (several MSH
+with no header are not a batch: the router refuses them, one message per frame); each message goes through the inbound router on its own, exactly as if it had
 come in its own frame: de-duplicated, handled in its own transaction, committed before its ACK is
 known. The answer is a response batch (BHS-12 = the sender's BHS-11) holding, per
 ``RADSCHED_MLLP_BATCH_ACK``:

@@ -174,9 +174,10 @@ class InboundRouter:
                 key if key in self._handlers else "unsupported", "AR"
             ).inc()
             log.warning("message refused", extra={**extra, "reason": reason})
-            if error_code in ("101", "102", "203"):
+            if header_refusal(msg) is not None:
                 # Answering in the sender's own header would echo an unusable MSH-12 or an empty
-                # MSH-10; the NAK builder falls back to a version and control id receivers accept.
+                # MSH-10 (whatever else is wrong); the NAK builder falls back to a version and a
+                # control id receivers accept.
                 return self._nak(frame, reason, error_code)
             return self._reply(msg, AckCode.AR, reason, error_code, success=False)
 

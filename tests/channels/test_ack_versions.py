@@ -110,6 +110,14 @@ def test_header_refusals() -> None:
     assert header_refusal(parse(_inbound("2.3", cid="X" * 200)))[1] == "102"  # type: ignore[index]
     assert header_refusal(parse(_inbound("2.9")))[1] == "203"  # type: ignore[index]
     assert header_refusal(parse(_inbound("2.4 "))) is None
+    assert header_refusal(parse(_inbound("2.3", cid="A\x00B"))) == (
+        "MSH-10 holds control characters",
+        "102",
+    )
+    assert header_refusal(parse(_inbound("2.3", app="A\x00"))) == (
+        "MSH-3/MSH-4 hold a NUL character",
+        "102",
+    )
 
 
 @pytest.mark.parametrize("version", ["2.1", "2.2", "2.7", "2.8"])
