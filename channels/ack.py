@@ -27,6 +27,7 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from typing import NamedTuple
 
 from . import charset as _charset
 from .errors import ControlIdMismatch, ParseError
@@ -79,9 +80,10 @@ def _location(text: str) -> ErrorLocation:
 _LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?:-(\d+))?.*")
 
 
-@dataclass(frozen=True, slots=True)
-class _Header:
-    """The fields an ACK copies from the message it answers, escaped in that message's delimiters."""
+class _Header(NamedTuple):
+    """The fields an ACK copies from the message it answers, escaped in that message's delimiters.
+
+    A NamedTuple rather than a frozen dataclass: it is built once per ACK and a tuple is cheaper."""
 
     delims: Delimiters
     encoding: str
@@ -264,7 +266,9 @@ def _fit(
     return cut + trunc + sep + rest
 
 
+@functools.lru_cache(maxsize=512)
 def _escape_text(text: str, d: Delimiters, trunc: str) -> str:
+    # Cached: refusal reasons are a small set of fixed texts (never PHI), repeated on every NAK.
     escaped = escape(text, d)
     if trunc and trunc in escaped:
         escaped = escaped.replace(trunc, f"{d.escape}P{d.escape}")
@@ -339,7 +343,11 @@ def err_segment(
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split()) if text else ""
+    if not text:
+        return ""
+    # Most reasons are already one clean line: skip the split/join for them.
+    clean = text.isprintable() and "  " not in text and text[0] != " " and text[-1] != " "
+    return text if clean else " ".join(text.split())
 
 
 def header_refusal(msg: Message) -> tuple[str, str] | None:
