@@ -1,6 +1,6 @@
 """ACK building against parsing, in one run (issue 16 item 1: ``build_ack`` <= the parse of the message).
 
-``python -m bench.ack [--rounds 3] [--number 20000] [--no-doc]``
+``python -m bench.ack [--rounds 7] [--number 20000] [--no-doc]``
 
 For the benchmark's 631-byte ORM^O01 (``bench.mllp.messages``) and the same order in v2.7 with the
 truncation character, each of these is timed with ``timeit`` (best of 5 repeats per round, median over
@@ -98,7 +98,7 @@ def report(results: dict[str, list[float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--number", type=int, default=20000)
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args(argv)
