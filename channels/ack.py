@@ -33,7 +33,7 @@ from . import charset as _charset
 from .errors import ControlIdMismatch, ParseError
 from .escaping import STANDARD, Delimiters, escape
 from .ids import Clock, ControlIdSource, random_control_ids, system_clock
-from .message import Message, SegmentBuilder, parse
+from .message import Message, SegmentBuilder, parse, truncation_character
 from .model import Ack, AckCode, OutboundMessage, Party
 from .timestamps import format_ts
 from .versions import MSA_TEXT_MAX, ST_MAX, ErrForm, VersionRules, is_known, rules_for
@@ -439,19 +439,12 @@ def _salvage_msh(data: bytes) -> tuple[Delimiters, str, dict[int, str]]:
     fs = raw[3:4]
     first = re.split(rb"[\r\n]", raw, maxsplit=1)[0]
     parts = first.split(fs)
-    delims, encoding = STANDARD, STANDARD.encoding_characters
     try:
         enc = parts[1].decode("ascii")
         delims = Delimiters.from_msh(fs.decode("ascii"), enc[:4])
-        if len(enc) >= 4:
-            encoding = enc[:5] if len(enc) == 5 and enc[4] not in enc[:4] + fs.decode() else enc[:4]
-            encoding = encoding if len(encoding) >= 4 else delims.encoding_characters
     except (ValueError, UnicodeDecodeError, IndexError):
-        delims, encoding = STANDARD, STANDARD.encoding_characters
-    if len(encoding) == 5 and not (
-        encoding[4].isascii() and not encoding[4].isalnum() and encoding[4] != " "
-    ):
-        encoding = encoding[:4]
+        delims, enc = STANDARD, ""
+    encoding = delims.encoding_characters + truncation_character(enc, delims)
     comp = raw[4:5]
     out: dict[int, str] = {}
     for number in (3, 4, 9, 10, 11, 12):

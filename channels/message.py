@@ -219,17 +219,9 @@ class Message:
     def encoding_characters(self) -> str:
         """MSH-2 to answer with: the four delimiters, plus the truncation character (2.7+, usually ``#``)
         when the sender declared one. Anything else after the fourth character is ignored."""
-        base = self.delimiters.encoding_characters
-        raw = self.msh.raw(2)
-        if len(raw) == 5 and raw[:4] == base:
-            extra = raw[4]
-            if (
-                extra.isascii()
-                and not extra.isalnum()
-                and extra not in base + self.delimiters.field + " "
-            ):
-                return raw
-        return base
+        return self.delimiters.encoding_characters + truncation_character(
+            self.msh.raw(2), self.delimiters
+        )
 
     @property
     def truncation_character(self) -> str:
@@ -301,6 +293,15 @@ class Message:
     def text(self) -> str:
         """The message re-serialised with ``\\r`` terminators (escapes preserved)."""
         return "".join(s.text() + "\r" for s in self.segments)
+
+
+def truncation_character(msh2: str, delims: Delimiters) -> str:
+    """The 5th character of MSH-2 as written when it is a usable truncation character, else ``""``."""
+    if len(msh2) == 5 and msh2[:4] == delims.encoding_characters:
+        extra = msh2[4]
+        if extra.isascii() and not extra.isalnum() and extra not in msh2[:4] + delims.field + " ":
+            return extra
+    return ""
 
 
 _BOM = b"\xef\xbb\xbf"
