@@ -82,8 +82,9 @@ ALTER TABLE hl7_outbox DROP CONSTRAINT hl7_outbox_origin_check;
 ALTER TABLE hl7_outbox ADD CONSTRAINT hl7_outbox_origin_check
     CHECK (origin IN ('booking', 'relay', 'change'));
 
--- Appointments booked before this migration: the record from the booking, the EMR destinations from the
--- outbox, the patient identifiers from the order while its sealed PHI still exists.
+-- Appointments booked before this migration: the record from the booking and the EMR destinations from the
+-- outbox. Their patient identifiers stay in orders.phi (sealed for that row); the daemon reads them there while
+-- they exist (phi here is NULL).
 INSERT INTO appointments (appointment_id, filler_appointment_id, order_key, booking_id, slot_id, location_id,
                           modality, start_at, duration_minutes, origin, confirmation_code, emr_destinations,
                           phi, phi_expires_at, created_at, updated_at)
@@ -91,7 +92,7 @@ SELECT b.appointment_id, b.filler_appointment_id, b.order_key, b.id, b.slot_id, 
        b.start_at, b.duration_minutes, b.source, b.confirmation_code,
        COALESCE((SELECT array_agg(DISTINCT h.destination ORDER BY h.destination) FROM hl7_outbox h
                   WHERE h.appointment_id = b.appointment_id AND h.message_type = 'SIU^S12'), '{}'),
-       o.phi, b.start_at + interval '1 day', b.created_at, b.updated_at
-  FROM bookings b LEFT JOIN orders o ON o.order_key = b.order_key
+       NULL, b.start_at + interval '1 day', b.created_at, b.updated_at
+  FROM bookings b
  WHERE b.state = 'booked' AND b.start_at IS NOT NULL AND b.duration_minutes > 0
 ON CONFLICT (appointment_id) DO NOTHING;
