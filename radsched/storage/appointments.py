@@ -504,3 +504,65 @@ async def pending_booking_for(conn: asyncpg.Connection, appointment_id: str) -> 
         "SELECT 1 FROM bookings WHERE appointment_id = $1 AND state = 'pending'", appointment_id
     )
     return found is not None
+
+
+# ---- the EMR outbox rows of an appointment ---------------------------------------------------------------
+
+
+async def dead_predecessor(
+    conn: asyncpg.Connection, destination: str, appointment_id: str
+) -> str | None:
+    """MSH-10 of a dead-lettered earlier message (the S12, or a change) of this appointment at this
+    destination, if any: a change queued behind it must not reach the EMR before it does."""
+    found: str | None = await conn.fetchval(
+        """
+        SELECT control_id FROM hl7_outbox
+         WHERE destination = $1 AND appointment_id = $2 AND state = 'dead'
+         ORDER BY id LIMIT 1
+        """,
+        destination,
+        appointment_id,
+    )
+    return found
+
+
+HELD_PREFIX = "held: follows dead-lettered "
+"""``last_error`` of a change held back because an earlier message of its appointment is dead."""
+
+
+async def hold_followers(conn: asyncpg.Connection, row_id: int, *, now: datetime) -> int:
+    """After row ``row_id`` was dead-lettered: the pending change notifications queued behind it for the
+    same appointment and destination are dead-lettered too (``outbox retry`` of the first releases them),
+    so an S13/S15 never reaches an EMR that never got the S12."""
+    result: str = await conn.execute(
+        """
+        UPDATE hl7_outbox f
+           SET state = 'dead', dead_at = $2, last_error = $3 || d.control_id
+          FROM hl7_outbox d
+         WHERE d.id = $1 AND d.state = 'dead' AND d.appointment_id IS NOT NULL
+           AND f.destination = d.destination AND f.appointment_id = d.appointment_id
+           AND f.id > d.id AND f.state = 'pending' AND f.origin = 'change'
+        """,
+        row_id,
+        now,
+        HELD_PREFIX,
+    )
+    return int(result.rsplit(" ", 1)[-1])
+
+
+async def release_followers(conn: asyncpg.Connection, row_id: int, *, now: datetime) -> int:
+    """After row ``row_id`` was requeued: the changes held behind it go back to pending (same ids, so the
+    FIFO order is kept)."""
+    result: str = await conn.execute(
+        """
+        UPDATE hl7_outbox f
+           SET state = 'pending', dead_at = NULL, next_attempt_at = $2, rejections = 0
+          FROM hl7_outbox d
+         WHERE d.id = $1 AND f.destination = d.destination AND f.appointment_id = d.appointment_id
+           AND f.state = 'dead' AND f.last_error = $3 || d.control_id
+        """,
+        row_id,
+        now,
+        HELD_PREFIX,
+    )
+    return int(result.rsplit(" ", 1)[-1])
