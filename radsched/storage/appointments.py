@@ -498,6 +498,13 @@ async def events_after(conn: asyncpg.Connection, after_id: int, *, limit: int = 
     ]
 
 
+async def booking_origin(conn: asyncpg.Connection, booking_id: uuid.UUID) -> tuple[str, str]:
+    """(source, order_key) of the booking that made an appointment."""
+    record = await conn.fetchrow("SELECT source, order_key FROM bookings WHERE id = $1", booking_id)
+    assert record is not None, "the booking hook runs in the booking's own transaction"
+    return str(record["source"]), str(record["order_key"])
+
+
 async def pending_booking_for(conn: asyncpg.Connection, appointment_id: str) -> bool:
     """True while the booking that will create ``appointment_id`` has not been answered yet."""
     found = await conn.fetchval(
