@@ -520,17 +520,22 @@ async def dead_predecessor(
     conn: asyncpg.Connection, destination: str, appointment_id: str
 ) -> str | None:
     """MSH-10 of a dead-lettered earlier message (the S12, or a change) of this appointment at this
-    destination, if any: a change queued behind it must not reach the EMR before it does."""
-    found: str | None = await conn.fetchval(
+    destination, if any: a change queued behind it must not reach the EMR before it does.
+
+    The earlier rows are locked until the caller commits, so a sender dead-lettering one of them at the
+    same moment either finishes first (and we see it dead) or waits for our row to exist (and holds it,
+    :func:`hold_followers`): neither order lets the change slip past."""
+    rows = await conn.fetch(
         """
-        SELECT control_id FROM hl7_outbox
-         WHERE destination = $1 AND appointment_id = $2 AND state = 'dead'
-         ORDER BY id LIMIT 1
+        SELECT control_id, state FROM hl7_outbox
+         WHERE destination = $1 AND appointment_id = $2
+         ORDER BY id
+           FOR UPDATE
         """,
         destination,
         appointment_id,
     )
-    return found
+    return next((r["control_id"] for r in rows if r["state"] == "dead"), None)
 
 
 HELD_PREFIX = "held: follows dead-lettered "

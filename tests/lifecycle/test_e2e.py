@@ -5,7 +5,7 @@ idempotent repeats, refusals, and changes made by staff in the RIS."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -100,27 +100,41 @@ class World:
 
 
 @asynccontextmanager
-async def world(data_dir: Path, database_url: str, dialect: str) -> AsyncIterator[World]:
-    sim = SimRis(default_calendar(clock=lambda: datetime.now(UTC)))
-    await sim.start()
-    try:
-        async with LoopbackPeer() as emr:
-            cfg = settings(
-                data_dir,
-                database_url,
-                emr_routes=f"*=127.0.0.1:{emr.port};{dialect}",
-                api_keys=KEY,
-                ris_addr=f"127.0.0.1:{sim.port}",
-                ris_dialect=dialect,
-                ris_timeout_s=5.0,
-            )
-            async with running(cfg) as daemon, aiohttp.ClientSession() as http:
-                base = f"http://{daemon.listening['http']}"
-                async with http.get(base + "/api/openapi.json") as r:
-                    checker = OpenApiChecker(await r.json())
-                yield World(daemon, sim, emr, http, base, checker)
-    finally:
-        await sim.aclose()
+async def world(
+    data_dir: Path,
+    database_url: str,
+    dialect: str,
+    *,
+    sim: SimRis | None = None,
+    emr: LoopbackPeer | None = None,
+    **overrides: Any,
+) -> AsyncIterator[World]:
+    """A daemon on ``dialect`` with a simulated RIS and an EMR peer (started here unless given)."""
+    async with AsyncExitStack() as stack:
+        if sim is None:
+            sim = SimRis(default_calendar(clock=lambda: datetime.now(UTC)))
+            await sim.start()
+            stack.push_async_callback(sim.aclose)
+        if emr is None:
+            emr = await stack.enter_async_context(LoopbackPeer())
+        cfg = settings(
+            data_dir,
+            database_url,
+            **{
+                "emr_routes": f"*=127.0.0.1:{emr.port};{dialect}",
+                "api_keys": KEY,
+                "ris_addr": f"127.0.0.1:{sim.port}",
+                "ris_dialect": dialect,
+                "ris_timeout_s": 5.0,
+                **overrides,
+            },
+        )
+        daemon = await stack.enter_async_context(running(cfg))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        base = f"http://{daemon.listening['http']}"
+        async with http.get(base + "/api/openapi.json") as r:
+            checker = OpenApiChecker(await r.json())
+        yield World(daemon, sim, emr, http, base, checker)
 
 
 def _sch(payload: bytes) -> tuple[str, str, str]:
