@@ -578,3 +578,28 @@ async def release_followers(conn: asyncpg.Connection, row_id: int, *, now: datet
         HELD_PREFIX,
     )
     return int(result.rsplit(" ", 1)[-1])
+
+
+async def audit(
+    conn: asyncpg.Connection,
+    *,
+    appointment_id: str,
+    by: str,
+    old: str,
+    new: str,
+    note: str,
+    now: datetime,
+) -> None:
+    """A support action on an appointment (``radsched appointment cancel``) in ``config_audit``."""
+    await conn.execute(
+        """
+        INSERT INTO config_audit (changed_at, changed_by, item, old_value, new_value, note)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        """,
+        now,
+        by,
+        f"appointment:{appointment_id}",
+        old,
+        new,
+        note,
+    )

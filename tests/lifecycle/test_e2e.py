@@ -4,6 +4,10 @@ idempotent repeats, refusals, and changes made by staff in the RIS."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +23,7 @@ from mllp.testing import LoopbackPeer
 from radsched.daemon import Daemon, running
 from radsched.simris import SimRis, default_calendar
 from tests.channels.hl7check import assert_valid_hl7
-from tests.emr.helpers import eventually, settings
+from tests.emr.helpers import env, eventually, settings
 from tests.ris.openapi_check import OpenApiChecker
 
 KEY = "lifecycle-key-0123456789"
@@ -263,3 +267,50 @@ async def test_staff_changes_in_the_ris(data_dir: Path, database_url: str, diale
             "POST", "/api/ris/cancel-appointment", json={"appointment_id": cancelled["id"]}
         )
         assert status == 200 and again["status"] == "cancelled"
+
+
+async def test_cli_show_and_cancel_audited(data_dir: Path, database_url: str) -> None:
+    async with world(data_dir, database_url, "ch10-2.5.1") as w:
+        appointment = await w.book("PLC9010", (await w.open_slots(1))[0])
+        http = w.daemon.listening["http"]
+        environment = {
+            **env(database_url),
+            "RADSCHED_DATA_DIR": str(data_dir),
+            "RADSCHED_HTTP_LISTEN": f"{http.host}:{http.port}",
+            "RADSCHED_API_KEYS": KEY,
+            "PATH": "/usr/bin:/bin",
+        }
+
+        def radsched(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "radsched", "appointment", *args],
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        shown = await asyncio.to_thread(radsched, "show", appointment["id"])
+        assert shown.returncode == 0, shown.stderr
+        record = json.loads(shown.stdout)
+        assert record["status"] == "booked" and record["patient_identifiers_until"]
+        assert "MRN" not in shown.stdout and "TESTPATIENT" not in shown.stdout
+        done = await asyncio.to_thread(
+            radsched, "cancel", appointment["id"], "--by", "Dana (support)", "--reason", "Duplicate"
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["status"] == "cancelled"
+        missing = await asyncio.to_thread(radsched, "show", "RSNOSUCH")
+        assert missing.returncode == 1
+        async with w.daemon.db.transaction("test.audit") as conn:
+            audit = await conn.fetchrow(
+                "SELECT changed_by, old_value, new_value, note FROM config_audit WHERE item = $1",
+                f"appointment:{appointment['id']}",
+            )
+        assert audit is not None
+        assert (audit["changed_by"], audit["old_value"], audit["new_value"]) == (
+            "Dana (support)",
+            "booked",
+            "cancelled",
+        )
+        assert "Duplicate" in audit["note"]
