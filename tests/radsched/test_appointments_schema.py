@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -89,5 +89,25 @@ async def test_one_pending_change_per_appointment(database_url: str) -> None:
             "INSERT INTO hl7_outbox (destination, control_id, message_type, correlation_id, origin,"
             " appointment_id) VALUES ('emr', 'X1', 'SIU^S15', 'c', 'change', 'A1')"
         )
+    finally:
+        await conn.close()
+
+
+async def test_retention_erases_appointment_phi_one_day_after_start(database_url: str) -> None:
+    from radsched.retention import RetentionPolicy, purge
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        insert = (
+            "INSERT INTO appointments (appointment_id, slot_id, location_id, modality, start_at,"
+            " duration_minutes, origin, phi, phi_expires_at) VALUES ($1, 'S', 'DTWN', 'CT', $2, 30,"
+            " 'rest', '\\x01'::bytea, $3)"
+        )
+        await conn.execute(insert, "PAST", START, START + timedelta(days=1))
+        await conn.execute(insert, "SOON", START + timedelta(days=3), START + timedelta(days=4))
+        removed = await purge(conn, START + timedelta(days=1, minutes=1), RetentionPolicy())
+        assert removed["appointment PHI"] == 1
+        rows = await conn.fetch("SELECT appointment_id, phi IS NULL AS gone FROM appointments")
+        assert {r["appointment_id"]: r["gone"] for r in rows} == {"PAST": True, "SOON": False}
     finally:
         await conn.close()
