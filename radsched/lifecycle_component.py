@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from channels import Dialect, Message, ParseError, Party, parse_siu
 from radsched.emr.changes import ChangeNotifications
 from radsched.emr.routes import Routes
+from radsched.errors import ConfigError
 from radsched.http.errors import error_response
 from radsched.inbound import InboundContext, InboundHandler, InboundRouter, Outcome
 from radsched.lifecycle import Lifecycle, LifecycleMetrics
@@ -36,6 +37,7 @@ from radsched.orders import OrderStore
 from radsched.privacy import PhiBox
 from radsched.ris import openapi
 from radsched.ris.service import BookedAppointment, SchedulingService
+from radsched.settings import toml_sections
 from radsched.storage import appointments as records
 from radsched.storage.db import Database
 
@@ -44,6 +46,27 @@ log = logging.getLogger("radsched.lifecycle")
 #: SIU the RIS sends that change an appointment we know (S12/S26 are relayed only).
 SIU_CHANGES = ("SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17")
 GAUGE_INTERVAL_S = 15.0
+
+
+def siu_match(table: dict[str, object]) -> tuple[str, ...]:
+    """``[appointments] siu_match`` of RADSCHED_CONFIG: which SCH id finds our record for an SIU from the
+    RIS, in order. ``["filler", "placer"]`` (default): SCH-2 (the RIS's id, which every RIS sends), then
+    SCH-1 (ours, which RISes that echo the placer id keep); ``["placer"]`` for a RIS whose SCH-2 is not
+    stable; ``["filler"]`` for one that puts its own ids in SCH-1 too."""
+    unknown = set(table) - {"siu_match"}
+    if unknown:
+        raise ConfigError(f"RADSCHED_CONFIG [appointments]: unknown key {sorted(unknown)[0]!r}")
+    value = table.get("siu_match", ["filler", "placer"])
+    if (
+        not isinstance(value, list)
+        or not value
+        or any(v not in ("filler", "placer") for v in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ConfigError(
+            'RADSCHED_CONFIG [appointments] siu_match: a list of "filler" and/or "placer"'
+        )
+    return tuple(str(v) for v in value)
 
 
 def authoriser(api_keys: tuple[str, ...]) -> Callable[[web.Request], web.Response | None]:
@@ -141,8 +164,10 @@ async def start(
     me: Party,
     tz: tzinfo,
     clock: Callable[[], datetime],
-    match: Sequence[str] = ("filler", "placer"),
+    match: Sequence[str] | None = None,
 ) -> Lifecycle:
+    if match is None:
+        match = siu_match(dict(toml_sections().get("appointments", {})))
     lifecycle = Lifecycle(
         db=db,
         orders=orders,
