@@ -314,3 +314,33 @@ async def test_cli_show_and_cancel_audited(data_dir: Path, database_url: str) ->
             "cancelled",
         )
         assert "Duplicate" in audit["note"]
+
+
+async def test_cancel_while_the_booking_waits_for_the_ris_is_409(
+    data_dir: Path, database_url: str
+) -> None:
+    async with world(data_dir, database_url, "ch10-2.5.1") as w:
+        slot = (await w.open_slots(1))[0]
+        await w.order("PLC9020")
+        w.sim.set_faults(stall=True)  # the RIS books, its answer waits
+        body = {
+            "order_id": "PLC9020",
+            "mrn": "MRNPLC9020",
+            "modality": "CT",
+            "location": slot["location"],
+            "slot_id": slot["id"],
+        }
+        booking = asyncio.ensure_future(w.call("POST", "/api/ris/book-appointment", json=body))
+        await w.sim.wait_for_frames("SRM^S01", 1)
+        async with w.daemon.db.transaction("test.pending") as conn:
+            appointment_id = await conn.fetchval("SELECT appointment_id FROM bookings")
+        status, answer = await w.call(
+            "POST", "/api/ris/cancel-appointment", json={"appointment_id": appointment_id}
+        )
+        assert status == 409 and answer["error"]["code"] == "appointment_conflict"
+        w.sim.clear_faults()
+        assert (await booking)[0] == 201
+        status, answer = await w.call(
+            "POST", "/api/ris/cancel-appointment", json={"appointment_id": appointment_id}
+        )
+        assert status == 200 and answer["status"] == "cancelled"
