@@ -51,18 +51,19 @@ DOC = ROOT / "docs" / "performance.md"
 SECTION = "## Appointment lifecycle"
 
 
-async def _appointments(dsn: str) -> list[str]:
+async def _appointments(dsn: str) -> list[tuple[str, str, str]]:
+    """(appointment id, location, modality) of every live appointment, oldest first."""
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT appointment_id FROM appointments WHERE status IN ('booked', 'rescheduled')"
-            " ORDER BY created_at"
+            "SELECT appointment_id, location_id, modality FROM appointments"
+            " WHERE status IN ('booked', 'rescheduled') ORDER BY created_at"
         )
     finally:
         await conn.close()
-    return [r["appointment_id"] for r in rows]
+    return [(r["appointment_id"], r["location_id"], r["modality"]) for r in rows]
 
 
 async def run(seconds: float) -> list[Result]:
@@ -169,14 +170,18 @@ async def run(seconds: float) -> list[Result]:
 
         for clients in (1, 32):
             await measure("booking", bookings(), clients, 201)
-        booked = await _appointments(dsn)
-        # Reschedule each appointment (same location and modality pool) into a slot nobody holds.
-        moves = iter(booked)
+        # Reschedule each appointment into a slot nobody holds at its own location and modality.
+        spare: dict[tuple[str, str], list[str]] = {}
+        for slot_id, loc, mod in slots:
+            spare.setdefault((loc, mod), []).append(slot_id)
+        moves = iter(await _appointments(dsn))
 
         def reschedules() -> Iterator[bytes]:
-            for appointment_id in moves:
-                slot_id, _loc, _mod = next(slots)
-                body = {"appointment_id": appointment_id, "slot_id": slot_id}
+            for appointment_id, loc, mod in moves:
+                pool = spare.get((loc, mod))
+                if not pool:
+                    continue
+                body = {"appointment_id": appointment_id, "slot_id": pool.pop()}
                 yield _post(host, port, "/api/ris/reschedule-appointment", body)
 
         for clients in (1, 32):
@@ -184,7 +189,7 @@ async def run(seconds: float) -> list[Result]:
         cancels = iter(await _appointments(dsn))
 
         def cancellations() -> Iterator[bytes]:
-            for appointment_id in cancels:
+            for appointment_id, _loc, _mod in cancels:
                 body = {"appointment_id": appointment_id, "reason": "bench"}
                 yield _post(host, port, "/api/ris/cancel-appointment", body)
 
