@@ -324,7 +324,9 @@ class SimRis:
                 request_header(msg), "unsupported message type", code=AckCode.AR
             )
         try:
-            if kind in (("SRM", "S02"), ("SRM", "S04")) or self._is_order_change(dialect, msg):
+            if kind in (("SRM", "S02"), ("SRM", "S04")) or self._is_order_change(
+                dialect, msg, payload
+            ):
                 return self._change(dialect, dialect.parse_change_request(payload))
             if kind in (("SRM", "S01"), ("ORM", "O01")):
                 return self._book(dialect, payload)
@@ -399,7 +401,7 @@ class SimRis:
 
     # ---- reschedule and cancel from the daemon ----------------------------------------------------------
 
-    def _is_order_change(self, dialect: Dialect, msg: Message) -> bool:
+    def _is_order_change(self, dialect: Dialect, msg: Message, payload: bytes) -> bool:
         """qie-2.3: ORC-1 CA, or XO for an appointment already booked (a first XO is a booking)."""
         if (msg.message_type, msg.trigger) != ("ORM", "O01"):
             return False
@@ -409,7 +411,7 @@ class SimRis:
             return True
         if control != "XO":
             return False
-        placer = dialect.parse_booking_request(msg.text().encode()).appointment_id
+        placer = dialect.parse_booking_request(payload).appointment_id
         return self.calendar.lookup(placer) is not None
 
     def _change(self, dialect: Dialect, request: ChangeRequest) -> OutboundMessage:

@@ -182,6 +182,16 @@ async def test_book_then_cancel(data_dir: Path, database_url: str, dialect: str)
         # The freed slot is offered again.
         assert slot["id"] in [s["id"] for s in await w.open_slots(50)]
         assert len(w.emr.received) == 2
+        async with w.http.get(w.base + "/metrics") as r:
+            metrics = await r.text()
+        assert (
+            'radsched_appointment_changes_total{kind="cancel",origin="rest",outcome="done"} 1.0'
+            in metrics
+        )
+        assert (
+            'radsched_appointment_changes_total{kind="cancel",origin="rest",outcome="replayed"}'
+            in metrics
+        )
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
