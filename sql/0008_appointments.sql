@@ -62,6 +62,7 @@ CREATE TABLE appointment_changes (
 CREATE UNIQUE INDEX appointment_changes_one_pending ON appointment_changes (appointment_id)
     WHERE state = 'pending';
 CREATE INDEX appointment_changes_pending ON appointment_changes (created_at) WHERE state = 'pending';
+CREATE INDEX appointment_changes_appointment ON appointment_changes (appointment_id, created_at);
 
 -- What happened to appointments, in order, for the SMS engine (reminders, "your appointment moved") and the
 -- console. Written in the transaction that changes the record, with NOTIFY appointment_events; readers keep
@@ -81,6 +82,8 @@ CREATE INDEX appointment_events_appointment ON appointment_events (appointment_i
 ALTER TABLE hl7_outbox DROP CONSTRAINT hl7_outbox_origin_check;
 ALTER TABLE hl7_outbox ADD CONSTRAINT hl7_outbox_origin_check
     CHECK (origin IN ('booking', 'relay', 'change'));
+-- A change looks up (and locks) the earlier messages of its appointment at each destination.
+CREATE INDEX hl7_outbox_appointment ON hl7_outbox (appointment_id, destination) WHERE appointment_id IS NOT NULL;
 
 -- Appointments booked before this migration: the record from the booking and the EMR destinations from the
 -- outbox. Their patient identifiers stay in orders.phi (sealed for that row); the daemon reads them there while
