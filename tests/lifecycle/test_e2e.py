@@ -354,3 +354,26 @@ async def test_cancel_while_the_booking_waits_for_the_ris_is_409(
             "POST", "/api/ris/cancel-appointment", json={"appointment_id": appointment_id}
         )
         assert status == 200 and answer["status"] == "cancelled"
+
+
+async def test_an_answer_to_another_control_id_never_cancels(
+    data_dir: Path, database_url: str
+) -> None:
+    async with world(data_dir, database_url, "qie-2.3", ris_timeout_s=1.0) as w:
+        slot = (await w.open_slots(1))[0]
+        appointment = await w.book("PLC9030", slot)
+        w.sim.set_faults(wrong_id=True)  # the RIS cancels but acknowledges another MSH-10
+        status, answer = await w.call(
+            "POST", "/api/ris/cancel-appointment", json={"appointment_id": appointment["id"]}
+        )
+        assert status == 502 and answer["error"]["code"] == "ris_error"
+        status, record = await w.call("GET", f"/api/ris/appointments/{appointment['id']}")
+        assert record["appointment"]["status"] == "booked"  # not applied on a foreign answer
+        w.sim.clear_faults()
+        # The same request again re-sends the pending cancel with its MSH-10; the RIS answers its
+        # original reply (it de-duplicates), and the cancel now lands once.
+        status, answer = await w.call(
+            "POST", "/api/ris/cancel-appointment", json={"appointment_id": appointment["id"]}
+        )
+        assert status == 200 and answer["status"] == "cancelled"
+        assert w.sim.duplicates == 1
