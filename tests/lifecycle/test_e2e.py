@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+import mllp
 from channels import OrderRef, PatientName, parse, parse_siu
 from mllp.testing import LoopbackPeer
 from radsched.daemon import Daemon, running
@@ -377,3 +378,30 @@ async def test_an_answer_to_another_control_id_never_cancels(
         )
         assert status == 200 and answer["status"] == "cancelled"
         assert w.sim.duplicates == 1
+
+
+@pytest.mark.parametrize("control", ["CA", "OC", "DC"])
+async def test_an_order_cancel_from_the_ris_cancels_the_booked_appointment(
+    data_dir: Path, database_url: str, control: str
+) -> None:
+    async with world(data_dir, database_url, "ch10-2.5.1") as w:
+        appointment = await w.book("PLC9040", (await w.open_slots(1))[0])
+        await w.emr.wait_for_frames(1)
+        orm = (
+            "MSH|^~\\&|SYNAPSERIS|RADCO|RADSCHED|RADSCHED|20261201120000||ORM^O01|RIS-ORM-1|P|2.3\r"
+            "PID|1||MRNPLC9040^^^RADCO^MR||TESTPATIENT^ALPHA||19800101|F\r"
+            f"ORC|{control}|PLC9040|ACCPLC9040||CA\r"
+            "OBR|1|PLC9040|ACCPLC9040|74177^CT ABD/PELVIS W CONTRAST^C4||||||||||||||||||||CT\r"
+        ).encode()
+        mllp_addr = w.daemon.listening["mllp"]
+        client = mllp.Client(mllp_addr.host, mllp_addr.port)
+        try:
+            ack = await client.request(orm, timeout=5)
+        finally:
+            await client.aclose()
+        assert b"MSA|AA|RIS-ORM-1" in ack
+        _, record = await w.call("GET", f"/api/ris/appointments/{appointment['id']}")
+        assert record["appointment"]["status"] == "cancelled"
+        frames = await w.emr.wait_for_frames(2)
+        assert parse_siu(frames[1]).trigger == "S15"
+        assert_valid_hl7(frames[1])
