@@ -11,7 +11,7 @@ Use cases (the REST facade, the CLI and later the SMS engine call them; none see
   pending per appointment (a unique index), so a cancel racing a reschedule gets 409 instead of two truths;
 * :meth:`Lifecycle.apply_siu` / :meth:`Lifecycle.apply_order` — changes staff made in the RIS (SIU S13/S14/S15/
   S17 matched by SCH-2 or SCH-1; ORM CA/OC/DC for an order we booked) update the record in the inbound
-  message's transaction. Unknown appointments change nothing (the sender is ACKed as today); an S15 for an
+  message's transaction; an S12 from the RIS for an appointment we did not book is recorded (origin ``ris``). Unknown appointments change nothing (the sender is ACKed as today); an S15 for an
   appointment already cancelled is ACKed and changes nothing.
 
 Every change that reaches the record also queues its SIU (S13/S14/S15/S17) to the EMR destinations that got
@@ -590,6 +590,8 @@ class Lifecycle:
         """
         kind = channels.change_of_siu(siu)
         if kind is None:
+            if siu.trigger == "S12":
+                return await self._learn(conn, siu)
             return "not_a_change"
         row = await store.find_by_ids(
             conn,
@@ -654,6 +656,41 @@ class Lifecycle:
             extra={"appointment_id": row.appointment_id, "kind": kind.value},
         )
         return "changed"
+
+    async def _learn(self, conn: asyncpg.Connection, siu: SiuMessage) -> str:
+        """An S12 from the RIS for an appointment we did not book: recorded with origin ``ris`` (no patient
+        identifiers: the RIS's own later SIU are what reach the EMRs), so its changes and metrics follow."""
+        known = await store.find_by_ids(
+            conn,
+            placer=siu.placer_appointment_id,
+            filler=siu.filler_appointment_id,
+            match=self._match,
+        )
+        appointment_id = siu.placer_appointment_id or siu.filler_appointment_id
+        if known is not None or not appointment_id or siu.start is None:
+            return "unchanged"
+        now = self._clock()
+        new = store.NewAppointment(
+            appointment_id=appointment_id,
+            filler_appointment_id=siu.filler_appointment_id,
+            order_key=None,
+            booking_id=None,
+            slot_id=siu.filler_appointment_id or appointment_id,
+            location_id=siu.location_id,
+            modality=siu.service_code,
+            start_at=siu.start,
+            duration_minutes=siu.duration_minutes or 1,
+            origin="ris",
+            confirmation_code="",
+            dialect="",
+            phi=None,
+            phi_expires_at=siu.start + PHI_AFTER_START,
+        )
+        if await store.insert(conn, new, now=now):
+            await store.add_event(
+                conn, appointment_id, "booked", "ris", start_at=siu.start, now=now
+            )
+        return "learned"
 
     async def apply_order(
         self, conn: asyncpg.Connection, order: channels.Order, order_key: str

@@ -43,8 +43,8 @@ from radsched.storage.db import Database
 
 log = logging.getLogger("radsched.lifecycle")
 
-#: SIU the RIS sends that change an appointment we know (S12/S26 are relayed only).
-SIU_CHANGES = ("SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17")
+#: SIU from the RIS the record follows (S12: an appointment booked at the RIS; S26 is relayed only).
+SIU_CHANGES = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17")
 GAUGE_INTERVAL_S = 15.0
 
 

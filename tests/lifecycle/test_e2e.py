@@ -405,3 +405,30 @@ async def test_an_order_cancel_from_the_ris_cancels_the_booked_appointment(
         frames = await w.emr.wait_for_frames(2)
         assert parse_siu(frames[1]).trigger == "S15"
         assert_valid_hl7(frames[1])
+
+
+async def test_an_appointment_booked_at_the_ris_is_learned_and_followed(
+    data_dir: Path, database_url: str
+) -> None:
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "siu"
+    async with world(data_dir, database_url, "qie-2.3") as w:
+        mllp_addr = w.daemon.listening["mllp"]
+        client = mllp.Client(mllp_addr.host, mllp_addr.port)
+        try:
+            for name in (
+                "SIU_S12.relay-from-ris.2.3.hl7",
+                "SIU_S15.relay-cancel-from-ris.2.5.1.hl7",
+            ):
+                data = (fixtures / name).read_bytes().replace(b"\n", b"\r")
+                ack = await client.request(data, timeout=5)
+                assert b"MSA|AA|" in ack
+                if name.startswith("SIU_S12"):
+                    _, record = await w.call("GET", "/api/ris/appointments/RIS-APT-0001")
+                    assert record["appointment"]["origin"] == "ris"
+                    assert record["appointment"]["status"] == "booked"
+        finally:
+            await client.aclose()
+        _, record = await w.call("GET", "/api/ris/appointments/RIS-APT-0001")
+        assert record["appointment"]["status"] == "cancelled"
+        frames = await w.emr.wait_for_frames(2)
+        assert [parse_siu(f).trigger for f in frames] == ["S12", "S15"]  # relayed as before
