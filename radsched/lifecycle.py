@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import asyncpg
 
@@ -182,8 +182,6 @@ class LifecycleMetrics:
 
 
 class Lifecycle:
-    OUTCOME_LABELS: ClassVar[tuple[str, ...]] = ("done", "refused", "failed", "replayed", "ignored")
-
     def __init__(
         self,
         *,
@@ -340,7 +338,9 @@ class Lifecycle:
                 ),
                 now=self._clock(),
             )
-            if change is None:
+            if change is None:  # a concurrent request inserted first: join it if it is the same
+                change = await store.pending_change(conn, appointment_id)
+            if change is None or change.kind != kind.value or change.slot_id != slot_id:
                 raise ChangeConflict("another change of this appointment is waiting for the RIS")
         log.info(
             "appointment change",

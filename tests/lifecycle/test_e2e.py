@@ -432,3 +432,16 @@ async def test_an_appointment_booked_at_the_ris_is_learned_and_followed(
         assert record["appointment"]["status"] == "cancelled"
         frames = await w.emr.wait_for_frames(2)
         assert [parse_siu(f).trigger for f in frames] == ["S12", "S15"]  # relayed as before
+
+
+async def test_concurrent_identical_cancels_share_one_hl7_request(
+    data_dir: Path, database_url: str
+) -> None:
+    async with world(data_dir, database_url, "ch10-2.5.1") as w:
+        appointment = await w.book("PLC9050", (await w.open_slots(1))[0])
+        body = {"appointment_id": appointment["id"]}
+        answers = await asyncio.gather(
+            *(w.call("POST", "/api/ris/cancel-appointment", json=body) for _ in range(5))
+        )
+        assert {status for status, _ in answers} == {200}
+        assert len(w.sim.frames_of("SRM^S04")) == 1
