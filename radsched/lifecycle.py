@@ -335,6 +335,7 @@ class Lifecycle:
                     location_id=slot.location_id if slot else None,
                     start_at=slot.start if slot else None,
                     duration_minutes=slot.duration_minutes if slot else None,
+                    request_reason=reason,
                 ),
                 now=self._clock(),
             )
@@ -383,6 +384,8 @@ class Lifecycle:
             task.exception()
 
     async def _send(self, change: ChangeRow, reason: str) -> ChangeOutcome:
+        # A re-sent request (resolver, repeat) must be the same message: the reason recorded with it.
+        reason = change.request_reason or reason
         kind = ChangeKind.CANCEL if change.kind == "cancel" else ChangeKind.RESCHEDULE
         async with self._db.transaction("appointments.change_load") as conn:
             row = await store.get(conn, change.appointment_id)

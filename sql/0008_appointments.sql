@@ -54,6 +54,8 @@ CREATE TABLE appointment_changes (
     ack_code          text,
     order_control     text,                         -- qie-2.3: ORC-1 of an ORR answer (CR, UC)
     reason            text,                         -- the RIS's refusal text (MSA-3/ERR/ORC-16; no PHI)
+    request_reason    text,                         -- the caller's reason (ARQ-6/ORC-16, SCH-6 of the S15), kept
+                                                    -- so a re-sent request is the same message; no PHI by contract
     confirmation_code text,                         -- reschedule: the new code
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),

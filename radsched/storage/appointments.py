@@ -73,6 +73,7 @@ class ChangeRow:
     created_at: datetime
     updated_at: datetime
     correlation_id: str
+    request_reason: str = ""
 
 
 def _appointment(r: asyncpg.Record) -> AppointmentRow:
@@ -119,6 +120,7 @@ def _change(r: asyncpg.Record) -> ChangeRow:
         created_at=r["created_at"],
         updated_at=r["updated_at"],
         correlation_id=r["correlation_id"],
+        request_reason=r["request_reason"] or "",
     )
 
 
@@ -319,6 +321,7 @@ class NewChange:
     location_id: str | None = None
     start_at: datetime | None = None
     duration_minutes: int | None = None
+    request_reason: str = ""
 
 
 async def insert_change(
@@ -333,8 +336,8 @@ async def insert_change(
                 """
                 INSERT INTO appointment_changes (id, appointment_id, kind, origin, control_id, slot_id,
                                                  location_id, start_at, duration_minutes, created_at,
-                                                 updated_at, correlation_id)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
+                                                 updated_at, correlation_id, request_reason)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, nullif($12, ''))
                 RETURNING *
                 """,
                 uuid.uuid4(),
@@ -348,6 +351,7 @@ async def insert_change(
                 new.duration_minutes,
                 now,
                 new.correlation_id,
+                new.request_reason,
             )
     except asyncpg.UniqueViolationError:
         return None
