@@ -221,9 +221,14 @@ class Lifecycle:
     async def record_booked(
         self, conn: asyncpg.Connection, booked: BookedLike, *, origin: str, order_key: str
     ) -> None:
-        """The booking hook (after the EMR hook, so the S12 destinations are known)."""
+        """The booking hook (after the EMR hook, so the S12 destinations are known).
+
+        The sealed identifiers include the number the patient was texted at (when the order had one), for
+        the reminders and "your appointment moved" texts of the SMS side; it goes with the rest."""
         appt = booked.appointment
-        sealed = self._phi.seal(_seal_payload(booked.order, None), aad=self._aad(appt.id))
+        stored = await self._orders.get_by_key(conn, order_key)
+        phone = stored.phone if stored is not None else None
+        sealed = self._phi.seal(_seal_payload(booked.order, phone), aad=self._aad(appt.id))
         now = self._clock()
         new = store.NewAppointment(
             appointment_id=appt.id,
@@ -252,6 +257,14 @@ class Lifecycle:
         if row is None:
             raise UnknownAppointment(f"no appointment {appointment_id!r}")
         return AppointmentView.of(row)
+
+    async def patient(
+        self, conn: asyncpg.Connection, row: AppointmentRow
+    ) -> tuple[OrderRef, str | None] | None:
+        """The patient identifiers and the number to text (the SMS side, issue 13), while they are kept."""
+        if row.phi is None:
+            return None
+        return _unseal(self._phi.open(row.phi, aad=self._aad(row.appointment_id)))
 
     async def _patient(self, conn: asyncpg.Connection, row: AppointmentRow) -> OrderRef | None:
         """The patient identifiers sealed in the record, else (booked before 0008) in the order."""
