@@ -20,6 +20,7 @@ from .ack import (
     wants_application_ack,
 )
 from .batch import split_messages
+from .changes import ChangeKind, ChangeRequest, ChangeResult, change_of_order, change_of_siu
 from .dialects import DIALECTS, Ch10Dialect, Dialect, Qie23Dialect, get_dialect
 from .errors import ChannelError, ConfigError, ControlIdMismatch, ParseError, ResponseError
 from .escaping import Delimiters, LineBreaks, escape, unescape
@@ -63,6 +64,9 @@ __all__ = [
     "BookingRequest",
     "BookingResult",
     "Ch10Dialect",
+    "ChangeKind",
+    "ChangeRequest",
+    "ChangeResult",
     "ChannelError",
     "Clock",
     "ConfigError",
@@ -94,6 +98,8 @@ __all__ = [
     "build_nak",
     "build_order",
     "build_siu",
+    "change_of_order",
+    "change_of_siu",
     "escape",
     "fixed_clock",
     "format_ts",

@@ -21,7 +21,7 @@ from aiohttp import web
 import mllp
 from channels import Party
 from radsched import emr as emr_component
-from radsched import retention
+from radsched import lifecycle_component, retention
 from radsched import ris as ris_component
 from radsched.batches import BatchListener
 from radsched.datadir import prepare_data_dir
@@ -32,6 +32,7 @@ from radsched.http.health import Readiness, add_health_routes
 from radsched.http.ratelimit import RateLimiter
 from radsched.inbound import InboundRouter
 from radsched.intake import start as start_intake
+from radsched.lifecycle import Lifecycle
 from radsched.logs import RedactingFilter
 from radsched.metrics import Metrics
 from radsched.orders import OrderStore
@@ -76,6 +77,7 @@ class Daemon:
     sms_engine: SmsEngine | None = None
     emr: emr_component.EmrOutbox | None = None
     sms_outbox: SmsOutbox | None = None
+    lifecycle: Lifecycle | None = None
     # Set once every component has started (hooks registered, listeners bound): background work that
     # needs the whole daemon (the RIS booking resolver runs booking hooks) waits for it.
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -207,6 +209,31 @@ async def running(
 
         # EMR outbox: after the RIS (booking hook); before the MLLP listener (relay handlers).
         daemon.emr = await emr_component.start(daemon, stack)
+        # Appointment lifecycle: after the EMR outbox (its hook follows the S12 hook; S13/S15 go there).
+        daemon.lifecycle = await lifecycle_component.start(
+            stack,
+            db=db,
+            orders=daemon.orders,
+            phi=phi,
+            scheduling=daemon.scheduling,
+            routes=daemon.emr.routes,
+            inbound=daemon.inbound,
+            app=app,
+            api_keys=daemon.secrets.api_keys,
+            registry=metrics.registry,
+            me=daemon.me,
+            tz=daemon.tz,
+            clock=daemon.clock,
+        )
+        changes_started = daemon.clock()
+        lifecycle = daemon.lifecycle
+
+        async def resolve_changes() -> None:
+            await daemon.started.wait()
+            await lifecycle.run_resolver(changes_started)
+
+        change_resolver = asyncio.create_task(resolve_changes(), name="appointment-resolver")
+        stack.callback(change_resolver.cancel)
         await retention.start(daemon, stack)  # daily purge, one daemon at a time
 
         mllp_server = await _listen_mllp(daemon)

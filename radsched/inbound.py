@@ -110,6 +110,15 @@ class InboundRouter:
             raise ValueError(f"a handler for {key} is already registered")
         self._handlers[key] = handler
 
+    def wrap(
+        self, message_type: str, wrapper: Callable[[InboundHandler | None], InboundHandler]
+    ) -> None:
+        """Replace the handler of ``message_type`` with ``wrapper(handler)`` (``wrapper(None)`` when none
+        is registered yet): a later component adds work to the same transaction, e.g. the appointment
+        record following an SIU the EMR component relays."""
+        key = message_type.upper()
+        self._handlers[key] = wrapper(self._handlers.get(key))
+
     @property
     def message_types(self) -> tuple[str, ...]:
         return tuple(sorted(self._handlers))

@@ -1,4 +1,4 @@
-"""Relay mode: SIU^S12-S15/S26 from the RIS on ``MLLP_LISTEN`` forwarded to the routed EMRs.
+"""Relay mode: SIU^S12-S15/S17/S26 from the RIS on ``MLLP_LISTEN`` forwarded to the routed EMRs.
 
 The inbound router commits before it ACKs and answers a resend with the original ACK, so a relayed
 message is enqueued exactly once, in the transaction that records it. What the EMR receives is the
@@ -27,7 +27,7 @@ from radsched.emr.enqueue import Built, OutboxWriter
 from radsched.emr.routes import Route
 from radsched.inbound import InboundContext, InboundHandler, Outcome, Rejected
 
-RELAYED = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S26")
+RELAYED = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17", "SIU^S26")
 
 
 def readdress(msg: Message, receiver: Party | None, control_id: str) -> bytes:

@@ -194,6 +194,21 @@ class SchedulingService:
             )
         return slot
 
+    async def find_slot(self, slot_id: str, location_id: str, modality: str) -> Slot:
+        """The open slot ``slot_id`` (from listings, else asked of the RIS); SlotUnavailable if not offered."""
+        return await self._find_slot(
+            BookingInput("", "", slot_id, location_id, modality, source="rest")
+        )
+
+    def slot_changed(self, slot_id: str, location_id: str) -> None:
+        """A slot was taken or freed by a change: no cached list may offer (or hide) it any more."""
+        self._known.forget(slot_id)
+        self._slot_lists.invalidate_where(lambda key: key[0] == location_id)
+
+    @property
+    def control_ids(self) -> ControlIds:
+        return self._ids
+
     # ---- booking --------------------------------------------------------------------------------
 
     def add_booking_hook(self, hook: BookingHook) -> None:

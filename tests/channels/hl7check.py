@@ -29,6 +29,7 @@ _STRUCTURES = {
     ("SIU", "S13"): "SIU_S12",
     ("SIU", "S14"): "SIU_S12",
     ("SIU", "S15"): "SIU_S12",
+    ("SIU", "S17"): "SIU_S12",
     ("SIU", "S26"): "SIU_S12",
 }
 

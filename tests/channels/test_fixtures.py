@@ -224,7 +224,15 @@ def test_siu_round_trip(path: Path) -> None:
     )
     assert_valid_hl7(rebuilt.payload)
     again = parse_siu(rebuilt.payload, tz=TZ)
-    assert replace(again, control_id=first.control_id, filler_status=first.filler_status) == first
+    assert (
+        replace(
+            again,
+            control_id=first.control_id,
+            filler_status=first.filler_status,
+            event_reason=first.event_reason,
+        )
+        == first
+    )
 
 
 @pytest.mark.parametrize("path", sorted((FIXTURES / "ack").glob("*.hl7")), ids=_id)
