@@ -23,6 +23,7 @@ from .errors import ControlIdMismatch, ParseError
 from .escaping import STANDARD, Delimiters
 from .header import build, version_tuple
 from .ids import Clock, ControlIdSource, random_control_ids, system_clock
+from .limits import short_control_id
 from .message import Message, SegmentBuilder, parse
 from .model import Ack, AckCode, OutboundMessage, Party
 
@@ -141,7 +142,8 @@ def _ack_message(
 
 
 def msa_segment(code: AckCode, acked_control_id: str, text: str = "") -> SegmentBuilder:
-    msa = SegmentBuilder("MSA", code.value, acked_control_id)
+    # A peer's over-long MSH-10 is not echoed in full (issue 11 item 3).
+    msa = SegmentBuilder("MSA", code.value, short_control_id(acked_control_id))
     if text:
         msa.field(3, _one_line(text)[:_MSA_TEXT_MAX])
     return msa

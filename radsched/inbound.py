@@ -26,7 +26,17 @@ from datetime import datetime, tzinfo
 
 import asyncpg
 
-from channels import AckCode, Message, ParseError, Party, build_ack, build_nak, parse
+from channels import (
+    AckCode,
+    Message,
+    ParseError,
+    Party,
+    build_ack,
+    build_nak,
+    oversized_field,
+    parse,
+    short_control_id,
+)
 from channels.ack import is_enhanced_mode, wants_accept_ack
 from mllp import FramingError, PeerInfo
 from radsched.hl7metrics import HL7Metrics
@@ -90,8 +100,10 @@ class InboundRouter:
         *,
         tz: tzinfo,
         clock: Callable[[], datetime],
+        max_field_bytes: int = 64 * 1024,
     ) -> None:
         self._db = db
+        self._max_field_bytes = max_field_bytes
         self._me = me
         self._metrics = metrics
         self._tz = tz
@@ -134,7 +146,9 @@ class InboundRouter:
             frame, reason, sender=self._me, error_code=error_code, clock=self._clock, tz=self._tz
         ).payload
 
-    def _ack(self, msg: Message, code: AckCode, text: str = "", error_code: str = "") -> bytes:
+    def _ack(
+        self, msg: Message, code: AckCode, text: str = "", error_code: str = "", location: str = ""
+    ) -> bytes:
         if is_enhanced_mode(msg):
             code = _ENHANCED.get(code, code)
         return build_ack(
@@ -142,6 +156,7 @@ class InboundRouter:
             code,
             text=text,
             error_code=error_code,
+            error_location=location,
             sender=self._me,
             clock=self._clock,
             tz=self._tz,
@@ -158,7 +173,20 @@ class InboundRouter:
             return self._nak(frame, exc.reason, exc.hl7_error_code)
 
         key = f"{msg.message_type}^{msg.trigger}"
-        extra = {"message_type": key, "control_id": msg.control_id, "peer": str(peer)}
+        extra = {
+            "message_type": key,
+            "control_id": short_control_id(msg.control_id),
+            "peer": str(peer),
+        }
+        big = oversized_field(frame, self._max_field_bytes)
+        if big is not None:
+            # Before any handler or storage: one field must not carry megabytes into the database.
+            self._metrics.inbound.labels(
+                key if key in self._handlers else "unsupported", "AE"
+            ).inc()
+            reason = f"{big} is {big.size} bytes; the limit is {self._max_field_bytes} (MLLP_MAX_FIELD_BYTES)"
+            log.warning("message refused", extra={**extra, "reason": reason})
+            return self._reply(msg, AckCode.AE, reason, "102", success=False, location=str(big))
         refusal = self._refuse(msg, key)
         if refusal is not None:
             reason, error_code = refusal
@@ -215,11 +243,18 @@ class InboundRouter:
         return None
 
     def _reply(
-        self, msg: Message, code: AckCode, text: str, error_code: str, *, success: bool
+        self,
+        msg: Message,
+        code: AckCode,
+        text: str,
+        error_code: str,
+        *,
+        success: bool,
+        location: str = "",
     ) -> bytes | None:
         if is_enhanced_mode(msg) and not wants_accept_ack(msg, success):
             return None  # MSH-15 NE/SU/ER said not to answer this outcome
-        return self._ack(msg, code, text, error_code)
+        return self._ack(msg, code, text, error_code, location)
 
     async def _lock_and_check(self, conn: asyncpg.Connection, sender: str, control_id: str) -> None:
         """Serialise one sender + control id across connections and daemons, then look it up.

@@ -268,6 +268,9 @@ async def test_arbitrary_bytes_always_get_an_ack_or_a_nak(
         "RADSCHED_PHONE_HASH_KEY": secrets.token_hex(32),
         "RADSCHED_PHI_KEY": secrets.token_hex(32),
         "RADSCHED_MLLP_MAX_FRAME_BYTES": str(MAX_FRAME),
+        # One long-lived connection takes every example, some of them nothing but broken framing:
+        # the daemon's close-after-N-framing-errors defence (test_mllp_exposure.py) is off here.
+        "RADSCHED_MLLP_MAX_FRAMING_ERRORS": "1000000",
         "RADSCHED_LOG_FORMAT": "json",
     }
     daemon = await asyncio.to_thread(DaemonProcess(data_dir, env=env).start)
