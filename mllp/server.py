@@ -23,7 +23,6 @@ from mllp.framing import (
     COMMIT_NAK_BLOCK,
     DEFAULT_MAX_FRAME_SIZE,
     CommitAck,
-    Frame,
     FrameDecoder,
     encode_frame,
 )
@@ -72,6 +71,7 @@ class _Connection(asyncio.Protocol):
         self._counting = self._obs is not NULL_OBSERVER
         self._high_frames = self._cfg.high_water_frames
         self._high_bytes = self._cfg.high_water_bytes
+        self._watching_frames = self._cfg.frame_timeout is not None
         self._loop = server._loop
         self._decoder = FrameDecoder(
             max_frame_size=self._cfg.max_frame_size, lenient=self._cfg.lenient
@@ -134,22 +134,26 @@ class _Connection(asyncio.Protocol):
         counting = self._counting
         if counting:
             obs.bytes_received("server", len(data))
-        self._last_activity = self._loop.time()  # idle timeout and eviction order
-        events = self._decoder.feed(data)
-        if self._cfg.frame_timeout is not None:
+        if self._idle_handle is not None:
+            # Only the idle timeout needs every read stamped; eviction order is stamped when the
+            # worker runs out of work (a connection with a frame open is never evicted).
+            self._last_activity = self._loop.time()
+        decoder = self._decoder
+        events = decoder.feed_raw(data)
+        if self._watching_frames:
             self._watch_frame(bool(events))
-        if self._decoder.junk_bytes != self._junk_seen:
-            obs.junk_skipped("server", self._decoder.junk_bytes - self._junk_seen)
-            self._junk_seen = self._decoder.junk_bytes
+        if decoder.junk_bytes != self._junk_seen:
+            obs.junk_skipped("server", decoder.junk_bytes - self._junk_seen)
+            self._junk_seen = decoder.junk_bytes
         queue = self._queue
         for event in events:
             cls = type(event)
-            if cls is Frame:
-                payload = event.payload  # type: ignore[union-attr]
+            if cls is bytes:
+                size = len(event)  # type: ignore[arg-type]
                 if counting:
-                    obs.frame_received("server", len(payload))
-                queue.append(payload)
-                self._queued_bytes += len(payload)
+                    obs.frame_received("server", size)
+                queue.append(event)  # type: ignore[arg-type]
+                self._queued_bytes += size
                 self._bad_run = 0
             elif cls is FramingError:
                 assert isinstance(event, FramingError)
@@ -231,7 +235,7 @@ class _Connection(asyncio.Protocol):
         """The connection's worker: handle queued items strictly in order, then wait for more."""
         assert self._transport is not None and self.peer is not None
         transport, peer, cfg, obs = self._transport, self.peer, self._cfg, self._obs
-        counting = self._counting
+        counting, commit_ack = self._counting, cfg.commit_ack
         queue, handler = self._queue, cfg.handler
         out: bytes | None
         try:
@@ -253,7 +257,7 @@ class _Connection(asyncio.Protocol):
                         else:
                             if counting and reply is not None:
                                 obs.frame_sent("server", len(reply))
-                            if cfg.commit_ack:
+                            if commit_ack:
                                 out = COMMIT_ACK_BLOCK + out
                     else:
                         assert isinstance(item, FramingError)
