@@ -194,7 +194,7 @@ class InboundRouter:
                 key if key in self._handlers else "unsupported", "AR"
             ).inc()
             log.warning("message refused", extra={**extra, "reason": reason})
-            if error_code in ("101", "203"):
+            if error_code in ("101", "102", "203"):
                 # Answering in the sender's own header would echo an unusable MSH-12 or an empty
                 # MSH-10; the NAK builder falls back to a version and control id receivers accept.
                 return self._nak(frame, reason, error_code)
@@ -240,6 +240,10 @@ class InboundRouter:
             )
         if not msg.control_id:
             return "MSH-10 message control id is empty", "101"
+        if "\x00" in f"{msg.sending_application}{msg.sending_facility}{msg.control_id}":
+            # They key the duplicate check in PostgreSQL, whose text cannot hold NUL: without this
+            # the sender got "temporary failure, resend later" for a message that can never pass.
+            return "MSH-3, MSH-4 or MSH-10 contains a NUL character", "102"
         return None
 
     def _reply(
