@@ -32,6 +32,7 @@ from .ids import (
     sequential_control_ids,
     system_clock,
 )
+from .limits import MAX_CONTROL_ID, OversizedField, oversized_field, short_control_id
 from .message import FieldPath, Message, Segment, SegmentBuilder, parse
 from .model import (
     Ack,
@@ -58,6 +59,7 @@ from .timestamps import format_ts, parse_ts
 
 __all__ = [
     "DIALECTS",
+    "MAX_CONTROL_ID",
     "Ack",
     "AckCode",
     "Appointment",
@@ -82,6 +84,7 @@ __all__ = [
     "Order",
     "OrderRef",
     "OutboundMessage",
+    "OversizedField",
     "ParseError",
     "Party",
     "PatientName",
@@ -105,6 +108,7 @@ __all__ = [
     "format_ts",
     "get_dialect",
     "is_enhanced_mode",
+    "oversized_field",
     "parse",
     "parse_ack",
     "parse_order",
@@ -113,6 +117,7 @@ __all__ = [
     "random_control_ids",
     "read_ack",
     "sequential_control_ids",
+    "short_control_id",
     "split_messages",
     "system_clock",
     "unescape",

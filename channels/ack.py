@@ -33,6 +33,7 @@ from . import charset as _charset
 from .errors import ControlIdMismatch, ParseError
 from .escaping import STANDARD, Delimiters, escape
 from .ids import Clock, ControlIdSource, random_control_ids, system_clock
+from .limits import short_control_id
 from .message import Message, SegmentBuilder, parse, truncation_character
 from .model import Ack, AckCode, OutboundMessage, Party
 from .timestamps import format_ts
@@ -309,7 +310,8 @@ def _err_text(
 
 
 def msa_segment(code: AckCode, acked_control_id: str, text: str = "") -> SegmentBuilder:
-    msa = SegmentBuilder("MSA", code.value, acked_control_id)
+    # A peer's over-long MSH-10 is not echoed in full (issue 11 item 3).
+    msa = SegmentBuilder("MSA", code.value, short_control_id(acked_control_id))
     if text:
         msa.field(3, _one_line(text)[:_MSA_TEXT_MAX])
     return msa

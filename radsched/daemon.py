@@ -26,6 +26,7 @@ from radsched import ris as ris_component
 from radsched.batches import BatchListener
 from radsched.datadir import prepare_data_dir
 from radsched.errors import ConfigError, StartupError
+from radsched.exposure import warn_if_exposed
 from radsched.hl7metrics import HL7Metrics
 from radsched.http.app import build_app
 from radsched.http.health import Readiness, add_health_routes
@@ -107,13 +108,18 @@ async def _listen_mllp(daemon: Daemon) -> mllp.Server:
         tz=daemon.tz,
         clock=daemon.clock,
     )
+    ssl = listener_context(settings)
+    warn_if_exposed(addr, tls=ssl is not None, allow_list=settings.mllp_allow_list)
     try:
         return await mllp.start_server(
             batches.handle_frame,
             addr.host,
             addr.port,
-            ssl=listener_context(settings),
+            ssl=ssl,
+            allow_peer=settings.mllp_allow_list,
             max_connections=settings.mllp_max_connections,
+            max_connections_per_peer=settings.mllp_max_connections_per_peer,
+            max_framing_errors=settings.mllp_max_framing_errors,
             idle_timeout=settings.mllp_idle_timeout_s,
             frame_timeout=settings.mllp_frame_timeout_s,
             max_frame_size=settings.mllp_max_frame_bytes,
@@ -177,7 +183,9 @@ async def running(
         hl7_metrics = HL7Metrics(metrics.registry)
         me = Party(settings.sending_app, settings.sending_facility)
         tz = ZoneInfo(settings.timezone)
-        inbound = InboundRouter(db, me, hl7_metrics, tz=tz, clock=clock)
+        inbound = InboundRouter(
+            db, me, hl7_metrics, tz=tz, clock=clock, max_field_bytes=settings.mllp_max_field_bytes
+        )
         daemon = Daemon(
             settings,
             secrets,

@@ -27,7 +27,17 @@ from datetime import datetime, tzinfo
 
 import asyncpg
 
-from channels import AckCode, Message, ParseError, Party, build_ack, build_nak, parse
+from channels import (
+    AckCode,
+    Message,
+    ParseError,
+    Party,
+    build_ack,
+    build_nak,
+    oversized_field,
+    parse,
+    short_control_id,
+)
 from channels.ack import (
     header_refusal,
     is_enhanced_mode,
@@ -95,8 +105,10 @@ class InboundRouter:
         *,
         tz: tzinfo,
         clock: Callable[[], datetime],
+        max_field_bytes: int = 64 * 1024,
     ) -> None:
         self._db = db
+        self._max_field_bytes = max_field_bytes
         self._me = me
         self._metrics = metrics
         self._tz = tz
@@ -148,7 +160,9 @@ class InboundRouter:
             frame, reason, sender=self._me, error_code=error_code, clock=self._clock, tz=self._tz
         ).payload
 
-    def _ack(self, msg: Message, code: AckCode, text: str = "", error_code: str = "") -> bytes:
+    def _ack(
+        self, msg: Message, code: AckCode, text: str = "", error_code: str = "", location: str = ""
+    ) -> bytes:
         # Enhanced mode: the commit code when MSH-15 asks for an accept ACK for this outcome; when only
         # MSH-16 asks (e.g. MSH-15 NE, MSH-16 empty = AL), the application code, since our work is
         # complete at commit.
@@ -159,6 +173,7 @@ class InboundRouter:
             code,
             text=text,
             error_code=error_code,
+            error_location=location,
             sender=self._me,
             clock=self._clock,
             tz=self._tz,
@@ -175,7 +190,20 @@ class InboundRouter:
             return self._nak(frame, exc.reason, exc.hl7_error_code)
 
         key = f"{msg.message_type}^{msg.trigger}"
-        extra = {"message_type": key, "control_id": msg.control_id, "peer": str(peer)}
+        extra = {
+            "message_type": key,
+            "control_id": short_control_id(msg.control_id),
+            "peer": str(peer),
+        }
+        big = oversized_field(frame, self._max_field_bytes)
+        if big is not None:
+            # Before any handler or storage: one field must not carry megabytes into the database.
+            self._metrics.inbound.labels(
+                key if key in self._handlers else "unsupported", "AE"
+            ).inc()
+            reason = f"{big} is {big.size} bytes; the limit is {self._max_field_bytes} (MLLP_MAX_FIELD_BYTES)"
+            log.warning("message refused", extra={**extra, "reason": reason})
+            return self._reply(msg, AckCode.AE, reason, "102", success=False, location=str(big))
         refusal = self._refuse(msg, key)
         if refusal is not None:
             reason, error_code = refusal
@@ -233,11 +261,18 @@ class InboundRouter:
         return refusal
 
     def _reply(
-        self, msg: Message, code: AckCode, text: str, error_code: str, *, success: bool
+        self,
+        msg: Message,
+        code: AckCode,
+        text: str,
+        error_code: str,
+        *,
+        success: bool,
+        location: str = "",
     ) -> bytes | None:
         if not _answered(msg, success):
             return None  # MSH-15/16 NE/SU/ER said not to answer this outcome
-        return self._ack(msg, code, text, error_code)
+        return self._ack(msg, code, text, error_code, location)
 
     async def _lock_and_check(self, conn: asyncpg.Connection, sender: str, control_id: str) -> None:
         """Serialise one sender + control id across connections and daemons, then look it up.

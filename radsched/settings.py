@@ -24,6 +24,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from mllp import PeerAllowList
 from radsched.errors import ConfigError
 
 ENV_PREFIX = "RADSCHED_"
@@ -104,7 +105,8 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=300)
     mllp_max_connections: int = Field(default=64, ge=1, le=10_000)
     mllp_idle_timeout_s: float = Field(default=600.0, gt=0)
-    mllp_max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # 1 MiB: an order, an SIU or an ADT is a few KiB; the 16 MiB of an ORU with a PDF is not for us.
+    mllp_max_frame_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     # An HL7 batch in one frame is answered by a response batch with every ACK, or only the errors
     # (radsched/batches.py, docs/interop.md).
     mllp_batch_ack: Literal["all", "errors"] = "all"
@@ -133,6 +135,13 @@ class Settings(BaseSettings):
     http_body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     # An MLLP frame that has started must end within this long (a trickling sender is cut off).
     mllp_frame_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # MLLP listener hardening (issue 11 item 3, docs/security.md): who may connect, how many
+    # connections one address may hold, how much garbage a connection may send, how big one field
+    # may be. Empty MLLP_ALLOWED_PEERS = any address (warned about off loopback without TLS).
+    mllp_allowed_peers: str = ""
+    mllp_max_connections_per_peer: int = Field(default=16, ge=1, le=10_000)
+    mllp_max_framing_errors: int = Field(default=10, ge=1, le=1_000_000)
+    mllp_max_field_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024 * 1024)
 
     @field_validator("database_url")
     @classmethod
@@ -176,6 +185,13 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(part, strict=False)
                 except ValueError:
                     raise ValueError(f"{part!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("mllp_allowed_peers")
+    @classmethod
+    def _allowed_peers(cls, value: str) -> str:
+        if value.strip():
+            PeerAllowList.parse(value)  # ValueError names the entry that is not an address
         return value
 
     @field_validator("timezone")
@@ -236,6 +252,15 @@ class Settings(BaseSettings):
     @property
     def mllp_addr(self) -> HostPort:
         return HostPort.parse(self.mllp_listen, setting="MLLP_LISTEN")
+
+    @property
+    def mllp_allow_list(self) -> PeerAllowList | None:
+        """MLLP_ALLOWED_PEERS as the listener's ``allow_peer`` hook; None lets any address in."""
+        return (
+            PeerAllowList.parse(self.mllp_allowed_peers)
+            if self.mllp_allowed_peers.strip()
+            else None
+        )
 
     @property
     def ris_hostport(self) -> HostPort | None:
