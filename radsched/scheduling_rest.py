@@ -324,9 +324,14 @@ class RestEngineClient:
             raise RisUnavailable(
                 f"the {ep.name} engine at {ep.base_url} is unreachable ({type(exc).__name__})"
             ) from None
-        except aiohttp.ClientResponseError as exc:  # malformed status line or headers
+        except aiohttp.ClientPayloadError:
+            raise RisUnavailable(
+                f"the {ep.name} engine dropped the connection in the middle of its answer to {call}"
+            ) from None
+        except aiohttp.ClientError as exc:  # malformed status line or headers, and the rest
             raise RisFailed(
-                f"the {ep.name} engine answered {call} with a malformed HTTP response ({exc.status})"
+                f"the {ep.name} engine answered {call} with a malformed HTTP response "
+                f"({type(exc).__name__})"
             ) from None
 
     async def _bounded_body(self, call: Call, response: aiohttp.ClientResponse) -> bytes:
