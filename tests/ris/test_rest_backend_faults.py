@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from radsched.ris.errors import (
     RisFailed,
@@ -27,7 +29,13 @@ from radsched.ris.errors import (
     SlotUnavailable,
 )
 from radsched.ris.service import BookingInput
-from radsched.scheduling_rest import EngineEndpoint, RestEngineClient, RestMetrics, RestScheduling
+from radsched.scheduling_rest import (
+    EngineEndpoint,
+    RestEngineClient,
+    RestMetrics,
+    RestScheduling,
+    _Slots,
+)
 from radsched.sms.driver import PendingCall
 from radsched.sms.model import Book, FetchLocations, State
 from radsched.sms.model import RisUnavailable as RisDown
@@ -299,3 +307,50 @@ async def test_the_patient_is_never_left_waiting(
             assert isinstance(await caller.answer(call), RisDown)
     finally:
         await rest.aclose()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+contract_like = st.fixed_dictionaries(
+    {
+        "slots": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "id": st.text(max_size=70),
+                    "location": st.text(max_size=8),
+                    "modality": st.text(max_size=4),
+                    "start": st.text(max_size=30) | st.just("2026-11-30T09:00:00-05:00"),
+                    "duration_minutes": st.integers(-5, 2000) | st.text(max_size=3),
+                }
+            ),
+            max_size=3,
+        )
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.sampled_from([200, 201, 204, 301, 400, 401, 404, 409, 418, 500, 502, 503, 504]),
+    content_type=st.sampled_from(["application/json", "text/html", "", "application/problem+json"]),
+    body=st.binary(max_size=200)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | contract_like.map(lambda v: json.dumps(v).encode()),
+)
+def test_any_answer_is_a_slot_list_or_a_clear_error(
+    status: int, content_type: str, body: bytes
+) -> None:
+    """Parsing an engine's answer: the documented shape, or one scheduling error of one line."""
+    rest = client("http://127.0.0.1:9/api/ris")
+    try:
+        parsed = rest._answer("available-slots", status, content_type, body, _Slots)
+    except SchedulingError as exc:
+        assert "\n" not in exc.message and len(exc.message) < 400
+    else:
+        assert 200 <= status < 300 and content_type == "application/json"
+        assert all(s.start.tzinfo is not None and s.duration_minutes >= 1 for s in parsed.slots)
