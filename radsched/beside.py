@@ -11,10 +11,12 @@ Small constructors, each given what it needs:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from datetime import datetime, tzinfo
 from typing import Literal
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -24,6 +26,8 @@ from radsched.settings import Settings
 from radsched.shadow_gateway import Scheduling, ShadowRecorder, ShadowScheduling
 from radsched.storage.db import Database
 from radsched.storage.roles import queued_work, running_roles
+
+log = logging.getLogger("radsched.beside")
 
 __all__ = [
     "RoleMetrics",
@@ -54,6 +58,18 @@ def endpoint(settings: Settings, which: Literal["scheduling", "shadow"]) -> Engi
     )
 
 
+def _warn_if_cleartext(ep: EngineEndpoint) -> None:
+    parts = urlsplit(ep.base_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
+        # Allowed (a hospital LAN, a TLS-terminating sidecar), but the key and the MRN of each
+        # booking cross the network in clear text: say so once at start.
+        log.warning(
+            "the REST engine is reached over plain http: its API key and booking data are unencrypted",
+            extra={"setting": ep.setting},
+        )
+
+
 def engine_secrets(settings: Settings) -> list[str]:
     keys = (settings.scheduling_api_key, settings.shadow_api_key)
     return [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
@@ -62,7 +78,9 @@ def engine_secrets(settings: Settings) -> list[str]:
 async def open_scheduling_backend(
     settings: Settings, stack: AsyncExitStack, *, tz: tzinfo, metrics: RestMetrics
 ) -> RestScheduling:
-    client = RestEngineClient(endpoint(settings, "scheduling"), tz=tz, metrics=metrics)
+    ep = endpoint(settings, "scheduling")
+    _warn_if_cleartext(ep)
+    client = RestEngineClient(ep, tz=tz, metrics=metrics)
     stack.push_async_callback(client.aclose)
     return RestScheduling(client)
 
@@ -82,7 +100,9 @@ async def open_shadow(
     if not settings.shadow_url:
         return here
     # No retry: a struggling shadow gets no extra load from us, and its failure is only recorded.
-    client = RestEngineClient(endpoint(settings, "shadow"), tz=tz, metrics=metrics, read_retries=0)
+    ep = endpoint(settings, "shadow")
+    _warn_if_cleartext(ep)
+    client = RestEngineClient(ep, tz=tz, metrics=metrics, read_retries=0)
     stack.push_async_callback(client.aclose)
     recorder = ShadowRecorder(db, registry, clock=clock)
     service = ShadowScheduling(here, client, recorder, bookings=settings.shadow_bookings)

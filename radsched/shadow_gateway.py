@@ -44,6 +44,9 @@ __all__ = ["ShadowRecorder", "ShadowScheduling"]
 
 #: Rows and log lines kept per comparison; the metric counts every mismatch.
 MAX_RECORDED = 20
+#: Comparisons waiting on the shadowed engine at once; beyond it reads are not shadowed (and counted
+#: as ``skipped``), so a slow shadow cannot pile up sockets and tasks in the gateway.
+MAX_IN_FLIGHT = 64
 #: Mismatches older than this are deleted (at most once an hour, by the recording gateway).
 KEEP = timedelta(days=90)
 _PURGE_EVERY = timedelta(hours=1)
@@ -153,7 +156,9 @@ class ShadowScheduling:
         recorder: ShadowRecorder,
         *,
         bookings: Literal["here", "shadow"] = "here",
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
+        self._max_in_flight = max_in_flight
         self._here = here
         self._shadow = shadow
         self._recorder = recorder
@@ -214,6 +219,9 @@ class ShadowScheduling:
         theirs: Callable[[], Awaitable[list[T]]],
         compare: Callable[[list[T], list[T]], list[Mismatch]],
     ) -> list[T]:
+        if len(self._background) >= self._max_in_flight:
+            self._recorder.comparisons.labels(question.call, "skipped").inc()
+            return await ours()
         asked = asyncio.ensure_future(theirs())  # concurrently: the shadow must not add latency
         try:
             answer = await ours()

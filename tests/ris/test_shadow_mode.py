@@ -69,6 +69,7 @@ async def shadowed_pair(
     *,
     bookings: Literal["here", "shadow"] = "here",
     shadow_base: str | None = None,
+    max_in_flight: int = 64,
 ) -> AsyncIterator[tuple[Gateway, SimRis, SimRis, ShadowScheduling, CollectorRegistry, str]]:
     """Ours over sim A; the shadowed gateway over sim B (one slot taken); ShadowScheduling over both."""
     other_dir = private_tmp("radsched-shadowed-")
@@ -88,7 +89,9 @@ async def shadowed_pair(
         client = RestEngineClient(endpoint, tz=NY, read_retries=0)
         registry = CollectorRegistry()
         recorder = ShadowRecorder(ours.daemon.db, registry, clock=fixed_clock)
-        service = ShadowScheduling(ours.daemon.scheduling, client, recorder, bookings=bookings)
+        service = ShadowScheduling(
+            ours.daemon.scheduling, client, recorder, bookings=bookings, max_in_flight=max_in_flight
+        )
         try:
             yield ours, ours_ris, theirs_ris, service, registry, ours.daemon.dsn
         finally:
@@ -231,6 +234,39 @@ async def test_a_failing_shadow_never_changes_the_answer(
         assert (row.kind, row.count) == ("shadow_failed", 2)
         assert {m.detail for m in row.examples} == {"ris_unavailable"}
         assert count(registry, "shadow_failed") == 2
+
+
+async def test_a_slow_shadow_never_delays_the_answer(
+    gateway: GatewayFactory, database_url: str
+) -> None:
+    release = asyncio.Event()
+
+    async def silent(request: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.Response(text="{}")  # and then not even JSON
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", silent)
+    async with (
+        _serve(app) as slow_base,
+        shadowed_pair(gateway, database_url, shadow_base=slow_base, max_in_flight=2) as (
+            ours,
+            _ours_ris,
+            _theirs_ris,
+            service,
+            registry,
+            _,
+        ),
+    ):
+        for _ in range(3):  # answered while the shadow has not answered anything
+            assert [loc.id for loc in await service.locations("CT")] == ["DTWN", "NRTH"]
+        skipped = {"call": "locations", "outcome": "skipped"}
+        assert registry.get_sample_value("radsched_shadow_comparisons_total", skipped) == 1
+        release.set()
+        await service.settled()
+        (row,) = await mismatches(ours.daemon.db)
+        assert (row.kind, row.count) == ("shadow_failed", 2)
+        assert {m.detail for m in row.examples} == {"ris_error"}
 
 
 @asynccontextmanager
