@@ -223,25 +223,39 @@ class RestEngineClient:
 
         The channel takes a local date and a number of days, so the answer is trimmed to the window
         here; ``limit`` is applied here too, because an engine counting from midnight would otherwise
-        spend it on the morning that has already passed.
+        spend it on the morning that has already passed. The source design's channel has no
+        ``days``: an engine that answers for the one ``date`` only is asked again day by day (at
+        most ``MAX_DAYS`` calls) until ``limit`` slots are found or the window ends.
         """
-        first = start.astimezone(self._tz).date()
+        day = start.astimezone(self._tz).date()
+        span = _days(day, end, self._tz)
+        found: list[Slot] = []
+        for call in range(span):
+            listed = await self._slots_from(location_id, modality, day, span - call)
+            found.extend(s for s in listed if start <= s.start < end)
+            enough = limit is not None and len(found) >= limit
+            # A slot after the asked date shows the engine honours ``days``: this answer is whole.
+            whole = any(s.start.astimezone(self._tz).date() > day for s in listed)
+            if enough or whole:
+                break
+            day += timedelta(days=1)
+        found.sort(key=lambda s: s.start)
+        return found[:limit] if limit is not None else found
+
+    async def _slots_from(
+        self, location_id: str, modality: str, day: date, days: int
+    ) -> list[Slot]:
         params = {
             "location": location_id,
             "modality": modality,
-            "date": first.isoformat(),
-            "days": str(_days(first, end, self._tz)),
+            "date": day.isoformat(),
+            "days": str(days),
         }
         body = await self._request("available-slots", "GET", params, _Slots)
-        found = sorted(
-            (
-                Slot(s.id, s.location, s.modality.upper(), s.start, s.duration_minutes)
-                for s in body.slots
-                if start <= s.start < end
-            ),
-            key=lambda s: s.start,
-        )
-        return found[:limit] if limit is not None else found
+        return [
+            Slot(s.id, s.location, s.modality.upper(), s.start, s.duration_minutes)
+            for s in body.slots
+        ]
 
     async def book(
         self, *, order_id: str, mrn: str, modality: str, location_id: str, slot_id: str

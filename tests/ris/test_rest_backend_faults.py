@@ -354,3 +354,33 @@ def test_any_answer_is_a_slot_list_or_a_clear_error(
     else:
         assert 200 <= status < 300 and content_type == "application/json"
         assert all(s.start.tzinfo is not None and s.duration_minutes >= 1 for s in parsed.slots)
+
+
+async def test_an_engine_that_answers_one_date_at_a_time(engine: tuple[FaultyEngine, str]) -> None:
+    """The source design's channel has no ``days``: such an engine is asked day by day, until enough."""
+    faulty, base = engine
+
+    async def per_day(request: web.Request) -> web.StreamResponse:
+        day = request.query["date"]  # ``days`` ignored, as QIE's channel does
+        weekday = datetime.fromisoformat(day).weekday()
+        slots = [
+            {**SLOT, "id": f"{day}-{hh}", "start": f"{day}T{hh}:00:00-05:00"}
+            for hh in ("09", "10")
+            if weekday < 5
+        ]
+        return web.json_response({"slots": slots})
+
+    faulty.handler = per_day
+    rest = client(base)
+    friday_noon = datetime(
+        2026, 12, 4, 17, 0, tzinfo=UTC
+    )  # 12:00 in New York: the day's slots are past
+    try:
+        got = await rest.slots(
+            "DTWN", "CT", start=friday_noon, end=friday_noon + timedelta(days=21), limit=3
+        )
+        assert [s.id for s in got] == ["2026-12-07-09", "2026-12-07-10", "2026-12-08-09"]
+        # Friday (past), Saturday and Sunday (none), Monday, Tuesday: five calls, then enough.
+        assert faulty.hits == ["GET /api/ris/available-slots"] * 5
+    finally:
+        await rest.aclose()
