@@ -130,6 +130,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "radsched.commands.outbox",
     "radsched.commands.purge",
     "radsched.commands.appointment",
+    "radsched.commands.shadow",
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 import zoneinfo
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,11 +27,13 @@ from pydantic_settings import (
 
 from mllp import PeerAllowList
 from radsched.errors import ConfigError
+from radsched.roles import Role, check_combination, parse_roles
 
 ENV_PREFIX = "RADSCHED_"
 # Environment variables with our prefix that are not settings themselves.
 _NON_SETTING_ENV = {"RADSCHED_CONFIG", "RADSCHED_TEST_DATABASE_URL"}
 DIALECTS = ("ch10-2.5.1", "qie-2.3")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")  # an RFC 9110 token
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,68 @@ class Settings(BaseSettings):
     mllp_max_connections_per_peer: int = Field(default=16, ge=1, le=10_000)
     mllp_max_framing_errors: int = Field(default=10, ge=1, le=1_000_000)
     mllp_max_field_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024 * 1024)
+    # --- Running beside QIE (issue 17; radsched/roles.py, docs/deploy.md) ---
+    # Which parts this daemon runs: gateway (REST facade + RIS client), sms (intake, conversations,
+    # texts), emr (SIU outbox and relay).
+    roles: str = "gateway,sms,emr"
+    # How the sms role reaches the RIS: over HL7 itself, or through an engine's REST channels.
+    scheduling_backend: Literal["hl7", "rest"] = "hl7"
+    scheduling_url: str | None = None
+    scheduling_api_key: SecretStr | None = None
+    scheduling_api_key_header: str = "X-API-Key"
+    scheduling_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Parallel run: the gateway also asks this engine and records where the answers differ.
+    shadow_url: str | None = None
+    shadow_api_key: SecretStr | None = None
+    shadow_api_key_header: str = "X-API-Key"
+    shadow_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # Where bookings go in shadow mode: "here" (this gateway books over HL7) or "shadow" (forwarded
+    # to the shadowed engine). Never both: a booking is made once.
+    shadow_bookings: Literal["here", "shadow"] = "here"
+    # A REST answer larger than this is refused (an engine answering with a dump, a proxy's page).
+    rest_max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: str) -> str:
+        return ",".join(parse_roles(value))
+
+    @field_validator("scheduling_url", "shadow_url")
+    @classmethod
+    def _engine_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(f"must be an http(s) base URL without a query, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("scheduling_api_key_header", "shadow_api_key_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not an HTTP header name")
+        return value
+
+    @model_validator(mode="after")
+    def _roles_fit(self) -> Settings:
+        problem = check_combination(
+            self.role_set,
+            backend=self.scheduling_backend,
+            scheduling_url=self.scheduling_url,
+            scheduling_key=bool(
+                self.scheduling_api_key and self.scheduling_api_key.get_secret_value()
+            ),
+            shadow_url=self.shadow_url,
+            shadow_key=bool(self.shadow_api_key and self.shadow_api_key.get_secret_value()),
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def role_set(self) -> tuple[Role, ...]:
+        return parse_roles(self.roles)
 
     @field_validator("database_url")
     @classmethod
@@ -330,6 +395,9 @@ def load_settings() -> Settings:
         return Settings(**file_values)
     except ValidationError as exc:
         err = exc.errors()[0]
+        message = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across settings: its message names the setting itself
+            raise ConfigError(message) from None
         name = _setting_name(err["loc"])
         if err["type"] == "extra_forbidden":
             raise ConfigError(f"{name}: unknown setting in RADSCHED_CONFIG file") from None
