@@ -1,6 +1,6 @@
 """The SMS conversation engine: events from patients, the RIS, the clock and the order intake.
 
-:class:`SmsEngine` (``daemon.sms_engine``) is what the other components call:
+:class:`SmsEngine` is what the other components call:
 
 - the order intake calls :meth:`SmsEngine.start_order` / :meth:`SmsEngine.cancel_order` inside the
   intake transaction, so the order, its conversation and its first text commit together;
