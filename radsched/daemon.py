@@ -40,15 +40,15 @@ from radsched.ris import component as ris_component
 from radsched.ris.service import SchedulingService
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
-from radsched.sms import transport as sms_transport
 from radsched.sms.engine import SmsEngine
-from radsched.sms.transport import SmsOutbox
-from radsched.sms.webhooks import InboundSink
 from radsched.storage.connect import storage
 from radsched.storage.db import Database
 from radsched.storage.migrate import migrate
 from radsched.systemd import Notifier, watchdog_interval, watchdog_loop
 from radsched.tls import listener_context
+from radsched.twilio import transport as sms_transport
+from radsched.twilio.transport import SmsOutbox
+from radsched.twilio.webhooks import InboundSink
 from radsched.wiring import OutboxBell
 
 log = logging.getLogger("radsched.daemon")

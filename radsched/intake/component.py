@@ -24,6 +24,9 @@ from prometheus_client import CollectorRegistry
 
 from channels import ConfigError as ChannelConfigError
 from channels import Party, get_dialect
+from radsched.conversation.config import ConversationConfig
+from radsched.conversation.quiet_hours import parse_quiet_hours
+from radsched.conversation.templates import TemplateError, TemplateSet
 from radsched.errors import ConfigError
 from radsched.inbound import InboundRouter
 from radsched.intake.choice import procedure_modalities
@@ -35,13 +38,10 @@ from radsched.orders import OrderStore
 from radsched.privacy import PhiBox
 from radsched.ris.service import SchedulingService
 from radsched.settings import Settings, toml_sections
-from radsched.sms.config import ConversationConfig
 from radsched.sms.driver import Driver
 from radsched.sms.engine import SmsEngine
 from radsched.sms.engine_metrics import EngineMetrics
-from radsched.sms.quiet_hours import parse_quiet_hours
 from radsched.sms.ris_calls import RisCaller
-from radsched.sms.templates import TemplateError, TemplateSet
 from radsched.storage.db import Database
 from radsched.wiring import OutboxBell
 

@@ -29,15 +29,7 @@ from typing import Literal, Protocol
 
 import asyncpg
 
-from radsched.logs import correlated
-from radsched.modality import ModalityControl
-from radsched.orders import StoredOrder
-from radsched.privacy import normalise_phone, phone_hash
-from radsched.sms.audit import AuditTrail
-from radsched.sms.consent import get_consent, record_consent
-from radsched.sms.driver import ConversationPhi, Driver, Loaded, Outcome, PendingCall, RisCommand
-from radsched.sms.engine_metrics import EngineMetrics
-from radsched.sms.model import (
+from radsched.conversation.model import (
     BUSY_STATES,
     Audit,
     Book,
@@ -58,8 +50,16 @@ from radsched.sms.model import (
     State,
     Tick,
 )
+from radsched.conversation.stray import stray_reply
+from radsched.logs import correlated
+from radsched.modality import ModalityControl
+from radsched.orders import StoredOrder
+from radsched.privacy import normalise_phone, phone_hash
+from radsched.sms.audit import AuditTrail
+from radsched.sms.consent import get_consent, record_consent
+from radsched.sms.driver import ConversationPhi, Driver, Loaded, Outcome, PendingCall, RisCommand
+from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.ris_calls import RisCaller
-from radsched.sms.stray import stray_reply
 from radsched.sms.timer import ConversationTimer
 from radsched.storage.db import Database
 

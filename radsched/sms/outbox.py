@@ -1,7 +1,7 @@
 """The SMS outbox: rows written with the state change that causes a text, sent after commit.
 
 ``enqueue_text`` is what the conversation driver calls inside its transaction. Everything else here
-is the SQL the sender (``radsched.sms.sender``) and the status webhook use to move a row through its
+is the SQL the sender (``radsched.twilio.sender``) and the status webhook use to move a row through its
 life::
 
     pending ──claim──▶ sending ──▶ sent ──callback──▶ delivered | failed

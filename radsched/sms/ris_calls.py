@@ -14,8 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from radsched.sms.driver import PendingCall
-from radsched.sms.model import (
+from radsched.conversation.model import (
     Book,
     BookingConfirmed,
     BookingRejected,
@@ -29,6 +28,7 @@ from radsched.sms.model import (
     Slot,
     SlotsLoaded,
 )
+from radsched.sms.driver import PendingCall
 
 if TYPE_CHECKING:
     from radsched.ris.service import SchedulingService

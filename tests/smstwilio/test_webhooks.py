@@ -21,7 +21,7 @@ from radsched.daemon import Daemon, running
 from radsched.privacy import phone_hash
 from radsched.settings import Settings
 from radsched.sms.outbox import enqueue_text
-from radsched.sms.webhooks import EMPTY_TWIML, MAX_BODY_BYTES
+from radsched.twilio.webhooks import EMPTY_TWIML, MAX_BODY_BYTES
 from tests.smstwilio.conftest import PATIENT, RecordingEngine
 from tests.twilio_double import TwilioDouble, inbound_form, new_sid, sign
 
@@ -261,7 +261,7 @@ def test_signature_check_matches_twilios_published_test_vector() -> None:
     """The vector from twilio-python's own tests (reference/sms.md section 1.4)."""
     from multidict import MultiDict
 
-    from radsched.sms.webhooks import SignedForms
+    from radsched.twilio.webhooks import SignedForms
 
     params = MultiDict(
         {

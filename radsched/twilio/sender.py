@@ -27,15 +27,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from radsched.logs import correlated
 from radsched.privacy import PhiBox, PhiBoxError
 from radsched.sms import outbox as store
-from radsched.sms.providers import (
+from radsched.storage.db import Database
+from radsched.twilio.providers import (
     ENGINE_CODES,
     ErrorClass,
     OutboundText,
     SendError,
     SmsProvider,
 )
-from radsched.storage.db import Database
 
+# Logger names are kept from before the move to radsched/twilio: operators filter on them.
 log = logging.getLogger("radsched.sms.sender")
 
 MAX_VALIDITY_S = 36_000  # Twilio's maximum (and default) ValidityPeriod

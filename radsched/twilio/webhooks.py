@@ -27,10 +27,11 @@ from radsched.logs import correlated
 from radsched.privacy import normalise_phone
 from radsched.ris import openapi
 from radsched.sms import outbox as store
-from radsched.sms.providers import ENGINE_CODES, callback_error_class
-from radsched.sms.sender import SmsMetrics, report_delivery_failure
 from radsched.storage.db import Database
+from radsched.twilio.providers import ENGINE_CODES, callback_error_class
+from radsched.twilio.sender import SmsMetrics, report_delivery_failure
 
+# Logger name kept from before the move to radsched/twilio: operators filter on it.
 log = logging.getLogger("radsched.sms.webhooks")
 
 INBOUND_PATH = "/sms/inbound"

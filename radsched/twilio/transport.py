@@ -16,12 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from radsched.privacy import PhiBox
 from radsched.settings import Settings
-from radsched.sms import webhooks
-from radsched.sms.providers import make_provider
-from radsched.sms.sender import OutboxSender, SmsMetrics
 from radsched.storage.db import Database
+from radsched.twilio import webhooks
+from radsched.twilio.providers import make_provider
+from radsched.twilio.sender import OutboxSender, SmsMetrics
 from radsched.wiring import OutboxBell
 
+# Logger names are kept from before the move to radsched/twilio: operators filter on them.
 log = logging.getLogger("radsched.sms.sender")
 
 
