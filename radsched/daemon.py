@@ -28,16 +28,18 @@ from radsched import intake, retention
 from radsched.datadir import prepare_data_dir
 from radsched.errors import ConfigError, StartupError
 from radsched.hl7metrics import HL7Metrics
-from radsched.http.app import build_app
-from radsched.http.health import Readiness, add_health_routes
-from radsched.http.ratelimit import RateLimiter
 from radsched.inbound import InboundRouter
 from radsched.logs import RedactingFilter
 from radsched.metrics import Metrics
 from radsched.orders import OrderStore
 from radsched.privacy import KeyFormatError, PhiBox, parse_key
-from radsched.ris import component as ris_component
-from radsched.ris.service import SchedulingService
+from radsched.rest import openapi
+from radsched.rest.app import build_app
+from radsched.rest.health import Readiness, add_health_routes
+from radsched.rest.ratelimit import RateLimiter
+from radsched.rest.scheduling import add_routes as add_scheduling_routes
+from radsched.scheduling import component as ris_component
+from radsched.scheduling.service import SchedulingService
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
 from radsched.sms.engine import SmsEngine
@@ -184,10 +186,8 @@ async def running(
         ris = await ris_component.start(
             stack,
             settings=settings,
-            api_keys=secrets.api_keys,
             db=db,
             orders=orders,
-            app=app,
             readiness=readiness,
             hl7_metrics=hl7_metrics,
             me=me,
@@ -197,6 +197,9 @@ async def running(
         if ris.simulated_ris is not None:
             listening["sim-ris"] = ris.simulated_ris
         scheduling = ris.service
+        # The REST facade, then the OpenAPI document the later components add their paths to.
+        add_scheduling_routes(app, scheduling, secrets.api_keys, tz)
+        openapi.install(app)
 
         # Order intake + SMS conversations: before the SMS transport, which it rings through `bell`.
         engine = await intake.start(

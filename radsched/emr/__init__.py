@@ -36,10 +36,10 @@ from radsched.emr.sender import DestinationSender, SenderConfig
 from radsched.emr.sink import EmrSink
 from radsched.emr.store import queue_stats
 from radsched.hl7metrics import HL7Metrics
-from radsched.http.health import Readiness
 from radsched.inbound import InboundRouter
 from radsched.privacy import PhiBox
-from radsched.ris.service import BookingHook
+from radsched.rest.health import Readiness
+from radsched.scheduling.service import BookingHook
 from radsched.settings import Settings
 from radsched.storage.db import Database
 

@@ -36,7 +36,7 @@ from radsched.intake.service import OrderIntake
 from radsched.modality import ModalityControl
 from radsched.orders import OrderStore
 from radsched.privacy import PhiBox
-from radsched.ris.service import SchedulingService
+from radsched.scheduling.service import SchedulingService
 from radsched.settings import Settings, toml_sections
 from radsched.sms.driver import Driver
 from radsched.sms.engine import SmsEngine
@@ -159,7 +159,7 @@ async def resume_waiting(engine: SmsEngine) -> None:
 
 def _add_openapi(app: web.Application) -> None:
     from radsched.intake.http import openapi_fragment
-    from radsched.ris import openapi
+    from radsched.rest import openapi
 
     if openapi.DOCUMENT in app:  # the REST facade serves the document
         openapi.add_paths(app, openapi_fragment())

@@ -22,10 +22,10 @@ import asyncpg
 from aiohttp import web
 from multidict import MultiDict
 
-from radsched.http.errors import error_response
 from radsched.logs import correlated
 from radsched.privacy import normalise_phone
-from radsched.ris import openapi
+from radsched.rest import openapi
+from radsched.rest.errors import error_response
 from radsched.sms import outbox as store
 from radsched.storage.db import Database
 from radsched.twilio.providers import ENGINE_CODES, callback_error_class
@@ -328,7 +328,7 @@ def _int_or_none(text: str | None) -> int | None:
 
 
 def openapi_fragment() -> dict[str, Any]:
-    """Both webhooks, for ``radsched.ris.openapi.add_paths``."""
+    """Both webhooks, for ``radsched.rest.openapi.add_paths``."""
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     common = {
         "AccountSid": {"type": "string"},

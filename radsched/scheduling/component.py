@@ -1,5 +1,6 @@
 """The RIS gateway component: dialect, RIS connection (or the in-process simulated RIS), scheduling
-service, readiness check, REST routes and the OpenAPI document. Started first among the components.
+service and readiness check. Started first among the components; the REST facade and the OpenAPI
+document live in radsched/rest.
 
 Site configuration beyond the public settings lives in the ``RADSCHED_CONFIG`` TOML file:
 
@@ -22,19 +23,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiohttp import web
-
 from channels import ConfigError as DialectConfigError
 from channels import Party, get_dialect
 from radsched.errors import ConfigError
 from radsched.hl7metrics import HL7Metrics
-from radsched.http.health import Readiness
 from radsched.orders import OrderStore
-from radsched.ris import openapi
-from radsched.ris.client import RisClient
-from radsched.ris.control_ids import ControlIds
-from radsched.ris.rest import add_routes
-from radsched.ris.service import SchedulingService
+from radsched.rest.health import Readiness
+from radsched.scheduling.client import RisClient
+from radsched.scheduling.control_ids import ControlIds
+from radsched.scheduling.service import SchedulingService
 from radsched.settings import HostPort, Settings, toml_sections
 from radsched.storage.db import Database
 
@@ -139,17 +136,17 @@ async def start(
     stack: AsyncExitStack,
     *,
     settings: Settings,
-    api_keys: tuple[str, ...],
     db: Database,
     orders: OrderStore,
-    app: web.Application,
     readiness: Readiness,
     hl7_metrics: HL7Metrics,
     me: Party,
     tz: ZoneInfo,
     clock: Callable[[], datetime],
 ) -> RisGateway:
-    """Connect to the RIS (or start the simulated one), build the scheduling service, add its routes.
+    """Connect to the RIS (or start the simulated one) and build the scheduling service.
+
+    Its REST facade (radsched/rest/scheduling.py) is added by the composition root.
 
     The booking resolver is not started here: the composition root starts it (``run_resolver``)
     once every booking hook is registered, so no booking is marked booked without its SIU.
@@ -198,8 +195,6 @@ async def start(
     )
     stack.push_async_callback(service.aclose)
     readiness.add("ris", client.ready)
-    add_routes(app, service, api_keys, tz)
-    openapi.install(app)
     log.info(
         "RIS gateway ready",
         extra={"ris": str(addr), "dialect": dialect.name, "timeout_s": settings.ris_timeout_s},
