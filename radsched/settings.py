@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     emr_retry_max_s: float = Field(default=300.0, gt=0, le=86400)
     emr_failing_alert_s: float = Field(default=300.0, gt=0)
     duplicate_window_days: int = Field(default=30, ge=1, le=3650)
-    # Abuse limits (radsched/http/ratelimit.py, docs/security.md): token buckets per daemon, in
+    # Abuse limits (radsched/rest/ratelimit.py, docs/security.md): token buckets per daemon, in
     # memory. A rate of 0 switches that limit off. Per minute: a person's pace, not a machine's.
     rate_limit_api_per_s: float = Field(default=20.0, ge=0, le=100_000)
     rate_limit_api_burst: int = Field(default=100, ge=1, le=1_000_000)

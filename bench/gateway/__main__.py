@@ -395,7 +395,7 @@ def breakdown() -> list[str]:
     from zoneinfo import ZoneInfo
 
     from channels import get_dialect
-    from radsched.ris.rest import slot_json
+    from radsched.rest.scheduling import slot_json
     from radsched.simris import default_calendar
 
     tz = ZoneInfo("America/New_York")
@@ -458,7 +458,7 @@ def render(results: list[Result], seconds: float, before: str, after: str, parts
         "",
         "Where a slot request's daemon time goes (single-threaded, in-process, best of 5 x 300 "
         "calls; ms): building the query and parsing the answer are `channels` code, the JSON "
-        "answer is `radsched.ris.rest`. The rest of the daemon CPU per request is aiohttp, "
+        "answer is `radsched.rest.scheduling`. The rest of the daemon CPU per request is aiohttp, "
         "validation, the MLLP client and the event loop. A booking's CPU also includes the "
         "booking hooks of other components (SIU^S12 into the EMR outbox, its sender and the "
         "in-process EMR sink on embedded defaults).",

@@ -1,7 +1,7 @@
 """The default wording: every text the engine can send, in English and Spanish.
 
-Operators override any of these from configuration (see :mod:`radsched.sms.templates` and
-docs/sms.md). Writing rules the checks in :mod:`radsched.sms.templates` enforce:
+Operators override any of these from configuration (see :mod:`radsched.conversation.templates` and
+docs/sms.md). Writing rules the checks in :mod:`radsched.conversation.templates` enforce:
 
 - one SMS segment after substitution with the longest allowed values;
 - GSM-7 only, so Spanish drops the accents GSM-7 lacks (á í ó ú) but keeps é, ñ, ¿, ¡;

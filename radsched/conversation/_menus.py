@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from radsched.sms._step import StepBase
-from radsched.sms.model import (
+from radsched.conversation._step import StepBase
+from radsched.conversation.model import (
     Audit,
     Book,
     BookingRejected,
@@ -19,7 +19,7 @@ from radsched.sms.model import (
     SlotsLoaded,
     State,
 )
-from radsched.sms.templates import TemplateId, format_local_time
+from radsched.conversation.templates import TemplateId, format_local_time
 
 __all__ = ["MenuSteps"]
 

@@ -2,7 +2,7 @@
 
 Built here as a plain dict. Other components add their own paths before the daemon starts serving::
 
-    from radsched.ris import openapi
+    from radsched.rest import openapi
 
     openapi.add_paths(daemon.app, {
         "paths": {"/api/orders": {"post": {...}}},

@@ -16,10 +16,10 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -27,19 +27,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from radsched.logs import correlated
 from radsched.privacy import PhiBox, PhiBoxError
 from radsched.sms import outbox as store
-from radsched.sms.providers import (
+from radsched.storage.db import Database
+from radsched.twilio.providers import (
     ENGINE_CODES,
     ErrorClass,
     OutboundText,
     SendError,
     SmsProvider,
-    make_provider,
 )
-from radsched.storage.db import Database
 
-if TYPE_CHECKING:
-    from radsched.daemon import Daemon
-
+# Logger names are kept from before the move to radsched/twilio: operators filter on them.
 log = logging.getLogger("radsched.sms.sender")
 
 MAX_VALIDITY_S = 36_000  # Twilio's maximum (and default) ValidityPeriod
@@ -458,42 +455,3 @@ async def report_delivery_failure(
         metrics.engine_notified.labels(error_class.value, "error").inc()
         return
     metrics.engine_notified.labels(error_class.value, "ok").inc()
-
-
-def engine_of(daemon: Daemon) -> Callable[[], Any]:
-    # Looked up on every use: the engine component may start after us or not at all.
-    return lambda: getattr(daemon, "sms_engine", None)
-
-
-async def start(daemon: Daemon, stack: AsyncExitStack) -> store.SmsOutbox:
-    """The daemon component: provider, sender task, webhooks. Sets ``daemon.sms_outbox``."""
-    from radsched.sms import webhooks
-
-    settings = daemon.settings
-    provider = make_provider(
-        account_sid=settings.twilio_account_sid,
-        auth_token=daemon.secrets.twilio_auth_token,
-        sender=settings.twilio_from,
-        api_url=settings.twilio_api_url,
-    )
-    metrics = SmsMetrics(daemon.metrics.registry)
-    sender = OutboxSender(
-        db=daemon.db,
-        dsn=daemon.dsn,
-        phi=daemon.phi,
-        provider=provider,
-        metrics=metrics,
-        clock=daemon.clock,
-        status_callback_base=None
-        if settings.console_sms
-        else settings.public_url + webhooks.STATUS_PATH,
-        engine=engine_of(daemon),
-    )
-    outbox = store.SmsOutbox(sender)
-    daemon.sms_outbox = outbox
-    hooks = webhooks.add_routes(daemon, metrics)
-    stack.push_async_callback(hooks.aclose)
-    await sender.start()
-    stack.push_async_callback(sender.aclose, settings.shutdown_grace_s)
-    log.info("sms outbox sender started", extra={"provider": provider.name})
-    return outbox

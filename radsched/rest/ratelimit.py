@@ -47,8 +47,8 @@ from aiohttp import web
 from multidict import MultiDict
 from prometheus_client import CollectorRegistry, Counter
 
-from radsched.http.errors import error_response
 from radsched.privacy import normalise_phone, phone_hash
+from radsched.rest.errors import error_response
 
 if TYPE_CHECKING:
     from radsched.secrets_store import Secrets
@@ -287,7 +287,7 @@ class RateLimiter:
         Runs once every component has added its paths, so each limited operation lists 429 (and,
         with a request body, 408 and 413) next to its own responses.
         """
-        from radsched.ris import openapi
+        from radsched.rest import openapi
 
         if openapi.DOCUMENT not in app:
             return

@@ -6,7 +6,7 @@ the tests. The flow is DESIGN.md section 7; docs/sms.md has the full state table
 
 Rules that hold in every state:
 
-- STOP (and every revocation word, see :mod:`radsched.sms.keywords`) revokes consent at once.
+- STOP (and every revocation word, see :mod:`radsched.conversation.keywords`) revokes consent at once.
   A live conversation ends and its order goes to staff; one confirmation text is sent unless
   the conversation was already opted out.
 - HELP is answered with the practice name and phone; the state, menu and miss count stay
@@ -21,11 +21,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from radsched.sms._menus import MenuSteps
-from radsched.sms._step import END_STATE
-from radsched.sms.config import ConversationConfig
-from radsched.sms.keywords import Choice, Help, Intent, More, No, Start, Stop, Yes, classify
-from radsched.sms.model import (
+from radsched.conversation._menus import MenuSteps
+from radsched.conversation._step import END_STATE
+from radsched.conversation.config import ConversationConfig
+from radsched.conversation.keywords import (
+    Choice,
+    Help,
+    Intent,
+    More,
+    No,
+    Start,
+    Stop,
+    Yes,
+    classify,
+)
+from radsched.conversation.model import (
     BUSY_STATES,
     TERMINAL_STATES,
     Audit,
@@ -49,7 +59,7 @@ from radsched.sms.model import (
     State,
     Tick,
 )
-from radsched.sms.templates import TemplateId
+from radsched.conversation.templates import TemplateId
 
 __all__ = ["step"]
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from zoneinfo import ZoneInfo
 
-from radsched.sms.gsm import to_gsm_value
-from radsched.sms.quiet_hours import QuietHours
-from radsched.sms.templates import PLACEHOLDER_MAX_LEN, TemplateId, TemplateSet
+from radsched.conversation.gsm import to_gsm_value
+from radsched.conversation.quiet_hours import QuietHours
+from radsched.conversation.templates import PLACEHOLDER_MAX_LEN, TemplateId, TemplateSet
 
 __all__ = ["ConversationConfig"]
 
@@ -18,7 +18,7 @@ _SLOT_MENUS = (TemplateId.SLOT_MENU, TemplateId.SLOT_TAKEN)
 
 @dataclass(frozen=True)
 class ConversationConfig:
-    """Everything :func:`radsched.sms.conversation.step` needs besides state, event and time.
+    """Everything :func:`radsched.conversation.transition.step` needs besides state, event and time.
 
     ``practice_name`` and ``scheduling_phone`` must be GSM-7 text no longer than the template
     budget (30 and 16 characters): they are in every text, so they are checked, not cut.

@@ -15,7 +15,7 @@ instead of reaching a patient:
   160 GSM-7 septets, or 70 UCS-2 units if the template itself needs UCS-2.
 
 Values are made GSM-safe and cut to their maximum length at render time (see
-:func:`radsched.sms.gsm.to_gsm_value`), which is what makes the start-up check a guarantee.
+:func:`radsched.conversation.gsm.to_gsm_value`), which is what makes the start-up check a guarantee.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from radsched.sms.catalog import (
+from radsched.conversation.catalog import (
     DEFAULT_LANGUAGE,
     DEFAULT_PROCEDURE_TYPES,
     DEFAULT_TEXTS,
     TIME_FORMATS,
 )
-from radsched.sms.gsm import SegmentInfo, segment_info, to_gsm_value
-from radsched.sms.keywords import normalise_words
+from radsched.conversation.gsm import SegmentInfo, segment_info, to_gsm_value
+from radsched.conversation.keywords import normalise_words
 
 __all__ = [
     "ALLOWED",

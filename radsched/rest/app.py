@@ -11,9 +11,9 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Histogram
 
-from radsched.http.errors import error_response
-from radsched.http.ratelimit import RateLimiter
 from radsched.logs import correlated
+from radsched.rest.errors import error_response
+from radsched.rest.ratelimit import RateLimiter
 
 log = logging.getLogger("radsched.http")
 

@@ -22,7 +22,7 @@ from typing import TypeVar
 import mllp
 from channels import ControlIdMismatch, OutboundMessage, ParseError, ResponseError
 from radsched.hl7metrics import HL7Metrics
-from radsched.ris.errors import RisFailed, RisTimeout, RisUnavailable
+from radsched.scheduling.errors import RisFailed, RisTimeout, RisUnavailable
 
 log = logging.getLogger("radsched.ris.client")
 

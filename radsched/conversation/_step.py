@@ -1,6 +1,6 @@
 """Plumbing shared by every transition: emitting commands, rendering texts, ending, deadlines.
 
-Split from :mod:`radsched.sms.conversation` so that the flow reads without the bookkeeping.
+Split from :mod:`radsched.conversation.transition` so that the flow reads without the bookkeeping.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from radsched.sms.config import ConversationConfig
-from radsched.sms.model import (
+from radsched.conversation.config import ConversationConfig
+from radsched.conversation.model import (
     TERMINAL_STATES,
     Audit,
     Command,
@@ -24,7 +24,7 @@ from radsched.sms.model import (
     SendText,
     State,
 )
-from radsched.sms.templates import TemplateId
+from radsched.conversation.templates import TemplateId
 
 __all__ = ["END_STATE", "StepBase"]
 

@@ -15,24 +15,23 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import asyncpg
 from aiohttp import web
 from multidict import MultiDict
 
-from radsched.http.errors import error_response
 from radsched.logs import correlated
 from radsched.privacy import normalise_phone
+from radsched.rest import openapi
+from radsched.rest.errors import error_response
 from radsched.sms import outbox as store
-from radsched.sms.providers import ENGINE_CODES, callback_error_class
-from radsched.sms.sender import SmsMetrics, engine_of, report_delivery_failure
 from radsched.storage.db import Database
+from radsched.twilio.providers import ENGINE_CODES, callback_error_class
+from radsched.twilio.sender import SmsMetrics, report_delivery_failure
 
-if TYPE_CHECKING:
-    from radsched.daemon import Daemon
-
+# Logger name kept from before the move to radsched/twilio: operators filter on it.
 log = logging.getLogger("radsched.sms.webhooks")
 
 INBOUND_PATH = "/sms/inbound"
@@ -329,7 +328,7 @@ def _int_or_none(text: str | None) -> int | None:
 
 
 def openapi_fragment() -> dict[str, Any]:
-    """Both webhooks, for ``radsched.ris.openapi.add_paths``."""
+    """Both webhooks, for ``radsched.rest.openapi.add_paths``."""
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     common = {
         "AccountSid": {"type": "string"},
@@ -408,19 +407,27 @@ def openapi_fragment() -> dict[str, Any]:
     }
 
 
-def add_routes(daemon: Daemon, metrics: SmsMetrics) -> Webhooks:
+def add_routes(
+    app: web.Application,
+    *,
+    db: Database,
+    dsn: str,
+    public_url: str,
+    auth_token: str,
+    metrics: SmsMetrics,
+    engine: Callable[[], InboundSink | None],
+    clock: Callable[[], datetime],
+) -> Webhooks:
     hooks = Webhooks(
-        db=daemon.db,
-        dsn=daemon.dsn,
-        forms=SignedForms(daemon.settings.public_url, daemon.secrets.twilio_auth_token),
+        db=db,
+        dsn=dsn,
+        forms=SignedForms(public_url, auth_token),
         metrics=metrics,
-        engine=engine_of(daemon),
-        clock=daemon.clock,
+        engine=engine,
+        clock=clock,
     )
-    daemon.app.router.add_post(INBOUND_PATH, hooks.inbound)
-    daemon.app.router.add_post(STATUS_PATH, hooks.status)
-    from radsched.ris import openapi
-
-    if openapi.DOCUMENT in daemon.app:  # the REST facade serves the document
-        openapi.add_paths(daemon.app, openapi_fragment())
+    app.router.add_post(INBOUND_PATH, hooks.inbound)
+    app.router.add_post(STATUS_PATH, hooks.status)
+    if openapi.DOCUMENT in app:  # the REST facade serves the document
+        openapi.add_paths(app, openapi_fragment())
     return hooks

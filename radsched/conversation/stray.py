@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from radsched.sms.config import ConversationConfig
-from radsched.sms.conversation import step
-from radsched.sms.model import Command, ConsentStatus, Conversation, InboundText, State
+from radsched.conversation.config import ConversationConfig
+from radsched.conversation.model import Command, ConsentStatus, Conversation, InboundText, State
+from radsched.conversation.transition import step
 
 __all__ = ["stray_reply"]
 

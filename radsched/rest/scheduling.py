@@ -2,8 +2,8 @@
 
 ``GET /api/ris/locations``, ``GET /api/ris/available-slots`` and ``POST /api/ris/book-appointment``,
 authenticated with ``X-API-Key`` (compared in constant time against every configured key), validated with
-pydantic (a 400 names the field), answered from :class:`~radsched.ris.service.SchedulingService`. Scheduling
-errors map to their status and code; the shapes are in :mod:`radsched.ris.openapi`.
+pydantic (a 400 names the field), answered from :class:`~radsched.scheduling.service.SchedulingService`. Scheduling
+errors map to their status and code; the shapes are in :mod:`radsched.rest.openapi`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pydantic import (
 )
 
 from channels import Location, Slot
-from radsched.http.errors import error_response
 from radsched.logs import correlation_id
-from radsched.ris.errors import SchedulingError
-from radsched.ris.service import BookedAppointment, BookingInput, SchedulingService
+from radsched.rest.errors import error_response
+from radsched.scheduling.errors import SchedulingError
+from radsched.scheduling.service import BookedAppointment, BookingInput, SchedulingService
 
 Modality = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9]{1,16}$")

@@ -33,12 +33,12 @@ import channels
 from channels import BookingResult, Dialect, Location, Slot
 from radsched.logs import correlated
 from radsched.orders import OrderStore, StoredOrder
-from radsched.ris import bookings
-from radsched.ris.bookings import BookingRow
-from radsched.ris.cache import KnownSlots, TtlCache
-from radsched.ris.client import RisClient
-from radsched.ris.control_ids import ControlIds
-from radsched.ris.errors import (
+from radsched.scheduling import bookings
+from radsched.scheduling.bookings import BookingRow
+from radsched.scheduling.cache import KnownSlots, TtlCache
+from radsched.scheduling.client import RisClient
+from radsched.scheduling.control_ids import ControlIds
+from radsched.scheduling.errors import (
     SchedulingError,
     SlotUnavailable,
     UnknownLocation,

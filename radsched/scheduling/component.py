@@ -1,5 +1,6 @@
 """The RIS gateway component: dialect, RIS connection (or the in-process simulated RIS), scheduling
-service, readiness check, REST routes and the OpenAPI document. Started first among the components.
+service and readiness check. Started first among the components; the REST facade and the OpenAPI
+document live in radsched/rest.
 
 Site configuration beyond the public settings lives in the ``RADSCHED_CONFIG`` TOML file:
 
@@ -12,27 +13,27 @@ Site configuration beyond the public settings lives in the ``RADSCHED_CONFIG`` T
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from channels import ConfigError as DialectConfigError
 from channels import Party, get_dialect
 from radsched.errors import ConfigError
-from radsched.ris import openapi
-from radsched.ris.client import RisClient
-from radsched.ris.control_ids import ControlIds
-from radsched.ris.rest import add_routes
-from radsched.ris.service import SchedulingService
-from radsched.settings import HostPort, toml_sections
-
-if TYPE_CHECKING:
-    from radsched.daemon import Daemon
+from radsched.hl7metrics import HL7Metrics
+from radsched.orders import OrderStore
+from radsched.rest.health import Readiness
+from radsched.scheduling.client import RisClient
+from radsched.scheduling.control_ids import ControlIds
+from radsched.scheduling.service import SchedulingService
+from radsched.settings import HostPort, Settings, toml_sections
+from radsched.storage.db import Database
 
 log = logging.getLogger("radsched.ris")
 
@@ -100,25 +101,56 @@ def ris_peer(table: dict[str, Any]) -> RisPeer:
     return RisPeer(party, context, str(server_name) if server_name else None, timeout, slot_cache_s)
 
 
+@dataclass(frozen=True, slots=True)
+class RisGateway:
+    """What the RIS component hands the composition root."""
+
+    service: SchedulingService
+    # The in-process simulated RIS, when RIS_ADDR is unset.
+    simulated_ris: HostPort | None
+    # Taken when the component started: the booking resolver looks at bookings older than this.
+    started_at: datetime
+
+
 async def _simulated_ris(
-    daemon: Daemon, stack: AsyncExitStack, overrides: dict[str, Any]
+    settings: Settings,
+    tz: ZoneInfo,
+    clock: Callable[[], datetime],
+    stack: AsyncExitStack,
+    overrides: dict[str, Any],
 ) -> HostPort:
     from radsched.simris import SimRis, default_calendar
 
     sim = SimRis(
-        default_calendar(tz=daemon.tz, clock=daemon.clock),
-        overrides={daemon.settings.ris_dialect: overrides},
+        default_calendar(tz=tz, clock=clock),
+        overrides={settings.ris_dialect: overrides},
     )
     await sim.start("127.0.0.1", 0)
     stack.push_async_callback(sim.aclose)
     addr = HostPort("127.0.0.1", sim.port)
-    daemon.listening["sim-ris"] = addr
     log.info("RIS_ADDR is unset: using the simulated RIS in-process", extra={"ris": str(addr)})
     return addr
 
 
-async def start(daemon: Daemon, stack: AsyncExitStack) -> SchedulingService:
-    settings = daemon.settings
+async def start(
+    stack: AsyncExitStack,
+    *,
+    settings: Settings,
+    db: Database,
+    orders: OrderStore,
+    readiness: Readiness,
+    hl7_metrics: HL7Metrics,
+    me: Party,
+    tz: ZoneInfo,
+    clock: Callable[[], datetime],
+) -> RisGateway:
+    """Connect to the RIS (or start the simulated one) and build the scheduling service.
+
+    Its REST facade (radsched/rest/scheduling.py) is added by the composition root.
+
+    The booking resolver is not started here: the composition root starts it (``run_resolver``)
+    once every booking hook is registered, so no booking is marked booked without its SIU.
+    """
     sections = toml_sections()
     overrides = dict(sections.get("dialect", {}))
     peer = ris_peer(dict(sections.get("ris", {})))
@@ -127,52 +159,44 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> SchedulingService:
         dialect = get_dialect(
             settings.ris_dialect,
             overrides,
-            local=daemon.me,
+            local=me,
             remote=peer.party,
-            tz=daemon.tz,
-            clock=daemon.clock,
+            tz=tz,
+            clock=clock,
             control_ids=ids,
         )
     except DialectConfigError as exc:
         raise ConfigError(f"RADSCHED_CONFIG [dialect]: {exc}") from None
-    addr = settings.ris_hostport or await _simulated_ris(daemon, stack, overrides)
+    simulated = None
+    if settings.ris_hostport is None:
+        simulated = await _simulated_ris(settings, tz, clock, stack, overrides)
+    addr = settings.ris_hostport or simulated
+    assert addr is not None
     client = RisClient(
         addr.host,
         addr.port,
         timeout=settings.ris_timeout_s,
-        metrics=daemon.hl7_metrics,
+        metrics=hl7_metrics,
         ssl_context=peer.ssl,
         server_hostname=peer.server_name,
         connect_timeout=peer.connect_timeout,
     )
     stack.push_async_callback(client.aclose)
     service = SchedulingService(
-        db=daemon.db,
-        orders=daemon.orders,
+        db=db,
+        orders=orders,
         ris=client,
         dialect=dialect,
         control_ids=ids,
-        tz=daemon.tz,
-        clock=daemon.clock,
+        tz=tz,
+        clock=clock,
         location_cache_s=settings.location_cache_s,
         slot_cache_s=peer.slot_cache_s,
     )
     stack.push_async_callback(service.aclose)
-    daemon.readiness.add("ris", client.ready)
-    add_routes(daemon.app, service, daemon.secrets.api_keys, daemon.tz)
-    openapi.install(daemon.app)
-    started_at: datetime = daemon.clock()
-
-    async def resolve_when_started() -> None:
-        # Booking hooks (the SIU outbox) are added by components that start after this one: a
-        # booking resolved before then would be marked booked without its SIU ever being queued.
-        await daemon.started.wait()
-        await service.run_resolver(started_at)
-
-    resolver = asyncio.create_task(resolve_when_started(), name="ris-resolver")
-    stack.callback(resolver.cancel)
+    readiness.add("ris", client.ready)
     log.info(
         "RIS gateway ready",
         extra={"ris": str(addr), "dialect": dialect.name, "timeout_s": settings.ris_timeout_s},
     )
-    return service
+    return RisGateway(service, simulated, clock())

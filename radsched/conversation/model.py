@@ -7,7 +7,7 @@ with the driver, sealed with :class:`radsched.privacy.PhiBox` and keyed by ``Con
 
 The driver contract, in short (docs/sms.md has the long form):
 
-- Load the conversation, call :func:`radsched.sms.conversation.step`, store the new state and
+- Load the conversation, call :func:`radsched.conversation.transition.step`, store the new state and
   the commands in one transaction, then perform the commands in order after commit.
 - Every ``FetchLocations``/``FetchSlots``/``Book`` must eventually be answered by exactly one
   of ``LocationsLoaded``/``SlotsLoaded``/``BookingConfirmed``/``BookingRejected`` or
@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from radsched.sms.gsm import to_gsm_value
-from radsched.sms.templates import PLACEHOLDER_MAX_LEN, TemplateId
+from radsched.conversation.gsm import to_gsm_value
+from radsched.conversation.templates import PLACEHOLDER_MAX_LEN, TemplateId
 
 __all__ = [
     "BUSY_STATES",
@@ -333,7 +333,7 @@ def _require_aware(moment: datetime, what: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    """One patient's scheduling conversation for one order. Serialise with ``radsched.sms.codec``.
+    """One patient's scheduling conversation for one order. Serialise with ``radsched.conversation.codec``.
 
     Create with :meth:`new`, then feed ``OrderReceived``. Times are aware datetimes in UTC.
     """

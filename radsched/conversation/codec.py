@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from radsched.sms.model import (
+from radsched.conversation.model import (
     Conversation,
     EndReason,
     Location,
@@ -19,7 +19,7 @@ from radsched.sms.model import (
     Slot,
     State,
 )
-from radsched.sms.templates import TemplateId
+from radsched.conversation.templates import TemplateId
 
 __all__ = ["FORMAT", "dump_conversation", "load_conversation"]
 
