@@ -41,6 +41,7 @@ from radsched.settings import HostPort, Settings
 from radsched.sms import sender as sms_sender
 from radsched.sms.engine import SmsEngine
 from radsched.sms.outbox import SmsOutbox
+from radsched.storage import outbox_health
 from radsched.storage.connect import storage
 from radsched.storage.db import Database
 from radsched.storage.migrate import migrate
@@ -200,6 +201,7 @@ async def running(
         # EMR outbox: after the RIS (booking hook); before the MLLP listener (relay handlers).
         daemon.emr = await emr_component.start(daemon, stack)
         await retention.start(daemon, stack)  # daily purge, one daemon at a time
+        await outbox_health.start(db, metrics.registry, stack)  # dead rows, oldest waiting
 
         mllp_server = await _listen_mllp(daemon)
         stack.push_async_callback(mllp_server.aclose, settings.shutdown_grace_s)
