@@ -123,12 +123,28 @@ class Segment:
         self, field: int, component: int = 1, subcomponent: int = 1, repetition: int = 1
     ) -> str:
         """The unescaped value at one position, ``""`` when absent."""
-        if self._is_msh_header_field(field):
-            return self.raw(field)
-        subs = self.subcomponents(field, component, repetition, unescaped=False)
-        if subcomponent > len(subs):
+        # The hot path of every parser (a slot answer reads ~200 positions): each level is split
+        # only when its separator is present, so a plain value costs three ``in`` tests.
+        fields = self.fields
+        if not 0 <= field < len(fields):
             return ""
-        return unescape(subs[subcomponent - 1], self._delims, self._codec)
+        value = fields[field]
+        if not value or (field <= 2 and self.name == "MSH"):
+            return value
+        d = self._delims
+        for sep, index in (
+            (d.repetition, repetition),
+            (d.component, component),
+            (d.subcomponent, subcomponent),
+        ):
+            if sep in value:
+                parts = value.split(sep)
+                if index > len(parts):
+                    return ""
+                value = parts[index - 1]
+            elif index != 1:
+                return ""
+        return unescape(value, d, self._codec) if d.escape in value else value
 
     def at(self, path: FieldPath) -> str:
         return self.get(path.field, path.component, path.subcomponent, path.repetition)
@@ -330,6 +346,10 @@ def _first_value(field: bytes, delims: Delimiters) -> str:
     return text.split(delims.repetition)[0].split(delims.component)[0].strip()
 
 
+# Segment IDs already checked against _SEGMENT_NAME (a set look-up is cheaper than the regex).
+_NAMES_SEEN: set[str] = set()
+
+
 def _split_segments(text: str, delims: Delimiters, codec: str) -> Iterator[Segment]:
     lines = text.replace("\r\n", "\r").split("\r") if "\r" in text else text.split("\n")
     fs = delims.field
@@ -339,8 +359,13 @@ def _split_segments(text: str, delims: Delimiters, codec: str) -> Iterator[Segme
             continue
         parts = line.split(fs)
         name = parts[0]
-        if not _SEGMENT_NAME.fullmatch(name):
-            raise ParseError(f"segment {index} has no valid three-character segment ID")
+        if name not in _NAMES_SEEN:
+            if not _SEGMENT_NAME.fullmatch(name):
+                raise ParseError(f"segment {index} has no valid three-character segment ID")
+            if (
+                len(_NAMES_SEEN) < 1024
+            ):  # valid names are few; a flood of odd ones is not remembered
+                _NAMES_SEEN.add(name)
         if name == "MSH":
             if index != 1 and not _is_first_nonblank(lines, index):
                 raise ParseError("a second MSH segment was found; send one message per frame")
@@ -422,26 +447,30 @@ class SegmentBuilder:
 
     def encode(self, delims: Delimiters, codec_hint: str = "") -> str:
         del codec_hint
-        top = max(self._fields, default=0)
+        # Written as plain loops, not nested generator joins: every message we send goes through
+        # here, most leaves are one component of one subcomponent, and a slot answer has hundreds.
+        fields = self._fields
+        top = max(fields, default=0)
+        rep_sep, comp_sep, sub_sep = delims.repetition, delims.component, delims.subcomponent
         out: list[str] = []
         for number in range(1, top + 1):
+            reps = fields.get(number)
+            if not reps:
+                out.append("")
+                continue
             breaks = LineBreaks.FORMATTED if number in self.formatted else LineBreaks.HEX
-            reps = self._fields.get(number, [])
-            out.append(
-                delims.repetition.join(
-                    _trim(
-                        delims.component.join(
-                            _trim(
-                                delims.subcomponent.join(escape(s, delims, breaks) for s in subs),
-                                "",
-                            )
-                            for subs in comps
-                        ),
-                        delims.component,
-                    )
-                    for comps in reps
-                )
-            )
+            texts: list[str] = []
+            for comps in reps:
+                parts = [
+                    escape(subs[0], delims, breaks)
+                    if len(subs) == 1
+                    else sub_sep.join([escape(x, delims, breaks) for x in subs])
+                    for subs in comps
+                ]
+                while parts and not parts[-1]:  # ``A^^`` is written ``A``
+                    parts.pop()
+                texts.append(parts[0] if len(parts) == 1 else comp_sep.join(parts))
+            out.append(texts[0] if len(texts) == 1 else rep_sep.join(texts))
         while out and out[-1] == "":
             out.pop()
         return delims.field.join([self.name, *out])
@@ -454,15 +483,6 @@ def _components(value: Component | Sequence[Component]) -> list[list[str]]:
     for comp in value:
         comps.append([comp] if isinstance(comp, str) else list(comp))
     return comps
-
-
-def _trim(text: str, sep: str) -> str:
-    """Drop trailing empty components so ``A^^`` is written ``A``."""
-    if not sep:
-        return text
-    while text.endswith(sep):
-        text = text[: -len(sep)]
-    return text
 
 
 def encode_message(
