@@ -23,6 +23,9 @@ _TS = re.compile(
 )
 
 
+_TS_MAX = 24
+
+
 def format_ts(moment: datetime, tz: tzinfo = UTC, *, with_offset: bool = True) -> str:
     """Format an aware datetime as TS in ``tz`` (seconds precision)."""
     if moment.tzinfo is None:
@@ -44,7 +47,9 @@ def format_date(day: date) -> str:
 
 def parse_ts(text: str, tz: tzinfo = UTC, *, field: str = "") -> datetime:
     """Parse a TS (first component only) into an aware datetime; raises :class:`ParseError`."""
-    parsed = _parse_ts(text.strip(), tz)
+    value = text.strip()
+    # The longest valid TS is YYYYMMDDHHMMSS.SSSS+ZZZZ (24 characters); longer text is not cached.
+    parsed = _parse_ts(value, tz) if len(value) <= _TS_MAX else "HL7 TS"
     if isinstance(parsed, str):
         raise ParseError(
             f"{field or 'timestamp'} is not a valid {parsed}", hl7_error_code="102", location=field
