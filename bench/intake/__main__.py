@@ -35,20 +35,19 @@ from typing import Any
 
 import asyncpg
 
-from bench import _docs
+from bench import _docs, _stack
+from bench._stack import DAEMON_CPU, LOAD_CPU
 from bench.webhooks.__main__ import (
     PUBLIC_URL,
     TWILIO_FROM,
     loadgen,
     pin,
-    start_double,
     wait_outbox_empty,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "performance.md"
 SECTION = "## Order intake and conversations"
-DAEMON_CPU, LOAD_CPU = 0, 1
 #: About an order's size: the ceiling's single INSERT carries as many bytes.
 CEILING_ROW_BYTES = 600
 AREAS = ("212", "646", "917", "718", "347", "929", "315", "518", "585", "607")
@@ -117,40 +116,12 @@ async def pg_baseline(dsn: str, statements: int, seconds: float = 2.0) -> float:
 
 async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from radsched.privacy import phone_hash
-    from radsched.storage import embedded
-    from tests.daemonproc import DaemonProcess
 
-    pg = await embedded.start(work / "pg")
-    double: subprocess.Popen[str] | None = None
-    daemon: DaemonProcess | None = None
+    stack = await _stack.start(work, "bench")
+    pg, dsn, env = stack.pg, stack.dsn, stack.env
+    account_sid, token, hash_key = stack.account_sid, stack.token, stack.hash_key
     try:
-        admin = await asyncpg.connect(pg.dsn("postgres"))
-        await admin.execute('CREATE DATABASE "bench"')
-        await admin.close()
-        dsn = pg.dsn("bench")
-        account_sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
-        pin(LOAD_CPU)
-        double, double_url = start_double(account_sid, token)
-        pin(DAEMON_CPU)
-        data_dir = work / "data"
-        data_dir.mkdir(mode=0o711)
-        hash_key = secrets.token_hex(32)
-        env = {
-            "RADSCHED_DATABASE_URL": dsn,
-            "RADSCHED_PHI_KEY": secrets.token_hex(32),
-            "RADSCHED_PHONE_HASH_KEY": hash_key,
-            "RADSCHED_PUBLIC_URL": PUBLIC_URL,
-            "RADSCHED_TWILIO_ACCOUNT_SID": account_sid,
-            "RADSCHED_TWILIO_AUTH_TOKEN": token,
-            "RADSCHED_TWILIO_FROM": TWILIO_FROM,
-            "RADSCHED_TWILIO_API_URL": double_url,
-            "RADSCHED_QUIET_HOURS": "",
-            "RADSCHED_ENABLED_MODALITIES": "CR",
-            "RADSCHED_PRACTICE_NAME": "Lakeside Imaging",
-            "RADSCHED_SCHEDULING_PHONE": "(555) 010-0200",
-        }
-        daemon = DaemonProcess(data_dir, env=env).start()
-        pin(LOAD_CPU)
+        daemon = stack.daemon
         host, port = daemon.addresses["mllp"]
         assert daemon.proc is not None
         daemon_pid = daemon.proc.pid
@@ -223,8 +194,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             )
         )
         await conn.close()
-        daemon.stop()
-        daemon = None
+        stack.stop_daemon()
         engine = await engine_rounds(args, work, pg, env, numbers[: args.engine_patients])
         baseline = {n: await pg_baseline(pg.dsn("bench_engine"), n) for n in (1, 10)}
         return {
@@ -240,12 +210,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "ceiling": ceiling,
         }
     finally:
-        if daemon is not None:
-            daemon.stop()
-        if double is not None:
-            double.terminate()
-            double.wait(10)
-        await embedded.stop(pg)
+        await _stack.stop(stack)
 
 
 def commit_ceiling(dsn: str, pg: Any, work: Path, seconds: float) -> dict[str, Any]:

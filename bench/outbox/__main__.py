@@ -219,7 +219,13 @@ async def scenario(
             await holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             await holder.fetchval("SELECT count(*) FROM hl7_outbox")  # takes the snapshot
         results = {
-            table: await churn_table(conn, table, args.rows, args.steady_seconds, args.history)
+            table: await churn_table(
+                conn,
+                table,
+                args.held_rows if held else args.rows,
+                args.steady_seconds,
+                args.history,
+            )
             for table in TABLES
         }
         return {"tuned": tuned, "held": held, "tables": results}
@@ -263,7 +269,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         SECTION,
         "",
         "Reproduce: `.venv/bin/python -m bench.outbox` (options: `--rows`, `--history`, "
-        "`--steady-seconds`, `--no-held`, `--no-docs`).",
+        "`--steady-seconds`, `--no-held`, `--held-rows`, `--no-docs`).",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}; "
         f"1-minute load average {r['load'][0]:.1f} before and {r['load'][1]:.1f} after (the machine "
         "is shared: compare rows of the same run).",
@@ -277,7 +283,9 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"{s['autovacuum']}, naptime {s['autovacuum_naptime']}, cost delay "
         f"{s['autovacuum_vacuum_cost_delay']} (defaults). *defaults*: these tables without "
         "per-table settings; *0007*: with `sql/0007_outbox_autovacuum.sql`; *0007 + held "
-        "snapshot*: one REPEATABLE READ transaction open through the whole churn.",
+        f"snapshot*: one REPEATABLE READ transaction open through the whole churn (of "
+        f"{args.held_rows:,} rows: every claim walks every dead row, so the run grows with the "
+        "square).",
         "",
         "| outbox | run | churn claims | churn p50 | churn p99 | churn max | steady p50 | "
         "steady p99 | dead rows (max / after) | autovacuums |",
@@ -315,6 +323,12 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=300_000, help="settled rows beforehand")
     parser.add_argument("--steady-seconds", type=float, default=70.0, help="steady phase length")
     parser.add_argument("--no-held", action="store_true", help="skip the held-snapshot run")
+    parser.add_argument(
+        "--held-rows",
+        type=int,
+        default=25_000,
+        help="rows through each outbox while a snapshot is held (each claim walks them all)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs alone")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="radsched-bench-outbox-"))
