@@ -81,8 +81,12 @@ class Daemon:
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def _bind(runner: web.AppRunner, addr: HostPort, *, setting: str) -> HostPort:
-    site = web.TCPSite(runner, addr.host, addr.port, reuse_address=True)
+async def _bind(
+    runner: web.AppRunner, addr: HostPort, *, setting: str, reuse_port: bool = False
+) -> HostPort:
+    site = web.TCPSite(
+        runner, addr.host, addr.port, reuse_address=True, reuse_port=reuse_port or None
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -110,6 +114,7 @@ async def _listen_mllp(daemon: Daemon) -> mllp.Server:
             max_frame_size=settings.mllp_max_frame_bytes,
             on_framing_error=daemon.inbound.on_framing_error,
             observer=daemon.hl7_metrics.observer("listener"),
+            reuse_port=settings.reuse_port,
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -219,7 +224,10 @@ async def running(
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         daemon.listening["http"] = await _bind(
-            runner, settings.http_addr, setting="RADSCHED_HTTP_LISTEN"
+            runner,
+            settings.http_addr,
+            setting="RADSCHED_HTTP_LISTEN",
+            reuse_port=settings.reuse_port,
         )
 
         status = " ".join(f"{k}={v}" for k, v in daemon.listening.items())
