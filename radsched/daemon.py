@@ -46,6 +46,7 @@ from radsched.scheduling.service import SchedulingService
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
 from radsched.sms.engine import SmsEngine
+from radsched.storage import outbox_health
 from radsched.storage.connect import storage
 from radsched.storage.db import Database
 from radsched.storage.migrate import migrate
@@ -86,8 +87,12 @@ class Daemon:
     lifecycle: Lifecycle
 
 
-async def _bind(runner: web.AppRunner, addr: HostPort, *, setting: str) -> HostPort:
-    site = web.TCPSite(runner, addr.host, addr.port, reuse_address=True)
+async def _bind(
+    runner: web.AppRunner, addr: HostPort, *, setting: str, reuse_port: bool = False
+) -> HostPort:
+    site = web.TCPSite(
+        runner, addr.host, addr.port, reuse_address=True, reuse_port=reuse_port or None
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -131,6 +136,7 @@ async def _listen_mllp(
             max_frame_size=settings.mllp_max_frame_bytes,
             on_framing_error=inbound.on_framing_error,
             observer=hl7_metrics.observer("listener"),
+            reuse_port=settings.reuse_port,
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -273,6 +279,7 @@ async def running(
             tz=tz,
             clock=clock,
         )
+        await outbox_health.start(db, metrics.registry, stack)  # dead rows, oldest waiting
         # Appointment lifecycle: after the EMR outbox (its hook follows the S12 hook; S13/S15 go there).
         lifecycle = await lifecycle_component.start(
             stack,
@@ -310,7 +317,12 @@ async def running(
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        listening["http"] = await _bind(runner, settings.http_addr, setting="RADSCHED_HTTP_LISTEN")
+        listening["http"] = await _bind(
+            runner,
+            settings.http_addr,
+            setting="RADSCHED_HTTP_LISTEN",
+            reuse_port=settings.reuse_port,
+        )
 
         status = " ".join(f"{k}={v}" for k, v in listening.items())
         log.info("radsched ready", extra={"listening": status})

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = None
     order_tokens: SecretStr | None = None
     mllp_listen: str = "127.0.0.1:2575"
+    # SO_REUSEPORT on MLLP_LISTEN and HTTP_LISTEN: a second daemon on the same host and database can
+    # listen on the same addresses and the kernel spreads connections (docs/deploy.md).
+    reuse_port: bool = False
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
     mllp_tls_ca: Path | None = None
