@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from channels import Party
 from radsched import emr as emr_component
 from radsched import intake, lifecycle_component, retention
 from radsched.batches import BatchListener
+from radsched.beside import open_scheduling_backend
 from radsched.datadir import prepare_data_dir
 from radsched.errors import ConfigError, StartupError
 from radsched.exposure import warn_if_exposed
@@ -43,6 +45,7 @@ from radsched.rest.ratelimit import RateLimiter
 from radsched.rest.scheduling import add_routes as add_scheduling_routes
 from radsched.scheduling import component as ris_component
 from radsched.scheduling.service import SchedulingService
+from radsched.scheduling_rest import RestMetrics
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
 from radsched.sms.engine import SmsEngine
@@ -228,6 +231,16 @@ async def running(
         add_scheduling_routes(app, scheduling, secrets.api_keys, tz)
         openapi.install(app)
 
+        # The SMS engine reaches the RIS over HL7 through the gateway's service, or through an
+        # existing engine's REST channels (SCHEDULING_BACKEND=rest, docs/deploy.md "Beside QIE").
+        sms_scheduling: SchedulingService = scheduling
+        if settings.scheduling_backend == "rest":
+            rest_backend = await open_scheduling_backend(
+                settings, stack, tz=tz, metrics=RestMetrics(metrics.registry)
+            )
+            # Structurally the same calls and errors the driver makes on the HL7 service.
+            sms_scheduling = cast(SchedulingService, rest_backend)
+
         # Order intake + SMS conversations: before the SMS transport, which it rings through `bell`.
         engine = await intake.start(
             stack,
@@ -241,7 +254,7 @@ async def running(
             registry=metrics.registry,
             app=app,
             inbound=inbound,
-            scheduling=scheduling,
+            scheduling=sms_scheduling,
             outbox=bell,
             me=me,
             tz=tz,
