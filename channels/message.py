@@ -447,7 +447,9 @@ class SegmentBuilder:
             return ""
 
     def encode(self, delims: Delimiters, codec_hint: str = "") -> str:
-        del codec_hint
+        """ER7 text of the segment; with ``codec_hint`` (a Python codec) each value is first made to
+        fit that codec, so transliteration happens before escaping and never yields a delimiter."""
+        codec = codec_hint or "utf-8"
         top = max(self._fields, default=0)
         out: list[str] = []
         for number in range(1, top + 1):
@@ -458,7 +460,9 @@ class SegmentBuilder:
                     _trim(
                         delims.component.join(
                             _trim(
-                                delims.subcomponent.join(escape(s, delims, breaks) for s in subs),
+                                delims.subcomponent.join(
+                                    escape(_charset.fit(s, codec), delims, breaks) for s in subs
+                                ),
                                 "",
                             )
                             for subs in comps
@@ -508,10 +512,11 @@ def encode_message(
         msh.field(18, charset)
     # MSH-1/MSH-2 are left empty in the builder (so never escaped) and replaced by the delimiters here.
     fs = delims.field
-    encoded = msh.encode(delims)
+    codec = _charset.codec_for(charset)
+    encoded = msh.encode(delims, codec)
     empty_prefix = "MSH" + fs + fs + fs
     if not encoded.startswith(empty_prefix):
         raise ValueError("MSH needs at least MSH-3")
     msh_text = "MSH" + fs + delims.encoding_characters + fs + encoded[len(empty_prefix) :]
-    text = msh_text + "\r" + "".join(s.encode(delims) + "\r" for s in segments)
+    text = msh_text + "\r" + "".join(s.encode(delims, codec) + "\r" for s in segments)
     return _charset.encode(text, charset)

@@ -528,6 +528,7 @@ async def start_server(
     high_water_bytes: int = 8 * 1024 * 1024,
     backlog: int = 128,
     ssl_handshake_timeout: float | None = 10.0,
+    reuse_port: bool = False,
 ) -> Server:
     """Listen for MLLP on ``host:port`` (port 0 picks a free port; read it from ``server.port``).
 
@@ -540,7 +541,9 @@ async def start_server(
     ``commit_ack`` the server sends an MLLP Release 2 commit ACK block before each reply (NAK when
     the handler raised). ``idle_timeout`` (seconds, None = never) closes connections with no traffic.
     ``frame_timeout`` (seconds, None = never) closes a connection whose frame has started but not
-    ended within that time, however slowly bytes keep trickling in.
+    ended within that time, however slowly bytes keep trickling in. ``reuse_port`` sets
+    ``SO_REUSEPORT``, so several processes can listen on the same address and the kernel spreads
+    new connections between them.
 
     Admission: ``allow_peer(address)`` (e.g. a :class:`~mllp.allow.PeerAllowList`) refuses other
     peers outright. At ``max_connections_per_peer`` (per peer address) or ``max_connections`` a new
@@ -572,6 +575,7 @@ async def start_server(
         ssl=ssl,
         backlog=backlog,
         reuse_address=True,
+        reuse_port=reuse_port or None,
         ssl_handshake_timeout=ssl_handshake_timeout if ssl is not None else None,
     )
     sockname = server._aserver.sockets[0].getsockname()

@@ -37,9 +37,9 @@ from channels import ChangeKind, ChangeResult, Dialect, Location, OrderRef, SiuM
 from radsched.logs import correlated, correlation_id
 from radsched.orders import OrderStore, _seal_payload, _unseal
 from radsched.privacy import PhiBox, confirmation_code
-from radsched.ris.client import RisClient
-from radsched.ris.control_ids import ControlIds
-from radsched.ris.errors import SchedulingError
+from radsched.scheduling.client import RisClient
+from radsched.scheduling.control_ids import ControlIds
+from radsched.scheduling.errors import SchedulingError
 from radsched.storage import appointments as store
 from radsched.storage.appointments import AppointmentRow, ChangeRow
 from radsched.storage.db import Database

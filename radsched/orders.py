@@ -200,7 +200,7 @@ class OrderStore:
                SET state = $2, updated_at = $3,
                    deferred_reason = coalesce($4, deferred_reason),
                    -- A booking still pending keeps the sealed order: resolving it re-sends the
-                   -- same HL7 booking, built from the order (radsched/ris/service.py).
+                   -- same HL7 booking, built from the order (radsched/scheduling/service.py).
                    phi = CASE WHEN $5 AND NOT EXISTS (
                                 SELECT 1 FROM bookings b
                                  WHERE b.order_key = $1 AND b.state = 'pending')

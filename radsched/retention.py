@@ -37,15 +37,12 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import asyncpg
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
+from radsched.settings import Settings
 from radsched.storage.db import Database
-
-if TYPE_CHECKING:
-    from radsched.daemon import Daemon
 
 log = logging.getLogger("radsched.retention")
 
@@ -272,15 +269,22 @@ async def _daily(
         await asyncio.sleep(CHECK_EVERY_S)
 
 
-async def start(daemon: Daemon, stack: AsyncExitStack) -> None:
+async def start(
+    stack: AsyncExitStack,
+    *,
+    settings: Settings,
+    db: Database,
+    registry: CollectorRegistry,
+    clock: Callable[[], datetime],
+) -> None:
     """Start the daily timer: checks hourly, runs when the last run is 24 hours old."""
-    policy = policy_from(daemon.settings.duplicate_window_days)
+    policy = policy_from(settings.duplicate_window_days)
     gauge = Gauge(
         "radsched_retention_last_run_timestamp_seconds",
         "When the retention purge last finished (any daemon), Unix time.",
-        registry=daemon.metrics.registry,
+        registry=registry,
     )
-    task = asyncio.create_task(_daily(daemon.db, daemon.clock, policy, gauge), name="retention")
+    task = asyncio.create_task(_daily(db, clock, policy, gauge), name="retention")
 
     async def stop() -> None:
         task.cancel()

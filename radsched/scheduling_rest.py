@@ -6,7 +6,7 @@ daemon in the ``gateway`` role serves under ``/api/ris`` (DESIGN.md section 6). 
 shadowed engine in shadow mode (:mod:`radsched.shadow_gateway`).
 
 Everything that can go wrong with a peer over HTTP ends in one of the scheduling errors of
-:mod:`radsched.ris.errors`, so the conversation behaves exactly as on the HL7 path: 409 → the slot is
+:mod:`radsched.scheduling.errors`, so the conversation behaves exactly as on the HL7 path: 409 → the slot is
 taken (other times are offered), unreachable / 5xx / too slow / unreadable → the RIS-down path (call-us
 text, order kept for staff). Bounded on purpose: every call has a total deadline (a body that trickles in
 is cut off), an answer larger than ``REST_MAX_RESPONSE_BYTES`` is refused, redirects are not followed
@@ -38,7 +38,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 import channels
 from channels import Location, Slot
 from radsched.logs import correlation_id
-from radsched.ris.errors import (
+from radsched.scheduling.errors import (
     RisFailed,
     RisTimeout,
     RisUnavailable,
@@ -47,7 +47,7 @@ from radsched.ris.errors import (
     UnknownLocation,
     UnknownOrder,
 )
-from radsched.ris.service import BookedAppointment, BookingInput
+from radsched.scheduling.service import BookedAppointment, BookingInput
 
 log = logging.getLogger("radsched.scheduling.rest")
 
@@ -61,7 +61,7 @@ __all__ = [
 
 #: How long a transport failure makes :attr:`RestEngineClient.reachable` say False.
 RECHECK_S = 15.0
-#: The REST facade answers at most 31 days per slot query (radsched.ris.rest.MAX_DAYS).
+#: The REST facade answers at most 31 days per slot query (radsched.rest.scheduling.MAX_DAYS).
 MAX_DAYS = 31
 _CHUNK = 64 * 1024
 _ERROR_CODE_MAX = 64

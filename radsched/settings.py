@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = None
     order_tokens: SecretStr | None = None
     mllp_listen: str = "127.0.0.1:2575"
+    # SO_REUSEPORT on MLLP_LISTEN and HTTP_LISTEN: a second daemon on the same host and database can
+    # listen on the same addresses and the kernel spreads connections (docs/deploy.md).
+    reuse_port: bool = False
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
     mllp_tls_ca: Path | None = None
@@ -120,7 +123,7 @@ class Settings(BaseSettings):
     emr_retry_max_s: float = Field(default=300.0, gt=0, le=86400)
     emr_failing_alert_s: float = Field(default=300.0, gt=0)
     duplicate_window_days: int = Field(default=30, ge=1, le=3650)
-    # Abuse limits (radsched/http/ratelimit.py, docs/security.md): token buckets per daemon, in
+    # Abuse limits (radsched/rest/ratelimit.py, docs/security.md): token buckets per daemon, in
     # memory. A rate of 0 switches that limit off. Per minute: a person's pace, not a machine's.
     rate_limit_api_per_s: float = Field(default=20.0, ge=0, le=100_000)
     rate_limit_api_burst: int = Field(default=100, ge=1, le=1_000_000)

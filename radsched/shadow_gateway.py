@@ -24,8 +24,8 @@ from typing import Literal, Protocol, TypeVar
 from prometheus_client import CollectorRegistry, Counter
 
 from channels import Location, Slot
-from radsched.ris.errors import SchedulingError
-from radsched.ris.service import BookedAppointment, BookingInput
+from radsched.scheduling.errors import SchedulingError
+from radsched.scheduling.service import BookedAppointment, BookingInput
 from radsched.scheduling_rest import RestEngineClient, RestScheduling
 from radsched.shadow import (
     KINDS,

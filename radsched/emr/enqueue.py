@@ -32,7 +32,7 @@ UNROUTED_RECEIVER = Party("EMR", "EMR")
 
 
 class BookedAppointmentLike(Protocol):
-    """What the hook reads of ``radsched.ris.service.BookedAppointment`` (kept structural so this
+    """What the hook reads of ``radsched.scheduling.service.BookedAppointment`` (kept structural so this
     package does not import the RIS gateway)."""
 
     @property

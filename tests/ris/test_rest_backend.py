@@ -13,12 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from radsched.ris.errors import RisFailed, SlotUnavailable, UnknownLocation, UnknownOrder
-from radsched.ris.service import BookingInput
-from radsched.scheduling_rest import EngineEndpoint, RestEngineClient, RestScheduling
-from radsched.simris import SimRis
-from radsched.sms.driver import PendingCall, RisCommand
-from radsched.sms.model import (
+from radsched.conversation.model import (
     Book,
     BookingConfirmed,
     BookingRejected,
@@ -29,6 +24,11 @@ from radsched.sms.model import (
     SlotsLoaded,
     State,
 )
+from radsched.scheduling.errors import RisFailed, SlotUnavailable, UnknownLocation, UnknownOrder
+from radsched.scheduling.service import BookingInput
+from radsched.scheduling_rest import EngineEndpoint, RestEngineClient, RestScheduling
+from radsched.simris import SimRis
+from radsched.sms.driver import PendingCall, RisCommand
 from radsched.sms.ris_calls import RisCaller
 from tests.ris.conftest import KEYS, NOW, GatewayFactory, fixed_clock
 

@@ -21,14 +21,16 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radsched.ris.errors import (
+from radsched.conversation.model import Book, FetchLocations, State
+from radsched.conversation.model import RisUnavailable as RisDown
+from radsched.scheduling.errors import (
     RisFailed,
     RisTimeout,
     RisUnavailable,
     SchedulingError,
     SlotUnavailable,
 )
-from radsched.ris.service import BookingInput
+from radsched.scheduling.service import BookingInput
 from radsched.scheduling_rest import (
     EngineEndpoint,
     RestEngineClient,
@@ -37,8 +39,6 @@ from radsched.scheduling_rest import (
     _Slots,
 )
 from radsched.sms.driver import PendingCall
-from radsched.sms.model import Book, FetchLocations, State
-from radsched.sms.model import RisUnavailable as RisDown
 from radsched.sms.ris_calls import RisCaller
 
 NY = ZoneInfo("America/New_York")

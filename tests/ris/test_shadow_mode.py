@@ -23,8 +23,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from radsched.daemon import running
-from radsched.ris.rest import add_routes
-from radsched.ris.service import BookingInput
+from radsched.rest.scheduling import add_routes
+from radsched.scheduling.service import BookingInput
 from radsched.scheduling_rest import EngineEndpoint, RestEngineClient
 from radsched.shadow_gateway import ShadowRecorder, ShadowScheduling
 from radsched.simris import SimRis, default_calendar

@@ -5,10 +5,9 @@ EMR outbox (→ an EMR on loopback). They share one database and its keys, as tw
 roles do. The patient's README conversation must complete over REST, the booking must be made once on
 the RIS (by B, over HL7), and the SIU must reach the EMR once.
 
-Until the composition root starts components by role (issue 10's re-cut, then ``ROLES=sms`` with
-``SCHEDULING_BACKEND=rest`` on A and ``ROLES=gateway,emr`` on B), A is a whole daemon whose SMS engine
-is handed the REST backend in place of its own scheduling service — the same object
-:func:`radsched.beside.open_scheduling_backend` builds — and whose own RIS stays unused.
+A runs with ``SCHEDULING_BACKEND=rest`` pointed at B's facade. Until the root starts components by
+role (``ROLES=sms`` on A, ``ROLES=gateway,emr`` on B), A is otherwise a whole daemon whose own RIS
+stays unused.
 """
 
 from __future__ import annotations
@@ -63,26 +62,29 @@ async def beside(
                 "ris_addr": f"127.0.0.1:{ris.port}",
                 "emr_routes": f"*=127.0.0.1:{emr.port}",
             }
-            async with (
-                start_flow(
-                    database_url,
-                    private_tmp("radsched-gw-"),
-                    twilio,
-                    clock,
-                    api_keys=API_KEY,
-                    **shared,
-                ) as gateway,
-                start_flow(database_url, data_dir, twilio, clock, **shared) as sms,
-            ):
-                endpoint = EngineEndpoint("scheduling", gateway.http + "/api/ris", API_KEY)
-                client = RestEngineClient(endpoint, tz=ZoneInfo("America/New_York"))
-                backend = RestScheduling(client)
-                # The role wiring's job, done by hand until it lands (module docstring).
-                sms.daemon.scheduling = backend  # type: ignore[assignment]
-                try:
-                    yield Pair(sms, gateway, ris, emr, backend)
-                finally:
-                    await client.aclose()
+            async with start_flow(
+                database_url,
+                private_tmp("radsched-gw-"),
+                twilio,
+                clock,
+                api_keys=API_KEY,
+                **shared,
+            ) as gateway:
+                rest = {
+                    "scheduling_backend": "rest",
+                    "scheduling_url": gateway.http + "/api/ris",
+                    "scheduling_api_key": API_KEY,
+                }
+                async with start_flow(
+                    database_url, data_dir, twilio, clock, **shared, **rest
+                ) as sms:
+                    endpoint = EngineEndpoint("scheduling", gateway.http + "/api/ris", API_KEY)
+                    client = RestEngineClient(endpoint, tz=ZoneInfo("America/New_York"))
+                    backend = RestScheduling(client)
+                    try:
+                        yield Pair(sms, gateway, ris, emr, backend)
+                    finally:
+                        await client.aclose()
     finally:
         await ris.aclose()
 
