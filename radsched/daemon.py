@@ -25,18 +25,17 @@ from aiohttp import web
 import mllp
 from channels import Party
 from radsched import emr as emr_component
-from radsched import intake, lifecycle_component, retention
-from radsched.batches import BatchListener
-from radsched.beside import open_scheduling_backend
+from radsched import intake, retention
+from radsched.beside.components import open_scheduling_backend
 from radsched.datadir import prepare_data_dir
 from radsched.errors import ConfigError, StartupError
-from radsched.exposure import warn_if_exposed
 from radsched.hl7metrics import HL7Metrics
-from radsched.inbound import InboundRouter
-from radsched.lifecycle import Lifecycle
+from radsched.inbound.batches import BatchListener
+from radsched.inbound.exposure import warn_if_exposed
+from radsched.inbound.router import InboundRouter
+from radsched.inbound.tls import listener_context
 from radsched.logs import RedactingFilter
 from radsched.metrics import Metrics
-from radsched.orders import OrderStore
 from radsched.privacy import KeyFormatError, PhiBox, parse_key
 from radsched.rest import openapi
 from radsched.rest.app import build_app
@@ -44,8 +43,10 @@ from radsched.rest.health import Readiness, add_health_routes
 from radsched.rest.ratelimit import RateLimiter
 from radsched.rest.scheduling import add_routes as add_scheduling_routes
 from radsched.scheduling import component as ris_component
+from radsched.scheduling import lifecycle_component
+from radsched.scheduling.lifecycle import Lifecycle
+from radsched.scheduling.rest_backend import RestMetrics
 from radsched.scheduling.service import SchedulingService
-from radsched.scheduling_rest import RestMetrics
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
 from radsched.sms.engine import SmsEngine
@@ -53,8 +54,8 @@ from radsched.storage import outbox_health
 from radsched.storage.connect import storage
 from radsched.storage.db import Database
 from radsched.storage.migrate import migrate
+from radsched.storage.orders import OrderStore
 from radsched.systemd import Notifier, watchdog_interval, watchdog_loop
-from radsched.tls import listener_context
 from radsched.twilio import transport as sms_transport
 from radsched.twilio.transport import SmsOutbox
 from radsched.twilio.webhooks import InboundSink
@@ -118,7 +119,7 @@ async def _listen_mllp(
     clock: Callable[[], datetime],
 ) -> mllp.Server:
     addr = settings.mllp_addr
-    # A batch (FHS/BHS) in one frame is split and each message routed on its own (radsched/batches.py).
+    # A batch (FHS/BHS) in one frame is split and each message routed on its own (radsched/inbound/batches.py).
     batches = BatchListener(
         inbound.handle_frame, me, mode=settings.mllp_batch_ack, tz=tz, clock=clock
     )

@@ -26,8 +26,8 @@ from pydantic_settings import (
 )
 
 from mllp import PeerAllowList
+from radsched.beside.roles import Role, check_combination, parse_roles
 from radsched.errors import ConfigError
-from radsched.roles import Role, check_combination, parse_roles
 
 ENV_PREFIX = "RADSCHED_"
 # Environment variables with our prefix that are not settings themselves.
@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     # 1 MiB: an order, an SIU or an ADT is a few KiB; the 16 MiB of an ORU with a PDF is not for us.
     mllp_max_frame_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     # An HL7 batch in one frame is answered by a response batch with every ACK, or only the errors
-    # (radsched/batches.py, docs/interop.md).
+    # (radsched/inbound/batches.py, docs/interop.md).
     mllp_batch_ack: Literal["all", "errors"] = "all"
     # EMR outbox and retention (radsched/emr, radsched/retention.py; docs/operations.md).
     emr_ack_timeout_s: float = Field(default=30.0, gt=0, le=600)
@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     mllp_max_connections_per_peer: int = Field(default=16, ge=1, le=10_000)
     mllp_max_framing_errors: int = Field(default=10, ge=1, le=1_000_000)
     mllp_max_field_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024 * 1024)
-    # --- Running beside QIE (issue 17; radsched/roles.py, docs/deploy.md) ---
+    # --- Running beside QIE (issue 17; radsched/beside/roles.py, docs/deploy.md) ---
     # Which parts this daemon runs: gateway (REST facade + RIS client), sms (intake, conversations,
     # texts), emr (SIU outbox and relay).
     roles: str = "gateway,sms,emr"

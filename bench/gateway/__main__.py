@@ -163,8 +163,8 @@ async def insert_orders(dsn: str, count: int, hash_key: str, phi_key: str) -> No
     import asyncpg
 
     from channels import OrderRef, PatientName
-    from radsched.orders import OrderStore
     from radsched.privacy import PhiBox, parse_key
+    from radsched.storage.orders import OrderStore
 
     store = OrderStore(parse_key(hash_key), PhiBox.from_secret(phi_key))
     conn = await asyncpg.connect(dsn)

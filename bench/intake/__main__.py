@@ -398,7 +398,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "and live conversation in one look-up; the outbox's sequence number and row; the "
             "conversation row with its audit rows in one statement); a reply about 8. Folding the "
             "router's pre-check into its processing transaction and skipping its savepoint "
-            "(`radsched/inbound.py`, not this component) would save five per order; a second "
+            "(`radsched/inbound/router.py`, not this component) would save five per order; a second "
             "daemon on the same database (docs/deploy.md) adds a core's worth.",
             "",
             f"Targets: ≥ 1,000 orders/s over 8 connections with p99 < 20 ms: **"

@@ -24,7 +24,7 @@ async def show_appointment(settings: Any, appointment_id: str) -> dict[str, Any]
     from contextlib import AsyncExitStack
     from zoneinfo import ZoneInfo
 
-    from radsched.lifecycle import AppointmentView
+    from radsched.scheduling.lifecycle import AppointmentView
     from radsched.storage import appointments
     from radsched.storage.connect import storage
 

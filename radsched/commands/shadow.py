@@ -17,7 +17,7 @@ from radsched.commands.report import parse_since
 from radsched.settings import Settings
 
 if TYPE_CHECKING:
-    from radsched.shadow import Mismatch
+    from radsched.beside.shadow import Mismatch
     from radsched.storage.shadow import KindSummary
 
 __all__ = ["register", "render_json", "render_table"]

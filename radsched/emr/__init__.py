@@ -36,7 +36,7 @@ from radsched.emr.sender import DestinationSender, SenderConfig
 from radsched.emr.sink import EmrSink
 from radsched.emr.store import queue_stats
 from radsched.hl7metrics import HL7Metrics
-from radsched.inbound import InboundRouter
+from radsched.inbound.router import InboundRouter
 from radsched.privacy import PhiBox
 from radsched.rest.health import Readiness
 from radsched.scheduling.service import BookingHook

@@ -25,7 +25,7 @@ from channels import Message, ParseError, Party, parse, parse_siu, random_contro
 from channels.siu_convert import SIU_VERSIONS, convert_siu
 from radsched.emr.enqueue import Built, OutboxWriter
 from radsched.emr.routes import Route
-from radsched.inbound import InboundContext, InboundHandler, Outcome, Rejected
+from radsched.inbound.router import InboundContext, InboundHandler, Outcome, Rejected
 
 RELAYED = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17", "SIU^S26")
 

@@ -28,13 +28,12 @@ from radsched.conversation.config import ConversationConfig
 from radsched.conversation.quiet_hours import parse_quiet_hours
 from radsched.conversation.templates import TemplateError, TemplateSet
 from radsched.errors import ConfigError
-from radsched.inbound import InboundRouter
+from radsched.inbound.router import InboundRouter
 from radsched.intake.choice import procedure_modalities
 from radsched.intake.hl7 import OrmHandler
 from radsched.intake.http import add_order_route
 from radsched.intake.service import OrderIntake
 from radsched.modality import ModalityControl
-from radsched.orders import OrderStore
 from radsched.privacy import PhiBox
 from radsched.scheduling.service import SchedulingService
 from radsched.settings import Settings, toml_sections
@@ -43,6 +42,7 @@ from radsched.sms.engine import SmsEngine
 from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.ris_calls import RisCaller
 from radsched.storage.db import Database
+from radsched.storage.orders import OrderStore
 from radsched.wiring import OutboxBell
 
 log = logging.getLogger("radsched.intake")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 import asyncpg
 
 from channels import AckCode, Dialect, FieldPath, Message, OrderRef, ParseError, short_control_id
-from radsched.inbound import InboundContext, Outcome, Rejected
+from radsched.inbound.router import InboundContext, Outcome, Rejected
 from radsched.intake.choice import choose_phone, resolve_modality
 from radsched.intake.service import OrderIntake
 

@@ -27,13 +27,13 @@ from channels import ConfigError as DialectConfigError
 from channels import Party, get_dialect
 from radsched.errors import ConfigError
 from radsched.hl7metrics import HL7Metrics
-from radsched.orders import OrderStore
 from radsched.rest.health import Readiness
 from radsched.scheduling.client import RisClient
 from radsched.scheduling.control_ids import ControlIds
 from radsched.scheduling.service import SchedulingService
 from radsched.settings import HostPort, Settings, toml_sections
 from radsched.storage.db import Database
+from radsched.storage.orders import OrderStore
 
 log = logging.getLogger("radsched.ris")
 

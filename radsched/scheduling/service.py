@@ -32,7 +32,6 @@ import asyncpg
 import channels
 from channels import BookingResult, Dialect, Location, Slot
 from radsched.logs import correlated
-from radsched.orders import OrderStore, StoredOrder
 from radsched.scheduling import bookings
 from radsched.scheduling.bookings import BookingRow
 from radsched.scheduling.cache import KnownSlots, TtlCache
@@ -45,6 +44,7 @@ from radsched.scheduling.errors import (
     UnknownOrder,
 )
 from radsched.storage.db import Database
+from radsched.storage.orders import OrderStore, StoredOrder
 
 log = logging.getLogger("radsched.ris")
 

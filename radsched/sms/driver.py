@@ -44,11 +44,11 @@ from radsched.conversation.model import (
     State,
 )
 from radsched.conversation.transition import step
-from radsched.orders import OrderState, OrderStore
 from radsched.privacy import PhiBox
 from radsched.sms.audit import AuditTrail
 from radsched.sms.consent import record_consent
 from radsched.sms.outbox import enqueue_text
+from radsched.storage.orders import OrderState, OrderStore
 
 log = logging.getLogger("radsched.sms.driver")
 

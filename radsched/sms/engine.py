@@ -53,7 +53,6 @@ from radsched.conversation.model import (
 from radsched.conversation.stray import stray_reply
 from radsched.logs import correlated
 from radsched.modality import ModalityControl
-from radsched.orders import StoredOrder
 from radsched.privacy import normalise_phone, phone_hash
 from radsched.sms.audit import AuditTrail
 from radsched.sms.consent import get_consent, record_consent
@@ -62,6 +61,7 @@ from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.ris_calls import RisCaller
 from radsched.sms.timer import ConversationTimer
 from radsched.storage.db import Database
+from radsched.storage.orders import StoredOrder
 
 log = logging.getLogger("radsched.sms.engine")
 

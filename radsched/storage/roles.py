@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import asyncpg
 
-from radsched.roles import ALL_ROLES, Role
+from radsched.beside.roles import ALL_ROLES, Role
 
 __all__ = ["QUEUES", "queued_work", "running_roles", "session_name"]
 

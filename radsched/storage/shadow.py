@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from radsched.shadow import Mismatch
+from radsched.beside.shadow import Mismatch
 
 __all__ = ["KindSummary", "purge_before", "record", "summary"]
 

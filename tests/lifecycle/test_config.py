@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from radsched.errors import ConfigError
-from radsched.lifecycle_component import siu_match
+from radsched.scheduling.lifecycle_component import siu_match
 
 
 def test_default_is_filler_then_placer() -> None:

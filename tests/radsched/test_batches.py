@@ -20,9 +20,9 @@ import mllp
 from channels import AckCode, Message, Party, read_ack
 from channels import parse as parse_hl7
 from channels.batch import parse_batch
-from radsched.batches import BatchAckMode, BatchListener
 from radsched.hl7metrics import HL7Metrics
-from radsched.inbound import InboundContext, InboundRouter, Outcome, Rejected
+from radsched.inbound.batches import BatchAckMode, BatchListener
+from radsched.inbound.router import InboundContext, InboundRouter, Outcome, Rejected
 from radsched.storage.db import Database
 from tests.channels.hl7check import assert_valid_hl7
 

@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
-from radsched.beside import (
+from radsched.beside.components import (
     RoleMetrics,
     engine_secrets,
     open_scheduling_backend,
     open_shadow,
     role_readiness,
 )
-from radsched.scheduling_rest import RestMetrics
+from radsched.scheduling.rest_backend import RestMetrics
 from radsched.settings import Settings
 from radsched.storage.db import Database
 from radsched.storage.roles import running_roles, session_name

@@ -21,7 +21,7 @@ import mllp
 from channels import AckCode, Message, Party, read_ack
 from channels import parse as parse_hl7
 from radsched.hl7metrics import HL7Metrics
-from radsched.inbound import InboundContext, InboundRouter, Outcome, Rejected
+from radsched.inbound.router import InboundContext, InboundRouter, Outcome, Rejected
 from radsched.storage.db import Database
 from tests.channels.hl7check import assert_valid_hl7
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from radsched.beside.roles import needs, parse_roles
 from radsched.errors import ConfigError
-from radsched.roles import needs, parse_roles
 from radsched.settings import load_settings
 
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from channels import Location, Slot
-from radsched.shadow import (
+from radsched.beside.shadow import (
     KINDS,
     Mismatch,
     compare_errors,

@@ -25,8 +25,8 @@ from radsched.conversation.model import (
     State,
 )
 from radsched.scheduling.errors import RisFailed, SlotUnavailable, UnknownLocation, UnknownOrder
+from radsched.scheduling.rest_backend import EngineEndpoint, RestEngineClient, RestScheduling
 from radsched.scheduling.service import BookingInput
-from radsched.scheduling_rest import EngineEndpoint, RestEngineClient, RestScheduling
 from radsched.simris import SimRis
 from radsched.sms.driver import PendingCall, RisCommand
 from radsched.sms.ris_calls import RisCaller

@@ -30,14 +30,14 @@ from radsched.scheduling.errors import (
     SchedulingError,
     SlotUnavailable,
 )
-from radsched.scheduling.service import BookingInput
-from radsched.scheduling_rest import (
+from radsched.scheduling.rest_backend import (
     EngineEndpoint,
     RestEngineClient,
     RestMetrics,
     RestScheduling,
     _Slots,
 )
+from radsched.scheduling.service import BookingInput
 from radsched.sms.driver import PendingCall
 from radsched.sms.ris_calls import RisCaller
 

@@ -22,11 +22,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from radsched.beside.shadow_gateway import ShadowRecorder, ShadowScheduling
 from radsched.daemon import running
 from radsched.rest.scheduling import add_routes
+from radsched.scheduling.rest_backend import EngineEndpoint, RestEngineClient
 from radsched.scheduling.service import BookingInput
-from radsched.scheduling_rest import EngineEndpoint, RestEngineClient
-from radsched.shadow_gateway import ShadowRecorder, ShadowScheduling
 from radsched.simris import SimRis, default_calendar
 from radsched.simris.calendar import Booking
 from radsched.storage import shadow as shadow_sql

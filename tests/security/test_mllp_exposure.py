@@ -16,7 +16,7 @@ import pytest
 
 from channels import AckCode, parse, read_ack
 from mllp import encode_frame
-from radsched.exposure import warn_if_exposed
+from radsched.inbound.exposure import warn_if_exposed
 from radsched.settings import HostPort
 from tests.channels.hl7check import assert_valid_hl7
 from tests.security.conftest import Secured, SecuredFactory

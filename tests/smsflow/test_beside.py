@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from channels import AckCode
 from channels import parse as parse_hl7
 from mllp.testing import LoopbackPeer
-from radsched.scheduling_rest import EngineEndpoint, RestEngineClient, RestScheduling
+from radsched.scheduling.rest_backend import EngineEndpoint, RestEngineClient, RestScheduling
 from radsched.simris import SimRis, default_calendar
 from tests.channels.hl7check import assert_valid_hl7
 from tests.conftest import private_tmp

@@ -20,10 +20,15 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from radsched.roles import ALL_ROLES, Role
-from radsched.scheduling_rest import EngineEndpoint, RestEngineClient, RestMetrics, RestScheduling
+from radsched.beside.roles import ALL_ROLES, Role
+from radsched.beside.shadow_gateway import Scheduling, ShadowRecorder, ShadowScheduling
+from radsched.scheduling.rest_backend import (
+    EngineEndpoint,
+    RestEngineClient,
+    RestMetrics,
+    RestScheduling,
+)
 from radsched.settings import Settings
-from radsched.shadow_gateway import Scheduling, ShadowRecorder, ShadowScheduling
 from radsched.storage.db import Database
 from radsched.storage.roles import queued_work, running_roles
 

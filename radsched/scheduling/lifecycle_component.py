@@ -29,17 +29,17 @@ from channels import Dialect, Message, ParseError, Party, parse_siu
 from radsched.emr.changes import ChangeNotifications
 from radsched.emr.routes import Routes
 from radsched.errors import ConfigError
-from radsched.inbound import InboundContext, InboundHandler, InboundRouter, Outcome
-from radsched.lifecycle import Lifecycle, LifecycleMetrics
-from radsched.lifecycle_rest import LifecycleApi, openapi_fragment
-from radsched.orders import OrderStore
+from radsched.inbound.router import InboundContext, InboundHandler, InboundRouter, Outcome
 from radsched.privacy import PhiBox
 from radsched.rest import openapi
 from radsched.rest.errors import error_response
+from radsched.rest.lifecycle import LifecycleApi, openapi_fragment
+from radsched.scheduling.lifecycle import Lifecycle, LifecycleMetrics
 from radsched.scheduling.service import BookedAppointment, SchedulingService
 from radsched.settings import toml_sections
 from radsched.storage import appointments as records
 from radsched.storage.db import Database
+from radsched.storage.orders import OrderStore
 
 log = logging.getLogger("radsched.lifecycle")
 

@@ -35,7 +35,6 @@ import asyncpg
 import channels
 from channels import ChangeKind, ChangeResult, Dialect, Location, OrderRef, SiuMessage, Slot
 from radsched.logs import correlated, correlation_id
-from radsched.orders import OrderStore, _seal_payload, _unseal
 from radsched.privacy import PhiBox, confirmation_code
 from radsched.scheduling.client import RisClient
 from radsched.scheduling.control_ids import ControlIds
@@ -43,6 +42,7 @@ from radsched.scheduling.errors import SchedulingError
 from radsched.storage import appointments as store
 from radsched.storage.appointments import AppointmentRow, ChangeRow
 from radsched.storage.db import Database
+from radsched.storage.orders import OrderStore, _seal_payload, _unseal
 
 log = logging.getLogger("radsched.lifecycle")
 

@@ -24,10 +24,7 @@ from typing import Literal, Protocol, TypeVar
 from prometheus_client import CollectorRegistry, Counter
 
 from channels import Location, Slot
-from radsched.scheduling.errors import SchedulingError
-from radsched.scheduling.service import BookedAppointment, BookingInput
-from radsched.scheduling_rest import RestEngineClient, RestScheduling
-from radsched.shadow import (
+from radsched.beside.shadow import (
     KINDS,
     Call,
     Mismatch,
@@ -35,6 +32,9 @@ from radsched.shadow import (
     compare_locations,
     compare_slots,
 )
+from radsched.scheduling.errors import SchedulingError
+from radsched.scheduling.rest_backend import RestEngineClient, RestScheduling
+from radsched.scheduling.service import BookedAppointment, BookingInput
 from radsched.storage import shadow as shadow_sql
 from radsched.storage.db import Database
 

@@ -20,10 +20,10 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from radsched.lifecycle import ChangeOutcome, Lifecycle
 from radsched.rest.errors import error_response
 from radsched.rest.scheduling import BadRequest, Identifier, _validate
 from radsched.scheduling.errors import SchedulingError
+from radsched.scheduling.lifecycle import ChangeOutcome, Lifecycle
 
 Reason = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
