@@ -125,9 +125,9 @@ def build_ack(
         encoding=inbound.encoding_characters if rules.has_truncation_character else "",
         ours=ours,
         theirs=(_first(fields, 3), _first(fields, 4)),
-        trigger=_component(fields[9], delims, 1) if nfields > 9 else "",
+        trigger=_echoable_trigger(_component(fields[9], delims, 1) if nfields > 9 else ""),
         control_id=fields[10] if nfields > 10 else "",
-        processing_id=(fields[11] if nfields > 11 else "") or "P",
+        processing_id=_echoable_processing_id(fields[11] if nfields > 11 else "", delims),
         charset=charset if rules.has_charset_field else "",
     )
     return _render(
@@ -145,6 +145,22 @@ def build_ack(
 
 
 _NO_LOCATION = ErrorLocation()
+
+
+def _echoable_trigger(raw: str) -> str:
+    """MSH-9.2 as the ACK may repeat it: a table 0003 code, never a stray delimiter (a raw ``~`` or ``&``
+    would turn our MSH-9 into repetitions or subcomponents, which strict parsers refuse)."""
+    return raw if _TRIGGER.fullmatch(raw) else ""
+
+
+def _echoable_processing_id(raw: str, delims: Delimiters) -> str:
+    """MSH-11 as the ACK may repeat it: ``P``, ``D`` or ``T`` with an optional mode component; else ``P``."""
+    if raw in ("P", "D", "T"):  # the common case, without building a pattern
+        return raw
+    first, _, mode = raw.partition(delims.component)
+    if first in ("P", "D", "T") and (not mode or (len(mode) == 1 and mode.isalpha())):
+        return raw
+    return "P"
 
 
 def _first(fields: tuple[str, ...], number: int) -> str:
@@ -355,17 +371,22 @@ def _one_line(text: str) -> str:
 def header_refusal(msg: Message) -> tuple[str, str] | None:
     """Why a message's header makes it unanswerable as sent (reason, table 0357 code), or None.
 
-    Empty MSH-10 (nothing to correlate with), MSH-10 past 199 characters or with control characters,
+    Empty MSH-10 (nothing to correlate with), MSH-10 past 199 characters, with control characters or
+    with separators (it must come back unchanged in MSA-2, an ST),
     a NUL in MSH-3/MSH-4, a version outside 2.1-2.8.2.
     """
     cid = msg.control_id
-    if not cid:
+    if not cid.strip():
         return "MSH-10 message control id is empty", "101"
     if len(cid) > ST_MAX:
         return f"MSH-10 is {len(cid)} characters; at most {ST_MAX} are accepted", "102"
     # ST holds no control characters; a NUL could not even be stored for de-duplication.
     if any(ch < " " or ch == "\x7f" for ch in cid):
         return "MSH-10 holds control characters", "102"
+    raw_cid, d = msg.msh.raw(10), msg.delimiters
+    if d.component in raw_cid or d.repetition in raw_cid or d.subcomponent in raw_cid:
+        # MSA-2 must repeat MSH-10 exactly; a structured value cannot be repeated in an ST field.
+        return "MSH-10 holds a component, repetition or subcomponent separator", "102"
     if "\x00" in msg.sending_application + msg.sending_facility:
         return "MSH-3/MSH-4 hold a NUL character", "102"
     if not is_known(msg.version):

@@ -336,6 +336,18 @@ class Lifecycle:
         if slot_id is not None:
             slot = await self._slots.find_slot(slot_id, row.location_id, row.modality)
         async with self._db.transaction("appointments.change_insert") as conn:
+            # Under the appointment's row lock (which settling a change also takes) the check is
+            # repeated: a concurrent identical request may have finished since the lookup above.
+            locked = await store.get(conn, appointment_id, for_update=True)
+            if locked is None:
+                raise UnknownAppointment(f"no appointment {appointment_id!r}")
+            latest = await store.latest_change(conn, appointment_id, kind.value, slot_id=slot_id)
+            replay = self._replay(locked, kind, slot_id, latest)
+            if replay is not None:
+                self.metrics.changes(kind.value, origin, "replayed")
+                return replay
+            if locked.ended:
+                raise ChangeConflict(f"the appointment is {locked.status}")
             change = await store.insert_change(
                 conn,
                 store.NewChange(

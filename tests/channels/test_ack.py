@@ -21,6 +21,7 @@ from channels import (
     wants_accept_ack,
     wants_application_ack,
 )
+from channels.ack import header_refusal
 from tests.channels.hl7check import assert_valid_hl7
 
 CLOCK = fixed_clock(datetime(2025, 1, 14, 10, 15, 1, tzinfo=UTC))
@@ -177,3 +178,30 @@ def test_nak_for_garbage() -> None:
     assert_valid_hl7(nak.payload)
     ack = read_ack(parse(nak.payload))
     assert ack.code is AckCode.AR and ack.control_id == "UNKNOWN" and "MSH" in ack.text
+
+
+@pytest.mark.parametrize(
+    ("msh9", "msh11", "expected"),
+    [
+        ("ORM^~", "P", b"|ACK|A000001|P|"),  # a raw repetition separator as the trigger
+        ("ORM^&", "P", b"|ACK|A000001|P|"),  # a raw subcomponent separator as the trigger
+        ("ORM^O01", "^", b"|ACK^O01|A000001|P|"),  # MSH-11 only a component separator
+        ("ORM^O01", "X~Y", b"|ACK^O01|A000001|P|"),  # not a table 0103 value
+        ("ORM^O01", "T^I", b"|ACK^O01|A000001|T^I|"),  # processing id with its mode: kept
+    ],
+)
+def test_ack_echoes_no_stray_delimiters(msh9: str, msh11: str, expected: bytes) -> None:
+    # Found by the inbound fuzzer: echoing MSH-9.2 or MSH-11 verbatim gave an ACK strict parsers refuse.
+    raw = f"MSH|^~\\&|RIS|RADCO|RADSCHED|RADSCHED|20250114101500||{msh9}|C1|{msh11}|2.3\r".encode()
+    ack = build_ack(parse(raw), AckCode.AR, clock=CLOCK, control_ids=sequential_control_ids("A"))
+    assert expected in ack.payload
+    assert_valid_hl7(ack.payload)
+
+
+@pytest.mark.parametrize("msh10", [" ", "A^B", "A~B", "A&B"])
+def test_an_unrepeatable_control_id_is_a_header_refusal(msh10: str) -> None:
+    raw = f"MSH|^~\\&|RIS|RADCO|RADSCHED|RADSCHED|20250114101500||ORM^O01|{msh10}|P|2.3\r".encode()
+    refusal = header_refusal(parse(raw))
+    assert refusal is not None and "MSH-10" in refusal[0]
+    nak = build_nak(raw, refusal[0], sender=Party("RADSCHED", "RADSCHED"), clock=CLOCK)
+    assert_valid_hl7(nak.payload)
