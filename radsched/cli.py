@@ -129,6 +129,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "radsched.simris.cli",
     "radsched.commands.outbox",
     "radsched.commands.purge",
+    "radsched.commands.admin_user",
 )
 
 

@@ -220,6 +220,29 @@ async def running(
             runner, settings.http_addr, setting="RADSCHED_HTTP_LISTEN"
         )
 
+        # Admin console on its own listener (radsched/console, docs/console.md).
+        admin_addr = settings.admin_addr
+        if admin_addr is not None:
+            from radsched.console.component import console_deps, console_runner, first_admin
+
+            console = await console_runner(
+                console_deps(
+                    settings,
+                    db=db,
+                    phi_secret=secrets.phi_key,
+                    phi=phi,
+                    readiness=readiness.run,
+                    clock=clock,
+                    client_ip=limiter.client_ip,
+                ),
+                settings=settings,
+            )
+            stack.push_async_callback(console.cleanup)
+            daemon.listening["admin"] = await _bind(
+                console, admin_addr, setting="RADSCHED_ADMIN_LISTEN"
+            )
+            await first_admin(db, now=clock(), admin_url=f"http://{daemon.listening['admin']}")
+
         status = " ".join(f"{k}={v}" for k, v in daemon.listening.items())
         log.info("radsched ready", extra={"listening": status})
         metrics.up.set(1)
