@@ -171,7 +171,7 @@ async def outbox_action(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     to = str(form.get("to", "")).strip() or None
     async with d.db.transaction("console.outbox_row") as conn:
-        row = await outbox_store.get_row(conn, row_id)
+        row = await store.outbox_row(conn, row_id)
     if row is None:
         raise web.HTTPNotFound()
     if form.get("confirm") != "yes":

@@ -340,6 +340,19 @@ async def last_outbox_errors(conn: asyncpg.Connection) -> dict[str, str]:
     return {r["destination"]: r["last_error"] for r in rows}
 
 
+async def outbox_row(conn: asyncpg.Connection, row_id: int) -> asyncpg.Record | None:
+    """One ``hl7_outbox`` row's metadata, for the confirmation page (no body, no lock)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """
+        SELECT id, destination, state, message_type, control_id, appointment_id, attempts,
+               last_error, payload IS NOT NULL AS has_body
+          FROM hl7_outbox WHERE id = $1
+        """,
+        row_id,
+    )
+    return row
+
+
 # --- deferred orders ---------------------------------------------------------------------------
 
 
