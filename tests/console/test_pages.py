@@ -50,7 +50,7 @@ async def seed(db: Database, clock: Clock) -> dict[str, int]:
         modality="CT",
         name=PatientName("ZEBRAFAMILY", "QUINCYGIVEN"),
     )
-    hl7 = f"MSH|^~\\&|RADSCHED|RADSCHED|EMR|HOSP|20261203||SIU^S12|CTL0001|P|2.5.1\rPID|||MRN777001||ZEBRAFAMILY^QUINCYGIVEN\r".encode()
+    hl7 = b"MSH|^~\\&|RADSCHED|RADSCHED|EMR|HOSP|20261203||SIU^S12|CTL0001|P|2.5.1\rPID|||MRN777001||ZEBRAFAMILY^QUINCYGIVEN\r"
     now = clock()
     async with db.transaction("test.seed") as conn:
         await orders.insert(
