@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test check lint typecheck contracts bench fuzz clean
+.PHONY: run test check lint typecheck contracts bench profile fuzz clean interop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ contracts:
 
 bench: $(STAMP_DEV)
 	$(BIN)/python -m bench
+
+# Corpus check (docs/interop.md): replays ../shared/hl7-corpus/ against a daemon on embedded defaults,
+# one connection then a fresh one per message, and writes the result into docs/interop.md.
+interop: $(STAMP_DEV)
+	$(BIN)/python -m bench.interop --doc
+
+# The daemon under cProfile answering slot queries (bench.gateway --profile): top functions printed,
+# stats kept in bench/out/gateway.prof for snakeviz/pstats.
+profile: $(STAMP_DEV)
+	$(BIN)/python -m bench.gateway --profile bench/out/gateway.prof
 
 # Long fuzzing run (docs/security.md): atheris harnesses FUZZ_SECONDS each, then the MLLP and
 # OpenAPI fuzz tests with FUZZ_EXAMPLES random examples. About 10 minutes with the defaults.

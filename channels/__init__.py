@@ -20,6 +20,7 @@ from .ack import (
     wants_application_ack,
 )
 from .batch import split_messages
+from .changes import ChangeKind, ChangeRequest, ChangeResult, change_of_order, change_of_siu
 from .dialects import DIALECTS, Ch10Dialect, Dialect, Qie23Dialect, get_dialect
 from .errors import ChannelError, ConfigError, ControlIdMismatch, ParseError, ResponseError
 from .escaping import Delimiters, LineBreaks, escape, unescape
@@ -31,6 +32,7 @@ from .ids import (
     sequential_control_ids,
     system_clock,
 )
+from .limits import MAX_CONTROL_ID, OversizedField, oversized_field, short_control_id
 from .message import FieldPath, Message, Segment, SegmentBuilder, parse
 from .model import (
     Ack,
@@ -57,12 +59,16 @@ from .timestamps import format_ts, parse_ts
 
 __all__ = [
     "DIALECTS",
+    "MAX_CONTROL_ID",
     "Ack",
     "AckCode",
     "Appointment",
     "BookingRequest",
     "BookingResult",
     "Ch10Dialect",
+    "ChangeKind",
+    "ChangeRequest",
+    "ChangeResult",
     "ChannelError",
     "Clock",
     "ConfigError",
@@ -78,6 +84,7 @@ __all__ = [
     "Order",
     "OrderRef",
     "OutboundMessage",
+    "OversizedField",
     "ParseError",
     "Party",
     "PatientName",
@@ -94,11 +101,14 @@ __all__ = [
     "build_nak",
     "build_order",
     "build_siu",
+    "change_of_order",
+    "change_of_siu",
     "escape",
     "fixed_clock",
     "format_ts",
     "get_dialect",
     "is_enhanced_mode",
+    "oversized_field",
     "parse",
     "parse_ack",
     "parse_order",
@@ -107,6 +117,7 @@ __all__ = [
     "random_control_ids",
     "read_ack",
     "sequential_control_ids",
+    "short_control_id",
     "split_messages",
     "system_clock",
     "unescape",

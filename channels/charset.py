@@ -6,9 +6,16 @@ tolerantly: strict UTF-8 if the bytes are valid UTF-8 (cp1252 text with accents 
 otherwise cp1252 with replacement characters. Undecodable bytes never fail a clinically valid message; the
 result reports ``replaced=True`` so the daemon can count it.
 
-Writing (``encode``): we write exactly what MSH-18 declares. Characters the declared set cannot carry are
+Writing: we write exactly what MSH-18 declares. Characters the declared set cannot carry are
 transliterated (accents stripped, smart quotes straightened) and anything left becomes ``?`` — better a
 readable approximation than an encoding error that blocks an appointment notification.
+
+Transliteration must happen per value, *before* escaping (``fit``, called by the segment writer):
+compatibility forms such as U+FF5C FULLWIDTH VERTICAL LINE decompose to ASCII punctuation, and a ``|``
+that appears after escaping is a real field separator at the peer (issue 11, item 1). ``encode`` of
+a whole message is the last line of defence for text that bypassed ``fit``: there a character whose
+transliteration would contain ASCII punctuation or a control character becomes ``?``, since any
+punctuation may be one of the message's delimiters.
 """
 
 from __future__ import annotations
@@ -82,12 +89,25 @@ def _lenient(data: bytes, codec: str) -> Decoded:
 
 
 def encode(text: str, msh18: str) -> bytes:
-    """Encode an outbound message in the set its MSH-18 declares (transliterating what does not fit)."""
+    """Encode an outbound message in the set its MSH-18 declares.
+
+    Values should already have been through ``fit``; whatever still does not fit is transliterated
+    only to letters, digits and spaces (never to a possible delimiter), else ``?``.
+    """
     codec = codec_for(msh18)
     try:
         return text.encode(codec)
     except UnicodeEncodeError:
-        return transliterate(text, codec).encode(codec, errors="replace")
+        return transliterate(text, codec, structural=True).encode(codec, errors="replace")
+
+
+def fit(value: str, codec: str) -> str:
+    """One leaf value made encodable in ``codec``, before it is escaped (see the module docstring)."""
+    try:
+        value.encode(codec)
+    except UnicodeEncodeError:
+        return transliterate(value, codec)
+    return value
 
 
 _PUNCTUATION = str.maketrans(
@@ -104,19 +124,32 @@ _PUNCTUATION = str.maketrans(
 )
 
 
-def transliterate(text: str, codec: str) -> str:
-    """Best readable approximation of ``text`` in ``codec`` (used for names like "José" on ASCII links)."""
+def _structurally_inert(text: str) -> bool:
+    """Only letters, digits and spaces: nothing that could be a delimiter, an escape or a control."""
+    return all(c.isalnum() or c == " " for c in text)
+
+
+def transliterate(text: str, codec: str, *, structural: bool = False) -> str:
+    """Best readable approximation of ``text`` in ``codec`` (used for names like "José" on ASCII links).
+
+    ``structural=True`` is for text whose delimiters are already in place: a replacement that is
+    not purely letters, digits and spaces becomes ``?`` instead.
+    """
     out: list[str] = []
-    for ch in text.translate(_PUNCTUATION):
+    for ch in text:
         try:
             ch.encode(codec)
         except UnicodeEncodeError:
-            base = "".join(
-                c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)
-            )
+            base = ch.translate(_PUNCTUATION)
+            if base == ch:
+                base = "".join(
+                    c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)
+                )
             try:
                 base.encode(codec)
             except UnicodeEncodeError:
+                base = "?"
+            if structural and not _structurally_inert(base):
                 base = "?"
             out.append(base or "?")
         else:
@@ -128,7 +161,16 @@ def is_known(msh18: str) -> bool:
     return msh18.strip().upper() in _CODECS
 
 
-__all__ = ["SUPPORTED", "Decoded", "codec_for", "decode", "encode", "is_known", "transliterate"]
+__all__ = [
+    "SUPPORTED",
+    "Decoded",
+    "codec_for",
+    "decode",
+    "encode",
+    "fit",
+    "is_known",
+    "transliterate",
+]
 
 # Sanity check at import: every codec name above must exist in this Python.
 for _c in set(_CODECS.values()):

@@ -102,6 +102,8 @@ def escape(
     text: str, delims: Delimiters = STANDARD, line_breaks: LineBreaks = LineBreaks.HEX
 ) -> str:
     """Return ``text`` with every delimiter and control character escaped for use as one leaf value."""
+    if text.isalnum() or not text:
+        return text  # most leaves (ids, codes, numbers): no delimiter, no control character
     if line_breaks is LineBreaks.FORMATTED:
         text = _NEWLINE.sub("\n", text)
     pattern, table = _escaper(delims, line_breaks)

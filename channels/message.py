@@ -216,6 +216,19 @@ class Message:
         return self.msh.get(12, 1)
 
     @property
+    def encoding_characters(self) -> str:
+        """MSH-2 to answer with: the four delimiters, plus the truncation character (2.7+, usually ``#``)
+        when the sender declared one. Anything else after the fourth character is ignored."""
+        return self.delimiters.encoding_characters + truncation_character(
+            self.msh.raw(2), self.delimiters
+        )
+
+    @property
+    def truncation_character(self) -> str:
+        """The 5th MSH-2 character, ``""`` when the sender declared none."""
+        return self.encoding_characters[4:]
+
+    @property
     def processing_id(self) -> str:
         return self.msh.get(11, 1)
 
@@ -282,6 +295,15 @@ class Message:
         return "".join(s.text() + "\r" for s in self.segments)
 
 
+def truncation_character(msh2: str, delims: Delimiters) -> str:
+    """The 5th character of MSH-2 as written when it is a usable truncation character, else ``""``."""
+    if len(msh2) == 5 and msh2[:4] == delims.encoding_characters:
+        extra = msh2[4]
+        if extra.isascii() and not extra.isalnum() and extra not in msh2[:4] + delims.field + " ":
+            return extra
+    return ""
+
+
 _BOM = b"\xef\xbb\xbf"
 _LEADING_JUNK = b"\x00\x0b\x1c\r\n\t "
 
@@ -294,6 +316,10 @@ def parse(data: bytes) -> Message:
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
     if not raw.startswith(b"MSH"):
+        if raw[:3] in (b"FHS", b"BHS"):
+            raise ParseError(
+                "an HL7 batch (FHS/BHS) where one message was expected", location="MSH"
+            )
         raise ParseError("message does not start with an MSH segment", location="MSH")
     if len(raw) < 8:
         raise ParseError("MSH segment is truncated", location="MSH")
@@ -421,7 +447,9 @@ class SegmentBuilder:
             return ""
 
     def encode(self, delims: Delimiters, codec_hint: str = "") -> str:
-        del codec_hint
+        """ER7 text of the segment; with ``codec_hint`` (a Python codec) each value is first made to
+        fit that codec, so transliteration happens before escaping and never yields a delimiter."""
+        codec = codec_hint or "utf-8"
         top = max(self._fields, default=0)
         out: list[str] = []
         for number in range(1, top + 1):
@@ -432,7 +460,9 @@ class SegmentBuilder:
                     _trim(
                         delims.component.join(
                             _trim(
-                                delims.subcomponent.join(escape(s, delims, breaks) for s in subs),
+                                delims.subcomponent.join(
+                                    escape(_charset.fit(s, codec), delims, breaks) for s in subs
+                                ),
                                 "",
                             )
                             for subs in comps
@@ -482,10 +512,11 @@ def encode_message(
         msh.field(18, charset)
     # MSH-1/MSH-2 are left empty in the builder (so never escaped) and replaced by the delimiters here.
     fs = delims.field
-    encoded = msh.encode(delims)
+    codec = _charset.codec_for(charset)
+    encoded = msh.encode(delims, codec)
     empty_prefix = "MSH" + fs + fs + fs
     if not encoded.startswith(empty_prefix):
         raise ValueError("MSH needs at least MSH-3")
     msh_text = "MSH" + fs + delims.encoding_characters + fs + encoded[len(empty_prefix) :]
-    text = msh_text + "\r" + "".join(s.encode(delims) + "\r" for s in segments)
+    text = msh_text + "\r" + "".join(s.encode(delims, codec) + "\r" for s in segments)
     return _charset.encode(text, charset)

@@ -78,7 +78,7 @@ class PhoneCandidate:
     """
 
     source: str
-    """``"PID-13"`` (home) or ``"PID-14"`` (business)."""
+    """``"PID-13"`` (home), ``"PID-14"`` (business) or ``"PID-40"`` (2.7+ telecommunication information)."""
     use: str
     """XTN-2 use code (table 0201): PRN, ORN, WPN, NET, ..."""
     equipment: str
@@ -286,7 +286,8 @@ class BookingRequest:
 
 @dataclass(frozen=True, slots=True)
 class SiuMessage:
-    """A parsed SIU (S12-S15, S26) for relay mode: enough to route and log, the bytes are relayed as they are."""
+    """A parsed SIU (S12-S15, S17, S26) for relay mode: enough to route, log and update a known appointment;
+    the bytes are relayed as they are."""
 
     control_id: str
     trigger: str
@@ -303,3 +304,5 @@ class SiuMessage:
     service_code: str
     placer_order_id: str = ""
     filler_order_id: str = ""
+    event_reason: str = ""
+    """SCH-6 text (else code): why the RIS changed the appointment. Staff-entered; never logged."""

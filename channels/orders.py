@@ -1,4 +1,13 @@
-"""ORM^O01 order intake (RIS -> daemon), and the inverse builder used by the simulator, replay and tests.
+"""Order intake (RIS -> daemon), and the inverse ORM^O01 builder used by the simulator, replay and tests.
+
+What is read, in every version from 2.1 to 2.8 (docs/intake.md has the table):
+
+* ORM^O01 (2.1-2.6, and still sent by many 2.7+ systems), OMI^O23 (imaging order, 2.5+) and OML^O21
+  (laboratory order, used by some sites for imaging): the first ORC with its OBR.
+* Phones: PID-13/PID-14 (2.1/2.2 a TN, later an XTN; from 2.7 XTN-1 is withdrawn, so the number is in
+  XTN-5..7 or XTN-12) and, from 2.7, PID-40 (patient telecommunication information), which replaces them.
+* Modality: OBR-24 (every version); an OMI without it has the modality in IPC-5 (2.5+).
+* Scheduled start: ORC-7.4 / OBR-27.4 (quantity/timing, withdrawn in 2.7), then TQ1-7 (2.5+), then OBR-36.
 
 Reading is deliberately lenient about what the standard leaves to vendors and strict about what we key on:
 
@@ -25,6 +34,30 @@ from .timestamps import format_ts, parse_date, parse_ts
 DEFAULT_FACILITY = FieldPath.parse("MSH-4")
 DEFAULT_MODALITY = FieldPath.parse("OBR-24")
 DEFAULT_PROCEDURE = FieldPath.parse("OBR-4")
+_IPC_MODALITY = FieldPath.parse("IPC-5")
+
+ORDER_TYPES = frozenset({("ORM", "O01"), ("OMI", "O23"), ("OML", "O21")})
+"""(MSH-9.1, MSH-9.2) of the order messages :func:`parse_order` reads."""
+
+
+def _obr_of(msg: Message, orc: Segment) -> Segment | None:
+    """The OBR of the first order group: the first OBR after the first ORC (else any OBR)."""
+    after = False
+    for seg in msg.segments:
+        if seg is orc:
+            after = True
+        elif after and seg.name == "OBR":
+            return seg
+        elif after and seg.name == "ORC":
+            break
+    return msg.first("OBR")
+
+
+def _modality(msg: Message, path: FieldPath) -> str:
+    value = msg.value(path).strip().upper()
+    if not value and path == DEFAULT_MODALITY:
+        value = msg.value(_IPC_MODALITY).strip().upper()
+    return value
 
 
 def parse_order(
@@ -41,10 +74,14 @@ def parse_order(
     ``OBR-4.4`` reads the alternate code triplet, e.g. CPT, of ``OBR-4``).
     """
     msg = data if isinstance(data, Message) else parse(data)
-    if (msg.message_type, msg.trigger) != ("ORM", "O01"):
-        raise ParseError("not an ORM^O01 message", hl7_error_code="200", location="MSH-9")
+    if (msg.message_type, msg.trigger) not in ORDER_TYPES:
+        raise ParseError(
+            "not an order message (ORM^O01, OMI^O23 or OML^O21)",
+            hl7_error_code="200",
+            location="MSH-9",
+        )
     orc = msg.require("ORC")
-    obr = msg.first("OBR")
+    obr = _obr_of(msg, orc)
     pid = msg.first("PID")
     placer = orc.get(2) or (obr.get(2) if obr else "")
     filler = orc.get(3) or (obr.get(3) if obr else "")
@@ -77,7 +114,7 @@ def parse_order(
         date_of_birth=_optional_date(pid.get(7)) if pid else None,
         sex=pid.get(8).upper() if pid else "",
         phones=_phones(pid) if pid else (),
-        modality=msg.value(modality).strip().upper(),
+        modality=_modality(msg, modality),
         procedure_code=proc_seg.get(procedure.field, c, repetition=procedure.repetition)
         if proc_seg
         else "",
@@ -88,7 +125,7 @@ def parse_order(
         if proc_seg
         else "",
         facility=msg.value(facility),
-        scheduled_start=_scheduled(orc, obr, tz),
+        scheduled_start=_scheduled(orc, obr, msg.first("TQ1"), tz),
         # Re-spelled with the standard delimiters so the text is meaningful without this message's MSH.
         z_segments=tuple(
             s.to_builder().encode(STANDARD) for s in msg.segments if s.name.startswith("Z")
@@ -107,7 +144,7 @@ def mrn_of(pid: Segment) -> str:
 
 def _phones(pid: Segment) -> tuple[PhoneCandidate, ...]:
     out: list[PhoneCandidate] = []
-    for field, source in ((13, "PID-13"), (14, "PID-14")):
+    for field, source in ((13, "PID-13"), (14, "PID-14"), (40, "PID-40")):
         for rep in range(1, pid.repetition_count(field) + 1):
             comps = pid.components(field, rep) + [""] * 12
             candidate = PhoneCandidate(
@@ -136,10 +173,16 @@ def _optional_date(text: str) -> date | None:
         return None
 
 
-def _scheduled(orc: Segment, obr: Segment | None, tz: tzinfo) -> datetime | None:
+def _scheduled(
+    orc: Segment, obr: Segment | None, tq1: Segment | None, tz: tzinfo
+) -> datetime | None:
     candidates = [orc.get(7, 4)]
     if obr is not None:
-        candidates += [obr.get(27, 4), obr.get(36)]
+        candidates.append(obr.get(27, 4))
+    if tq1 is not None:
+        candidates.append(tq1.get(7))
+    if obr is not None:
+        candidates.append(obr.get(36))
     for text in candidates:
         if text:
             try:

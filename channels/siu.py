@@ -27,7 +27,8 @@ from .segments import pid_segment, resource_segments, tq1_segment, tq_timing
 from .timestamps import parse_ts
 from .values import int_or_none
 
-RELAY_TRIGGERS = frozenset({"S12", "S13", "S14", "S15", "S26"})
+# S12 new, S13 rescheduled, S14 modified, S15 cancelled, S17 deleted (entered in error), S26 no-show.
+RELAY_TRIGGERS = frozenset({"S12", "S13", "S14", "S15", "S17", "S26"})
 DEFAULT_NOTE = "Self-scheduled by the patient via SMS"
 
 
@@ -48,7 +49,10 @@ def build_siu(
     entered_by: tuple[str, ...] = ("SMSBOT", "SELFSCHEDULE", "SMS"),
     note: str = DEFAULT_NOTE,
     filler_status: str = "Booked",
+    event_reason: tuple[str, str, str] = ("NEW", "New appointment", "L"),
 ) -> OutboundMessage:
+    """One SIU of the SIU_S12 structure (every SIU trigger shares it): S12 and, with the event reason and
+    filler status of :data:`channels.changes.SIU_EVENTS`, S13/S14/S15/S17."""
     if not appointment.id:
         raise ValueError("SIU needs our appointment id (SCH-1)")
     modern = version_tuple(version) >= (2, 5)
@@ -57,7 +61,7 @@ def build_siu(
     sch = SegmentBuilder("SCH", (appointment.id, sender.application))
     if appointment.filler_appointment_id:
         sch.field(2, appointment.filler_appointment_id)
-    sch.field(6, ("NEW", "New appointment", "L"))
+    sch.field(6, event_reason)
     sch.field(7, ("ROUTINE", "Routine", "HL70276"))
     sch.field(8, ("Normal", "Normal", "HL70277"))
     sch.field(9, str(minutes))
@@ -113,7 +117,7 @@ def build_siu(
 
 
 def parse_siu(data: bytes | Message, *, tz: tzinfo = UTC) -> SiuMessage:
-    """Read an SIU (S12-S15, S26) for relay: routing and logging fields only."""
+    """Read an SIU (S12-S15, S17, S26) for relay and record updates: routing and logging fields only."""
     msg = data if isinstance(data, Message) else parse(data)
     if msg.message_type != "SIU":
         raise ParseError("not an SIU message", hl7_error_code="200", location="MSH-9")
@@ -144,6 +148,7 @@ def parse_siu(data: bytes | Message, *, tz: tzinfo = UTC) -> SiuMessage:
         service_code=ais.get(3) if ais else "",
         placer_order_id=sch.get(26),
         filler_order_id=sch.get(27),
+        event_reason=sch.get(6, 2) or sch.get(6, 1),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
 
 from .errors import ParseError
 
@@ -20,6 +21,9 @@ _TS = re.compile(
     r"(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
     r"(?:\.(?P<f>\d{1,4}))?(?P<z>[+-]\d{4})?"
 )
+
+
+_TS_MAX = 24
 
 
 def format_ts(moment: datetime, tz: tzinfo = UTC, *, with_offset: bool = True) -> str:
@@ -44,11 +48,23 @@ def format_date(day: date) -> str:
 def parse_ts(text: str, tz: tzinfo = UTC, *, field: str = "") -> datetime:
     """Parse a TS (first component only) into an aware datetime; raises :class:`ParseError`."""
     value = text.strip()
+    # The longest valid TS is YYYYMMDDHHMMSS.SSSS+ZZZZ (24 characters); longer text is not cached.
+    parsed = _parse_ts(value, tz) if len(value) <= _TS_MAX else "HL7 TS"
+    if isinstance(parsed, str):
+        raise ParseError(
+            f"{field or 'timestamp'} is not a valid {parsed}", hl7_error_code="102", location=field
+        )
+    return parsed
+
+
+# A slot answer carries dozens of timestamps, and the same ones again on the next query for that
+# day: parsing is a pure function of (text, zone) into an immutable datetime, so it is cached.
+@lru_cache(maxsize=4096)
+def _parse_ts(value: str, tz: tzinfo) -> datetime | str:
+    """The datetime, or what ``value`` fails to be (``"HL7 TS"``, ``"date/time"``)."""
     m = _TS.fullmatch(value)
     if m is None:
-        raise ParseError(
-            f"{field or 'timestamp'} is not a valid HL7 TS", hl7_error_code="102", location=field
-        )
+        return "HL7 TS"
     try:
         frac = m["f"] or ""
         micro = int((frac + "000000")[:6]) if frac else 0
@@ -69,9 +85,7 @@ def parse_ts(text: str, tz: tzinfo = UTC, *, field: str = "") -> datetime:
             offset = timezone(sign * timedelta(hours=hours, minutes=minutes))
             return naive.replace(tzinfo=offset)
     except ValueError:
-        raise ParseError(
-            f"{field or 'timestamp'} is not a valid date/time", hl7_error_code="102", location=field
-        ) from None
+        return "date/time"
     return _localize(naive, tz)
 
 

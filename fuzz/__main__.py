@@ -4,8 +4,9 @@
    with libFuzzer's own bounds: ``-rss_limit_mb`` (memory), ``-timeout`` (seconds per input, so a
    hang is a failure) and ``-max_total_time``. A crash, hang or leak writes the input to a
    temporary directory and fails the run.
-2. The hypothesis end-to-end fuzz of a daemon's MLLP listener and the schemathesis run against
-   its OpenAPI document, with ``--examples`` examples instead of the bounded ``make test`` slice,
+2. The hypothesis end-to-end fuzz of a daemon's MLLP listener, the schemathesis run against
+   its OpenAPI document and the Unicode delimiter-injection property (any value on any link reads
+   back as meant), with ``--examples`` examples instead of the bounded ``make test`` slice,
    and fresh random inputs each time.
 
 Without atheris installed (it builds only where libFuzzer is available), step 1 is skipped with a
@@ -25,6 +26,7 @@ HARNESSES = ("framer", "hl7_parse", "inbound")
 PYTEST_TARGETS = (
     "tests/security/test_inbound_fuzz.py::test_arbitrary_bytes_always_get_an_ack_or_a_nak",
     "tests/security/test_openapi_fuzz.py",
+    "tests/security/test_unicode_fields.py::test_any_unicode_value_reads_back_as_meant",
 )
 
 

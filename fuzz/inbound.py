@@ -20,7 +20,7 @@ import atheris  # type: ignore[import-untyped]
 with atheris.instrument_imports():
     from channels import AckCode, Party, parse, read_ack
     from radsched.hl7metrics import HL7Metrics
-    from radsched.inbound import InboundRouter
+    from radsched.inbound.router import InboundRouter
 
 from prometheus_client import CollectorRegistry
 

@@ -5,11 +5,13 @@
 - :mod:`mllp.client` -- :class:`Client` (one request in flight, reconnect with backoff) and
   :class:`ClientPool`;
 - :mod:`mllp.observe` -- :class:`Observer` hooks for metrics;
+- :mod:`mllp.allow` -- :class:`PeerAllowList`, addresses and networks allowed to connect;
 - :mod:`mllp.testing` -- a loopback peer and a fault-injecting proxy for tests.
 
 See ``docs/mllp.md``.
 """
 
+from mllp.allow import PeerAllowList
 from mllp.client import Client, Correlate
 from mllp.errors import (
     ClientClosed,
@@ -37,7 +39,7 @@ from mllp.framing import (
 from mllp.observe import Observer
 from mllp.peer import PeerInfo
 from mllp.pool import ClientPool
-from mllp.server import FramingErrorHook, Handler, HandlerErrorHook, Server, start_server
+from mllp.server import AllowPeer, FramingErrorHook, Handler, HandlerErrorHook, Server, start_server
 
 __all__ = [
     "CLOSED",
@@ -45,6 +47,7 @@ __all__ = [
     "COMMIT_NAK_BLOCK",
     "DEFAULT_MAX_FRAME_SIZE",
     "NEED_DATA",
+    "AllowPeer",
     "Client",
     "ClientClosed",
     "ClientPool",
@@ -64,6 +67,7 @@ __all__ = [
     "HandlerErrorHook",
     "MLLPError",
     "Observer",
+    "PeerAllowList",
     "PeerInfo",
     "ReplyTimeout",
     "Server",

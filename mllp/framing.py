@@ -82,6 +82,9 @@ NEED_DATA: Final = _Sentinel("NEED_DATA")
 CLOSED: Final = _Sentinel("CLOSED")
 
 Event = Frame | CommitAck | CommitNak | FramingError
+#: What the scanner produces: a complete frame is its bare payload ``bytes`` (no :class:`Frame`
+#: object per frame on a server's hot path); :meth:`FrameDecoder.feed` wraps it.
+RawEvent = bytes | CommitAck | CommitNak | FramingError
 _COMMIT_ACK: Final = CommitAck()
 _COMMIT_NAK: Final = CommitNak()
 
@@ -96,18 +99,22 @@ def encode_frame(payload: bytes) -> bytes:
 
     Raises ``ValueError`` if the payload contains SB or EB: such a block would desynchronise the peer.
     """
-    if SB in payload or EB in payload:
+    if _SB in payload or _EB in payload:
         raise ValueError("MLLP payload must not contain 0x0B or 0x1C")
-    return b"".join((SB, payload, EB, CR))
+    return b"\x0b%b\x1c\r" % payload  # one allocation; faster than join or concatenation
 
 
-def _event_for(payload: bytes) -> Event:
+def _event_for(payload: bytes) -> RawEvent:
     if len(payload) == 1:
         if payload == b"\x06":
             return _COMMIT_ACK
         if payload == b"\x15":
             return _COMMIT_NAK
-    return Frame(payload)
+    return payload
+
+
+def _wrap(event: RawEvent) -> Event:
+    return Frame(event) if type(event) is bytes else event  # type: ignore[return-value]
 
 
 class FrameDecoder:
@@ -143,7 +150,7 @@ class FrameDecoder:
         # Strict mode saw EB as the last byte of a read; the next byte decides (CR or error).
         self._eb_pending = False
         self._eof = False
-        self._events: deque[Event] = deque()
+        self._events: deque[RawEvent] = deque()
 
     @property
     def buffered(self) -> int:
@@ -162,11 +169,18 @@ class FrameDecoder:
     def next_event(self) -> Event | _Sentinel:
         """Return the next event, :data:`NEED_DATA`, or :data:`CLOSED` after EOF."""
         if self._events:
-            return self._events.popleft()
+            return _wrap(self._events.popleft())
         return CLOSED if self._eof else NEED_DATA
 
     def feed(self, data: bytes) -> list[Event]:
         """Feed bytes and return every event they complete (plus any still queued), in order."""
+        return [_wrap(event) for event in self.feed_raw(data)]
+
+    def feed_raw(self, data: bytes) -> list[RawEvent]:
+        """As :meth:`feed`, but a complete frame is its payload ``bytes``, not a :class:`Frame`.
+
+        For a server's hot path: one object less per frame. Everything else is as in :meth:`feed`.
+        """
         # Fast path for the overwhelmingly common read: exactly one whole frame, nothing pending.
         # Same verdict as the scanner (no SB/EB inside, within the limit), in two memchr calls.
         if (
@@ -182,14 +196,14 @@ class FrameDecoder:
             payload = data[1:-2]
             if _SB not in payload and _EB not in payload:
                 self.frames += 1
-                return [Frame(payload) if len(payload) != 1 else _event_for(payload)]
-        out: list[Event] = list(self._events)
+                return [payload if len(payload) != 1 else _event_for(payload)]
+        out: list[RawEvent] = list(self._events)
         self._events.clear()
         self._process(data, out)
         return out
 
     # The scanner. ``out`` is a list or a deque; both have ``append``.
-    def _process(self, data: bytes, out: list[Event] | deque[Event]) -> None:
+    def _process(self, data: bytes, out: list[RawEvent] | deque[RawEvent]) -> None:
         if self._eof:
             if data:
                 raise RuntimeError("data fed after EOF")
@@ -276,7 +290,9 @@ class FrameDecoder:
                 else:
                     pos = j + 1  # a stray EB inside the oversized frame: keep discarding
 
-    def _emit(self, out: list[Event] | deque[Event], data: bytes, start: int, end: int) -> None:
+    def _emit(
+        self, out: list[RawEvent] | deque[RawEvent], data: bytes, start: int, end: int
+    ) -> None:
         if self._buf:
             self._buf += data[start:end]
             self._emit_buffered(out)
@@ -285,7 +301,7 @@ class FrameDecoder:
         self.frames += 1
         self._state = _OUTSIDE
 
-    def _emit_buffered(self, out: list[Event] | deque[Event]) -> None:
+    def _emit_buffered(self, out: list[RawEvent] | deque[RawEvent]) -> None:
         payload = bytes(self._buf)
         # A fresh bytearray releases a large frame's memory now instead of keeping its capacity.
         self._buf = bytearray()
@@ -295,7 +311,7 @@ class FrameDecoder:
 
     def _error(
         self,
-        out: list[Event] | deque[Event],
+        out: list[RawEvent] | deque[RawEvent],
         kind: FramingErrorKind,
         discarded: int,
         keep_state: int = _OUTSIDE,
@@ -308,7 +324,7 @@ class FrameDecoder:
         filler = sum(data.count(f, start, end) for f in _FILLER)
         self.junk_bytes += end - start - filler
 
-    def _on_eof(self, out: list[Event] | deque[Event]) -> None:
+    def _on_eof(self, out: list[RawEvent] | deque[RawEvent]) -> None:
         self._eof = True
         if self._state == _IN_FRAME:
             discarded = len(self._buf) + (1 if self._eb_pending else 0)

@@ -51,6 +51,12 @@ class Observer:
     def connection_rejected(self) -> None:
         """The server turned a connection away because ``max_connections`` was reached."""
 
+    def connection_evicted(self) -> None:
+        """The server closed an idle connection to make room for a new one at a connection limit."""
+
+    def peer_refused(self) -> None:
+        """The server closed a connection at once because ``allow_peer`` refused its address."""
+
     def idle_timeout(self) -> None:
         """The server closed a connection that stayed idle past ``idle_timeout``."""
 

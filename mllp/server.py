@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -23,7 +23,6 @@ from mllp.framing import (
     COMMIT_NAK_BLOCK,
     DEFAULT_MAX_FRAME_SIZE,
     CommitAck,
-    Frame,
     FrameDecoder,
     encode_frame,
 )
@@ -38,6 +37,8 @@ Handler = Callable[[bytes, PeerInfo], Awaitable[bytes | None]]
 FramingErrorHook = Callable[[FramingError, PeerInfo], bytes | None]
 #: ``(exception, peer) -> reply payload or None`` (send nothing); raise to close the connection.
 HandlerErrorHook = Callable[[Exception, PeerInfo], bytes | None]
+#: ``(peer address) -> True to accept``; e.g. a :class:`~mllp.allow.PeerAllowList`.
+AllowPeer = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,9 @@ class _Settings:
     high_water_frames: int
     high_water_bytes: int
     max_connections: int
+    max_connections_per_peer: int | None
+    max_framing_errors: int | None
+    allow_peer: AllowPeer | None
     observer: Observer
 
 
@@ -67,6 +71,7 @@ class _Connection(asyncio.Protocol):
         self._counting = self._obs is not NULL_OBSERVER
         self._high_frames = self._cfg.high_water_frames
         self._high_bytes = self._cfg.high_water_bytes
+        self._watching_frames = self._cfg.frame_timeout is not None
         self._loop = server._loop
         self._decoder = FrameDecoder(
             max_frame_size=self._cfg.max_frame_size, lenient=self._cfg.lenient
@@ -87,6 +92,8 @@ class _Connection(asyncio.Protocol):
         self._frame_handle: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
         self._junk_seen = 0
+        self._bad_run = 0  # consecutive framing errors (a good frame resets it)
+        self.host = ""  # the peer's address, known before ``peer`` (admission works with it)
         self.peer: PeerInfo | None = None
         self.closed: asyncio.Future[None] = self._loop.create_future()
 
@@ -96,14 +103,19 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         transport = self._transport
         server = self._server
-        if server._closing or len(server._connections) >= self._cfg.max_connections:
+        peername = transport.get_extra_info("peername")
+        self.host = str(peername[0]) if peername else "?"
+        allow = self._cfg.allow_peer
+        if allow is not None and not allow(self.host):
+            self._obs.peer_refused()
+            log.warning("refusing connection from %s: not an allowed peer", self.host)
+            transport.abort()
+            return
+        if server._closing or not server._make_room(self.host):
             # Accept-then-close: asyncio cannot pause accept(), and a prompt close tells the sender
             # to back off instead of leaving it in the listen queue.
             self._obs.connection_rejected()
-            log.warning(
-                "rejecting connection from %s: connection limit reached",
-                transport.get_extra_info("peername"),
-            )
+            log.warning("rejecting connection from %s: connection limit reached", peername)
             transport.abort()
             return
         tune(transport, keepalive=True)
@@ -111,8 +123,8 @@ class _Connection(asyncio.Protocol):
         server._connections.add(self)
         self._obs.connection_opened("server")
         log.debug("connection from %s", self.peer)
+        self._last_activity = self._loop.time()
         if self._cfg.idle_timeout is not None:
-            self._last_activity = self._loop.time()
             self._idle_handle = self._loop.call_later(self._cfg.idle_timeout, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
@@ -123,28 +135,43 @@ class _Connection(asyncio.Protocol):
         if counting:
             obs.bytes_received("server", len(data))
         if self._idle_handle is not None:
+            # Only the idle timeout needs every read stamped; eviction order is stamped when the
+            # worker runs out of work (a connection with a frame open is never evicted).
             self._last_activity = self._loop.time()
-        events = self._decoder.feed(data)
-        if self._cfg.frame_timeout is not None:
+        decoder = self._decoder
+        events = decoder.feed_raw(data)
+        if self._watching_frames:
             self._watch_frame(bool(events))
-        if self._decoder.junk_bytes != self._junk_seen:
-            obs.junk_skipped("server", self._decoder.junk_bytes - self._junk_seen)
-            self._junk_seen = self._decoder.junk_bytes
+        if decoder.junk_bytes != self._junk_seen:
+            obs.junk_skipped("server", decoder.junk_bytes - self._junk_seen)
+            self._junk_seen = decoder.junk_bytes
         queue = self._queue
         for event in events:
             cls = type(event)
-            if cls is Frame:
-                payload = event.payload  # type: ignore[union-attr]
+            if cls is bytes:
+                size = len(event)  # type: ignore[arg-type]
                 if counting:
-                    obs.frame_received("server", len(payload))
-                queue.append(payload)
-                self._queued_bytes += len(payload)
+                    obs.frame_received("server", size)
+                queue.append(event)  # type: ignore[arg-type]
+                self._queued_bytes += size
+                self._bad_run = 0
             elif cls is FramingError:
                 assert isinstance(event, FramingError)
                 obs.framing_error("server", event.kind.value)
                 queue.append(event)
+                self._bad_run += 1
                 if self._cfg.on_framing_error is None:
                     # Close policy: answer what came before, then close; read nothing more.
+                    self._stop_reading()
+                    break
+                limit = self._cfg.max_framing_errors
+                if limit is not None and self._bad_run >= limit:
+                    # A peer that only sends garbage is not going to resynchronise: answer what
+                    # came so far (this error included), then close, instead of NAKing forever.
+                    log.warning(
+                        "closing %s after %d consecutive framing errors", self.peer, self._bad_run
+                    )
+                    obs.framing_error("server", "too_many_errors")
                     self._stop_reading()
                     break
             else:  # Release 2 commit blocks sent *to* a server carry no work
@@ -208,7 +235,7 @@ class _Connection(asyncio.Protocol):
         """The connection's worker: handle queued items strictly in order, then wait for more."""
         assert self._transport is not None and self.peer is not None
         transport, peer, cfg, obs = self._transport, self.peer, self._cfg, self._obs
-        counting = self._counting
+        counting, commit_ack = self._counting, cfg.commit_ack
         queue, handler = self._queue, cfg.handler
         out: bytes | None
         try:
@@ -230,7 +257,7 @@ class _Connection(asyncio.Protocol):
                         else:
                             if counting and reply is not None:
                                 obs.frame_sent("server", len(reply))
-                            if cfg.commit_ack:
+                            if commit_ack:
                                 out = COMMIT_ACK_BLOCK + out
                     else:
                         assert isinstance(item, FramingError)
@@ -244,9 +271,13 @@ class _Connection(asyncio.Protocol):
                             obs.bytes_sent("server", len(out))
                     if self._write_ready is not None:
                         await self._write_ready  # the peer is not reading its replies: wait
+                    elif queue:
+                        # More frames already wait (pipelined or a burst of bad ones): let the
+                        # other connections and tasks run first. A handler that returns without
+                        # suspending would otherwise hold the loop for the whole burst.
+                        await asyncio.sleep(0)
                 self._busy = False
-                if self._idle_handle is not None:
-                    self._last_activity = self._loop.time()
+                self._last_activity = self._loop.time()
                 if self._stopped or transport.is_closing():
                     break  # no more input will come: everything answered
                 self._wake = self._loop.create_future()
@@ -355,6 +386,20 @@ class _Connection(asyncio.Protocol):
         if not self._busy and not self._queue:
             self._transport.close()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing being handled, no frame open: closing it loses nothing."""
+        return not (self._busy or self._queue or self._stopped or self._decoder.in_frame)
+
+    def evict(self, newcomer: str) -> None:
+        """Close this idle connection to make room for a new one from ``newcomer``."""
+        log.info("closing idle connection %s to make room for %s", self.peer, newcomer)
+        self._obs.connection_evicted()
+        self._server._connections.discard(self)
+        self._stop_reading()
+        if self._transport is not None:
+            self._transport.close()
+
     def begin_shutdown(self) -> None:
         """Stop reading and drop unstarted frames; the frame being handled may finish."""
         self._stop_reading()
@@ -380,6 +425,38 @@ class Server(AsyncClosing):
         self._closing = False
         self._aserver: asyncio.Server | None = None
         self._address: tuple[str, int] = ("", 0)
+
+    def _make_room(self, host: str) -> bool:
+        """Admit a new connection from ``host``, closing an idle one if a limit is reached.
+
+        At the per-peer limit, that peer's longest-idle connection goes. At the overall limit, the
+        longest-idle connection of the peer holding the most connections goes, so a peer that opens
+        many silent connections loses its own before anyone else's. False if nothing is idle.
+        """
+        cfg = self._settings
+        per_peer = cfg.max_connections_per_peer
+        if per_peer is not None:
+            mine = [c for c in self._connections if c.host == host]
+            if len(mine) >= per_peer and not self._evict_one(mine, host):
+                return False
+        if len(self._connections) >= cfg.max_connections:
+            counts = Counter(c.host for c in self._connections)
+            ranked = sorted(self._connections, key=lambda c: (-counts[c.host], c._last_activity))
+            if not self._evict_one(ranked, host, presorted=True):
+                return False
+        return True
+
+    @staticmethod
+    def _evict_one(
+        candidates: list[_Connection], newcomer: str, *, presorted: bool = False
+    ) -> bool:
+        if not presorted:
+            candidates = sorted(candidates, key=lambda c: c._last_activity)
+        for conn in candidates:
+            if conn.idle:
+                conn.evict(newcomer)
+                return True
+        return False
 
     @property
     def sockets(self) -> tuple[object, ...]:
@@ -436,6 +513,9 @@ async def start_server(
     *,
     ssl: _ssl.SSLContext | None = None,
     max_connections: int = 256,
+    max_connections_per_peer: int | None = None,
+    max_framing_errors: int | None = None,
+    allow_peer: AllowPeer | None = None,
     idle_timeout: float | None = None,
     frame_timeout: float | None = None,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
@@ -448,6 +528,7 @@ async def start_server(
     high_water_bytes: int = 8 * 1024 * 1024,
     backlog: int = 128,
     ssl_handshake_timeout: float | None = 10.0,
+    reuse_port: bool = False,
 ) -> Server:
     """Listen for MLLP on ``host:port`` (port 0 picks a free port; read it from ``server.port``).
 
@@ -460,7 +541,14 @@ async def start_server(
     ``commit_ack`` the server sends an MLLP Release 2 commit ACK block before each reply (NAK when
     the handler raised). ``idle_timeout`` (seconds, None = never) closes connections with no traffic.
     ``frame_timeout`` (seconds, None = never) closes a connection whose frame has started but not
-    ended within that time, however slowly bytes keep trickling in.
+    ended within that time, however slowly bytes keep trickling in. ``reuse_port`` sets
+    ``SO_REUSEPORT``, so several processes can listen on the same address and the kernel spreads
+    new connections between them.
+
+    Admission: ``allow_peer(address)`` (e.g. a :class:`~mllp.allow.PeerAllowList`) refuses other
+    peers outright. At ``max_connections_per_peer`` (per peer address) or ``max_connections`` a new
+    connection closes the longest-idle one instead of being refused (refused only when none is
+    idle). ``max_framing_errors`` closes a connection after that many framing errors in a row.
     """
     settings = _Settings(
         handler=handler,
@@ -474,6 +562,9 @@ async def start_server(
         high_water_frames=high_water_frames,
         high_water_bytes=high_water_bytes,
         max_connections=max_connections,
+        max_connections_per_peer=max_connections_per_peer,
+        max_framing_errors=max_framing_errors,
+        allow_peer=allow_peer,
         observer=observer or NULL_OBSERVER,
     )
     server = Server(settings)
@@ -484,6 +575,7 @@ async def start_server(
         ssl=ssl,
         backlog=backlog,
         reuse_address=True,
+        reuse_port=reuse_port or None,
         ssl_handshake_timeout=ssl_handshake_timeout if ssl is not None else None,
     )
     sockname = server._aserver.sockets[0].getsockname()

@@ -129,6 +129,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "radsched.simris.cli",
     "radsched.commands.outbox",
     "radsched.commands.purge",
+    "radsched.commands.appointment",
+    "radsched.commands.shadow",
     "radsched.commands.admin_user",
 )
 

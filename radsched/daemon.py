@@ -1,8 +1,11 @@
 """The composition root: start resources in dependency order, stop them in reverse.
 
 Everything the daemon owns is entered into one ``AsyncExitStack``; leaving the stack (SIGTERM, a
-start-up failure) unwinds exactly what was started, newest first. Readiness is announced to systemd
-only after every listener is bound.
+start-up failure) unwinds exactly what was started, newest first. Each component's ``start`` gets
+the parts it needs as arguments and returns what later components need; the two edges against the
+start order go through radsched/wiring.py. Readiness is announced to systemd only after every
+listener is bound; the work that needs every component (the booking resolver, resuming waiting
+conversations) starts right before that.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -21,38 +25,49 @@ from aiohttp import web
 import mllp
 from channels import Party
 from radsched import emr as emr_component
-from radsched import retention
-from radsched import ris as ris_component
+from radsched import intake, retention
+from radsched.beside.components import open_scheduling_backend
+from radsched.console.component import console_deps, console_runner, first_admin
 from radsched.datadir import prepare_data_dir
 from radsched.errors import ConfigError, StartupError
 from radsched.hl7metrics import HL7Metrics
-from radsched.http.app import build_app
-from radsched.http.health import Readiness, add_health_routes
-from radsched.http.ratelimit import RateLimiter
-from radsched.inbound import InboundRouter
-from radsched.intake import start as start_intake
+from radsched.inbound.batches import BatchListener
+from radsched.inbound.exposure import warn_if_exposed
+from radsched.inbound.router import InboundRouter
+from radsched.inbound.tls import listener_context
 from radsched.logs import RedactingFilter
 from radsched.metrics import Metrics
-from radsched.orders import OrderStore
 from radsched.privacy import KeyFormatError, PhiBox, parse_key
-from radsched.ris.service import SchedulingService
+from radsched.rest import openapi
+from radsched.rest.app import build_app
+from radsched.rest.health import Readiness, add_health_routes
+from radsched.rest.ratelimit import RateLimiter
+from radsched.rest.scheduling import add_routes as add_scheduling_routes
+from radsched.scheduling import component as ris_component
+from radsched.scheduling import lifecycle_component
+from radsched.scheduling.lifecycle import Lifecycle
+from radsched.scheduling.rest_backend import RestMetrics
+from radsched.scheduling.service import SchedulingService
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
-from radsched.sms import sender as sms_sender
 from radsched.sms.engine import SmsEngine
-from radsched.sms.outbox import SmsOutbox
+from radsched.storage import outbox_health
 from radsched.storage.connect import storage
 from radsched.storage.db import Database
 from radsched.storage.migrate import migrate
+from radsched.storage.orders import OrderStore
 from radsched.systemd import Notifier, watchdog_interval, watchdog_loop
-from radsched.tls import listener_context
+from radsched.twilio import transport as sms_transport
+from radsched.twilio.transport import SmsOutbox
+from radsched.twilio.webhooks import InboundSink
+from radsched.wiring import OutboxBell
 
 log = logging.getLogger("radsched.daemon")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Daemon:
-    """The running daemon's parts, for components and tests to reach each other."""
+    """The running daemon's parts, for tests and the CLI to look at. No component reads or writes it."""
 
     settings: Settings
     secrets: Secrets
@@ -69,19 +84,20 @@ class Daemon:
     hash_key: bytes
     phi: PhiBox
     orders: OrderStore
-    listening: dict[str, HostPort] = field(default_factory=dict)
-    # Set by the RIS component, which starts first (radsched/ris).
-    scheduling: SchedulingService = field(init=False)
-    sms_engine: SmsEngine | None = None
-    emr: emr_component.EmrOutbox | None = None
-    sms_outbox: SmsOutbox | None = None
-    # Set once every component has started (hooks registered, listeners bound): background work that
-    # needs the whole daemon (the RIS booking resolver runs booking hooks) waits for it.
-    started: asyncio.Event = field(default_factory=asyncio.Event)
+    scheduling: SchedulingService
+    sms_engine: SmsEngine
+    sms_outbox: SmsOutbox
+    emr: emr_component.EmrOutbox
+    listening: Mapping[str, HostPort]
+    lifecycle: Lifecycle
 
 
-async def _bind(runner: web.AppRunner, addr: HostPort, *, setting: str) -> HostPort:
-    site = web.TCPSite(runner, addr.host, addr.port, reuse_address=True)
+async def _bind(
+    runner: web.AppRunner, addr: HostPort, *, setting: str, reuse_port: bool = False
+) -> HostPort:
+    site = web.TCPSite(
+        runner, addr.host, addr.port, reuse_address=True, reuse_port=reuse_port or None
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -94,21 +110,38 @@ async def _bind(runner: web.AppRunner, addr: HostPort, *, setting: str) -> HostP
     return HostPort(str(host), int(port))
 
 
-async def _listen_mllp(daemon: Daemon) -> mllp.Server:
-    settings = daemon.settings
+async def _listen_mllp(
+    settings: Settings,
+    inbound: InboundRouter,
+    hl7_metrics: HL7Metrics,
+    *,
+    me: Party,
+    tz: ZoneInfo,
+    clock: Callable[[], datetime],
+) -> mllp.Server:
     addr = settings.mllp_addr
+    # A batch (FHS/BHS) in one frame is split and each message routed on its own (radsched/inbound/batches.py).
+    batches = BatchListener(
+        inbound.handle_frame, me, mode=settings.mllp_batch_ack, tz=tz, clock=clock
+    )
+    ssl = listener_context(settings)
+    warn_if_exposed(addr, tls=ssl is not None, allow_list=settings.mllp_allow_list)
     try:
         return await mllp.start_server(
-            daemon.inbound.handle_frame,
+            batches.handle_frame,
             addr.host,
             addr.port,
-            ssl=listener_context(settings),
+            ssl=ssl,
+            allow_peer=settings.mllp_allow_list,
             max_connections=settings.mllp_max_connections,
+            max_connections_per_peer=settings.mllp_max_connections_per_peer,
+            max_framing_errors=settings.mllp_max_framing_errors,
             idle_timeout=settings.mllp_idle_timeout_s,
             frame_timeout=settings.mllp_frame_timeout_s,
             max_frame_size=settings.mllp_max_frame_bytes,
-            on_framing_error=daemon.inbound.on_framing_error,
-            observer=daemon.hl7_metrics.observer("listener"),
+            on_framing_error=inbound.on_framing_error,
+            observer=hl7_metrics.observer("listener"),
+            reuse_port=settings.reuse_port,
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -129,8 +162,13 @@ async def running(
     notifier: Notifier | None = None,
     redactor: RedactingFilter | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    sms_engine: Callable[[], InboundSink | None] | None = None,
 ) -> AsyncIterator[Daemon]:
-    """Start the daemon; yield it while it runs; stop everything in reverse order on exit."""
+    """Start the daemon; yield it while it runs; stop everything in reverse order on exit.
+
+    ``sms_engine`` replaces what the SMS webhooks and the outbox sender call back (tests that
+    record those calls); the real engine still runs.
+    """
     notifier = notifier or Notifier(address="")
     async with AsyncExitStack() as stack:
         settings = settings.model_copy(update={"data_dir": prepare_data_dir(settings.data_dir)})
@@ -167,8 +205,181 @@ async def running(
         hl7_metrics = HL7Metrics(metrics.registry)
         me = Party(settings.sending_app, settings.sending_facility)
         tz = ZoneInfo(settings.timezone)
-        inbound = InboundRouter(db, me, hl7_metrics, tz=tz, clock=clock)
-        daemon = Daemon(
+        inbound = InboundRouter(
+            db, me, hl7_metrics, tz=tz, clock=clock, max_field_bytes=settings.mllp_max_field_bytes
+        )
+        orders = OrderStore(hash_key, phi)
+        listening: dict[str, HostPort] = {}
+        bell = OutboxBell()
+
+        # --- components, in dependency order ---
+
+        # RIS gateway first: the scheduling service is used by the SMS engine and the EMR outbox.
+        ris = await ris_component.start(
+            stack,
+            settings=settings,
+            db=db,
+            orders=orders,
+            readiness=readiness,
+            hl7_metrics=hl7_metrics,
+            me=me,
+            tz=tz,
+            clock=clock,
+        )
+        if ris.simulated_ris is not None:
+            listening["sim-ris"] = ris.simulated_ris
+        scheduling = ris.service
+        # The REST facade, then the OpenAPI document the later components add their paths to.
+        add_scheduling_routes(app, scheduling, secrets.api_keys, tz)
+        openapi.install(app)
+
+        # The SMS engine reaches the RIS over HL7 through the gateway's service, or through an
+        # existing engine's REST channels (SCHEDULING_BACKEND=rest, docs/deploy.md "Beside QIE").
+        sms_scheduling: SchedulingService = scheduling
+        if settings.scheduling_backend == "rest":
+            rest_backend = await open_scheduling_backend(
+                settings, stack, tz=tz, metrics=RestMetrics(metrics.registry)
+            )
+            # Structurally the same calls and errors the driver makes on the HL7 service.
+            sms_scheduling = cast(SchedulingService, rest_backend)
+
+        # Order intake + SMS conversations: before the SMS transport, which it rings through `bell`.
+        engine = await intake.start(
+            stack,
+            settings=settings,
+            order_tokens=secrets.order_tokens,
+            dsn=dsn,
+            db=db,
+            orders=orders,
+            phi=phi,
+            hash_key=hash_key,
+            registry=metrics.registry,
+            app=app,
+            inbound=inbound,
+            scheduling=sms_scheduling,
+            outbox=bell,
+            me=me,
+            tz=tz,
+            clock=clock,
+        )
+
+        # SMS transport: calls the engine back (inbound texts, delivery failures).
+        sms_outbox = await sms_transport.start(
+            stack,
+            settings=settings,
+            auth_token=secrets.twilio_auth_token,
+            db=db,
+            dsn=dsn,
+            phi=phi,
+            registry=metrics.registry,
+            app=app,
+            engine=sms_engine or (lambda: engine),
+            bell=bell,
+            clock=clock,
+        )
+
+        # EMR outbox: registers the SIU booking hook; before the MLLP listener (relay handlers).
+        emr = await emr_component.start(
+            stack,
+            settings=settings,
+            db=db,
+            dsn=dsn,
+            phi=phi,
+            registry=metrics.registry,
+            hl7_metrics=hl7_metrics,
+            readiness=readiness,
+            inbound=inbound,
+            add_booking_hook=scheduling.add_booking_hook,
+            me=me,
+            tz=tz,
+            clock=clock,
+        )
+        await outbox_health.start(db, metrics.registry, stack)  # dead rows, oldest waiting
+        # Appointment lifecycle: after the EMR outbox (its hook follows the S12 hook; S13/S15 go there).
+        lifecycle = await lifecycle_component.start(
+            stack,
+            db=db,
+            orders=orders,
+            phi=phi,
+            scheduling=scheduling,
+            routes=emr.routes,
+            inbound=inbound,
+            app=app,
+            api_keys=secrets.api_keys,
+            registry=metrics.registry,
+            me=me,
+            tz=tz,
+            clock=clock,
+        )
+        changes_started = clock()
+        # Daily purge, one daemon at a time.
+        await retention.start(
+            stack, settings=settings, db=db, registry=metrics.registry, clock=clock
+        )
+
+        mllp_server = await _listen_mllp(settings, inbound, hl7_metrics, me=me, tz=tz, clock=clock)
+        stack.push_async_callback(mllp_server.aclose, settings.shutdown_grace_s)
+        listening["mllp"] = HostPort(mllp_server.host, mllp_server.port)
+
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=settings.shutdown_grace_s,
+            handle_signals=False,
+            # Counted from the connection's start or its last response: a request whose headers
+            # have not all arrived by then is cut off (slowloris), as is an idle keep-alive.
+            keepalive_timeout=settings.http_idle_timeout_s,
+        )
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        listening["http"] = await _bind(
+            runner,
+            settings.http_addr,
+            setting="RADSCHED_HTTP_LISTEN",
+            reuse_port=settings.reuse_port,
+        )
+
+        # Admin console on its own listener (radsched/console, docs/console.md).
+        admin_addr = settings.admin_addr
+        if admin_addr is not None:
+            console = await console_runner(
+                console_deps(
+                    settings,
+                    db=db,
+                    phi_secret=secrets.phi_key,
+                    phi=phi,
+                    readiness=readiness.run,
+                    clock=clock,
+                    client_ip=limiter.client_ip,
+                ),
+                settings=settings,
+            )
+            stack.push_async_callback(console.cleanup)
+            listening["admin"] = await _bind(console, admin_addr, setting="RADSCHED_ADMIN_LISTEN")
+            await first_admin(db, now=clock(), admin_url=f"http://{listening['admin']}")
+
+        status = " ".join(f"{k}={v}" for k, v in listening.items())
+        log.info("radsched ready", extra={"listening": status})
+        metrics.up.set(1)
+        # Every component is up, every booking hook registered: bookings a previous process left
+        # pending are resolved (and their SIUs queued), and conversations left waiting on the RIS
+        # get their call again.
+        resolver = asyncio.create_task(scheduling.run_resolver(ris.started_at), name="ris-resolver")
+        stack.callback(resolver.cancel)
+        change_resolver = asyncio.create_task(
+            lifecycle.run_resolver(changes_started), name="appointment-resolver"
+        )
+        stack.callback(change_resolver.cancel)
+        resume = asyncio.create_task(intake.resume_waiting(engine), name="sms-resume")
+        stack.callback(resume.cancel)
+        notifier.notify(f"STATUS=listening {status}", "READY=1")
+        stack.callback(notifier.notify, "STOPPING=1")
+
+        interval = watchdog_interval()
+        if interval is not None and notifier.enabled:
+            task = asyncio.create_task(watchdog_loop(notifier, interval), name="watchdog")
+            stack.callback(task.cancel)
+        yield Daemon(
             settings,
             secrets,
             metrics,
@@ -183,76 +394,12 @@ async def running(
             clock,
             hash_key,
             phi,
-            OrderStore(hash_key, phi),
+            orders,
+            scheduling,
+            engine,
+            sms_outbox,
+            emr,
+            listening,
+            lifecycle,
         )
-
-        # --- components plug in here, in dependency order ---
-
-        # RIS gateway first: sets daemon.scheduling, which the SMS and EMR components use.
-        await ris_component.start(daemon, stack)
-
-        # Order intake + SMS conversations: after the RIS (daemon.scheduling), before the SMS transport.
-        await start_intake(daemon, stack)
-
-        # SMS transport: after the RIS and the SMS engine (it reaches daemon.sms_engine lazily).
-        await sms_sender.start(daemon, stack)
-
-        # EMR outbox: after the RIS (booking hook); before the MLLP listener (relay handlers).
-        daemon.emr = await emr_component.start(daemon, stack)
-        await retention.start(daemon, stack)  # daily purge, one daemon at a time
-
-        mllp_server = await _listen_mllp(daemon)
-        stack.push_async_callback(mllp_server.aclose, settings.shutdown_grace_s)
-        daemon.listening["mllp"] = HostPort(mllp_server.host, mllp_server.port)
-
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            shutdown_timeout=settings.shutdown_grace_s,
-            handle_signals=False,
-            # Counted from the connection's start or its last response: a request whose headers
-            # have not all arrived by then is cut off (slowloris), as is an idle keep-alive.
-            keepalive_timeout=settings.http_idle_timeout_s,
-        )
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        daemon.listening["http"] = await _bind(
-            runner, settings.http_addr, setting="RADSCHED_HTTP_LISTEN"
-        )
-
-        # Admin console on its own listener (radsched/console, docs/console.md).
-        admin_addr = settings.admin_addr
-        if admin_addr is not None:
-            from radsched.console.component import console_deps, console_runner, first_admin
-
-            console = await console_runner(
-                console_deps(
-                    settings,
-                    db=db,
-                    phi_secret=secrets.phi_key,
-                    phi=phi,
-                    readiness=readiness.run,
-                    clock=clock,
-                    client_ip=limiter.client_ip,
-                ),
-                settings=settings,
-            )
-            stack.push_async_callback(console.cleanup)
-            daemon.listening["admin"] = await _bind(
-                console, admin_addr, setting="RADSCHED_ADMIN_LISTEN"
-            )
-            await first_admin(db, now=clock(), admin_url=f"http://{daemon.listening['admin']}")
-
-        status = " ".join(f"{k}={v}" for k, v in daemon.listening.items())
-        log.info("radsched ready", extra={"listening": status})
-        metrics.up.set(1)
-        daemon.started.set()
-        notifier.notify(f"STATUS=listening {status}", "READY=1")
-        stack.callback(notifier.notify, "STOPPING=1")
-
-        interval = watchdog_interval()
-        if interval is not None and notifier.enabled:
-            task = asyncio.create_task(watchdog_loop(notifier, interval), name="watchdog")
-            stack.callback(task.cancel)
-        yield daemon
         log.info("radsched stopping")

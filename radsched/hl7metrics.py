@@ -61,7 +61,7 @@ class HL7Metrics:
         )
         self.events = Counter(
             "radsched_mllp_events_total",
-            "Connection events: connect_failed, reconnect, reply_timeout, foreign_reply, idle_timeout, rejected, handler_error.",
+            "Connection events: connect_failed, reconnect, reply_timeout, foreign_reply, idle_timeout, rejected, evicted, peer_refused, handler_error.",
             ["peer", "event"],
             registry=registry,
         )
@@ -137,6 +137,12 @@ class PrometheusObserver(mllp.Observer):
 
     def connection_rejected(self) -> None:
         self._event("rejected")
+
+    def connection_evicted(self) -> None:
+        self._event("evicted")
+
+    def peer_refused(self) -> None:
+        self._event("peer_refused")
 
     def idle_timeout(self) -> None:
         self._event("idle_timeout")

@@ -3,7 +3,9 @@
 Input: files (or directories, read recursively for ``*.hl7``, in name order) holding one message, several
 separated by blank lines, or MLLP frames. Segment separators ``\\n``, ``\\r\\n`` or ``\\r`` are normalised to
 ``\\r`` (a message that has CRs keeps its lone LFs as data, reference/hl7.md 4.3). Each message is sent on
-one persistent connection, one at a time; the answer's MSA-1 and the latency are printed. With
+one persistent connection, one at a time; the answer's MSA-1 and the latency are printed. An HL7
+batch file (FHS/BHS) is sent as one frame and its response batch summarised, or with ``--batches split``
+each of its messages alone. With
 ``--expect CODE`` the exit status is 1 when any answer differs (or none came); the summary gives counts
 by code and p50/p99 latency. ``--rate N`` paces to N messages per second. ``--tls`` verifies the peer with
 the system trust store (``--ca FILE`` instead), ``--cert FILE --key FILE`` adds a client certificate.
@@ -39,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--ca", type=Path, metavar="FILE", help="CA certificates to verify the peer")
     p.add_argument("--cert", type=Path, metavar="FILE", help="client certificate (mutual TLS)")
     p.add_argument("--key", type=Path, metavar="FILE", help="client private key (mutual TLS)")
+    p.add_argument(
+        "--batches",
+        choices=("whole", "split"),
+        default="whole",
+        help="HL7 batch files (FHS/BHS): send as one batch frame (default) or each message alone",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="summary only")
     p.set_defaults(func=cmd_replay)
 
@@ -53,8 +61,15 @@ def normalise(message: bytes) -> bytes:
     return text + b"\r"
 
 
-def split_payloads(data: bytes) -> list[bytes]:
-    """Messages in one file: MLLP frames when it has start blocks, else blank-line separated."""
+def split_payloads(data: bytes, *, batches: str = "whole") -> list[bytes]:
+    """Messages in one file: MLLP frames when it has start blocks; an HL7 batch file (FHS/BHS) whole
+    or, with ``batches="split"``, its messages; else blank-line separated."""
+    if data.lstrip(b"\xef\xbb\xbf\r\n\t ")[:3] in (b"FHS", b"BHS"):
+        from channels.batch import parse_batch
+
+        if batches == "whole":
+            return [normalise(data.lstrip(b"\xef\xbb\xbf"))]
+        return [normalise(m) for m in parse_batch(data).messages]
     if b"\x0b" in data:
         from mllp import Frame, FrameDecoder
 
@@ -74,11 +89,11 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
-def load(paths: list[Path]) -> list[tuple[str, bytes]]:
+def load(paths: list[Path], *, batches: str = "whole") -> list[tuple[str, bytes]]:
     """``(label, payload)`` for every message; the label is ``file`` or ``file#n``."""
     out: list[tuple[str, bytes]] = []
     for path in iter_files(paths):
-        messages = split_payloads(path.read_bytes())
+        messages = split_payloads(path.read_bytes(), batches=batches)
         for i, payload in enumerate(messages, start=1):
             out.append((str(path) if len(messages) == 1 else f"{path}#{i}", payload))
     return out
@@ -112,7 +127,13 @@ class Summary:
 
 
 def _control_id(payload: bytes) -> str:
+    """MSH-10; for a batch, BHS-11 (else FHS-11)."""
     first = payload.split(b"\r", 1)[0]
+    if first[:3] in (b"FHS", b"BHS"):
+        lines = payload.split(b"\r")
+        header = next((line for line in lines if line.startswith(b"BHS")), first)
+        fields = header.split(header[3:4])
+        return fields[10].decode("ascii", "replace") if len(fields) > 10 else ""
     fields = first.split(first[3:4]) if len(first) > 3 else []
     return fields[9].decode("ascii", "replace") if len(fields) > 9 else "?"
 
@@ -121,7 +142,17 @@ def _answer_code(reply: bytes, control_id: str) -> tuple[str, str]:
     """(MSA-1 or a word for what went wrong, the reason text for a NAK)."""
     from channels import ChannelError, parse
     from channels.ack import read_ack
+    from channels.batch import is_batch, parse_batch
 
+    if is_batch(reply):
+        try:
+            answers = parse_batch(reply, allow_empty=True).messages
+            codes = [read_ack(parse(m)).code.value for m in answers]
+        except ChannelError:
+            return "unreadable", ""
+        # A response batch: its worst code (an empty one means every message was accepted).
+        worst = next((c for c in ("AR", "CR", "AE", "CE") if c in codes), "AA")
+        return worst, f"response batch of {len(codes)} ACK(s): {' '.join(codes)}"
     try:
         ack = read_ack(parse(reply))
     except ChannelError:
@@ -199,7 +230,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         target = HostPort.parse(args.to, setting="--to")
         context = tls_context(args)
-        messages = load(args.paths)
+        messages = load(args.paths, batches=args.batches)
     except (ValueError, OSError, ssl.SSLError) as exc:
         print(f"radsched replay: {exc}", file=sys.stderr)
         return 2

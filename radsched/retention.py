@@ -14,6 +14,9 @@ sealed PHI of orders                         24 hours after receipt once the ord
 delivered message bodies                     ``hl7_outbox`` delivered rows, ``sms_outbox`` sent or
                                              delivered rows (their senders already delete them; this is
                                              the backstop), failed/dead texts after 24 hours
+sealed patient identifiers of appointments  one day after the appointment's start, or at its cancel
+(``appointments.phi``)                       or deletion (a reschedule moves the day); the record's ids,
+                                             times and status stay, like the audit rows (7 years)
 dead-lettered SIU bodies                     after ``dead_letter_body_days`` (default 30): long enough to
                                              fix a route and ``radsched outbox retry``
 inbound duplicate log (``inbound_messages``,  older than ``DUPLICATE_WINDOW_DAYS`` (default 30): a resend
@@ -34,15 +37,12 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import asyncpg
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
+from radsched.settings import Settings
 from radsched.storage.db import Database
-
-if TYPE_CHECKING:
-    from radsched.daemon import Daemon
 
 log = logging.getLogger("radsched.retention")
 
@@ -112,6 +112,34 @@ def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...
                                             WHERE c.order_key = o.order_key
                                               AND (c.ended_at <= $1 OR c.expires_at <= $1)))))""",
             (conv, open_orders),
+        ),
+        (
+            "appointment PHI",
+            # One day after the start, or at the cancel (then phi_expires_at is the cancel time).
+            "UPDATE appointments SET phi = NULL WHERE phi IS NOT NULL AND phi_expires_at <= $1",
+            (),
+        ),
+        (
+            "appointment_events rows",
+            "DELETE FROM appointment_events WHERE at < $1::timestamptz - $2::interval",
+            (audit,),
+        ),
+        (
+            "appointment_changes rows",
+            """DELETE FROM appointment_changes c USING appointments a
+                WHERE a.appointment_id = c.appointment_id AND c.state <> 'pending'
+                  AND a.start_at < $1::timestamptz - $2::interval""",
+            (audit,),
+        ),
+        (
+            "appointments rows",
+            """DELETE FROM appointments a
+                WHERE a.start_at < $1::timestamptz - $2::interval
+                  AND NOT EXISTS (SELECT 1 FROM appointment_changes c
+                                   WHERE c.appointment_id = a.appointment_id)
+                  AND NOT EXISTS (SELECT 1 FROM appointment_events e
+                                   WHERE e.appointment_id = a.appointment_id)""",
+            (audit,),
         ),
         (
             "hl7_outbox delivered bodies",
@@ -241,15 +269,22 @@ async def _daily(
         await asyncio.sleep(CHECK_EVERY_S)
 
 
-async def start(daemon: Daemon, stack: AsyncExitStack) -> None:
+async def start(
+    stack: AsyncExitStack,
+    *,
+    settings: Settings,
+    db: Database,
+    registry: CollectorRegistry,
+    clock: Callable[[], datetime],
+) -> None:
     """Start the daily timer: checks hourly, runs when the last run is 24 hours old."""
-    policy = policy_from(daemon.settings.duplicate_window_days)
+    policy = policy_from(settings.duplicate_window_days)
     gauge = Gauge(
         "radsched_retention_last_run_timestamp_seconds",
         "When the retention purge last finished (any daemon), Unix time.",
-        registry=daemon.metrics.registry,
+        registry=registry,
     )
-    task = asyncio.create_task(_daily(daemon.db, daemon.clock, policy, gauge), name="retention")
+    task = asyncio.create_task(_daily(db, clock, policy, gauge), name="retention")
 
     async def stop() -> None:
         task.cancel()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 import zoneinfo
 from dataclasses import dataclass
@@ -17,19 +18,22 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from mllp import PeerAllowList
+from radsched.beside.roles import Role, check_combination, parse_roles
 from radsched.errors import ConfigError
 
 ENV_PREFIX = "RADSCHED_"
 # Environment variables with our prefix that are not settings themselves.
 _NON_SETTING_ENV = {"RADSCHED_CONFIG", "RADSCHED_TEST_DATABASE_URL"}
 DIALECTS = ("ch10-2.5.1", "qie-2.3")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")  # an RFC 9110 token
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,9 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = None
     order_tokens: SecretStr | None = None
     mllp_listen: str = "127.0.0.1:2575"
+    # SO_REUSEPORT on MLLP_LISTEN and HTTP_LISTEN: a second daemon on the same host and database can
+    # listen on the same addresses and the kernel spreads connections (docs/deploy.md).
+    reuse_port: bool = False
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
     mllp_tls_ca: Path | None = None
@@ -106,7 +113,11 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=300)
     mllp_max_connections: int = Field(default=64, ge=1, le=10_000)
     mllp_idle_timeout_s: float = Field(default=600.0, gt=0)
-    mllp_max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # 1 MiB: an order, an SIU or an ADT is a few KiB; the 16 MiB of an ORU with a PDF is not for us.
+    mllp_max_frame_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # An HL7 batch in one frame is answered by a response batch with every ACK, or only the errors
+    # (radsched/inbound/batches.py, docs/interop.md).
+    mllp_batch_ack: Literal["all", "errors"] = "all"
     # EMR outbox and retention (radsched/emr, radsched/retention.py; docs/operations.md).
     emr_ack_timeout_s: float = Field(default=30.0, gt=0, le=600)
     emr_max_rejections: int = Field(default=3, ge=1, le=100)
@@ -114,7 +125,7 @@ class Settings(BaseSettings):
     emr_retry_max_s: float = Field(default=300.0, gt=0, le=86400)
     emr_failing_alert_s: float = Field(default=300.0, gt=0)
     duplicate_window_days: int = Field(default=30, ge=1, le=3650)
-    # Abuse limits (radsched/http/ratelimit.py, docs/security.md): token buckets per daemon, in
+    # Abuse limits (radsched/rest/ratelimit.py, docs/security.md): token buckets per daemon, in
     # memory. A rate of 0 switches that limit off. Per minute: a person's pace, not a machine's.
     rate_limit_api_per_s: float = Field(default=20.0, ge=0, le=100_000)
     rate_limit_api_burst: int = Field(default=100, ge=1, le=1_000_000)
@@ -132,6 +143,75 @@ class Settings(BaseSettings):
     http_body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     # An MLLP frame that has started must end within this long (a trickling sender is cut off).
     mllp_frame_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # MLLP listener hardening (issue 11 item 3, docs/security.md): who may connect, how many
+    # connections one address may hold, how much garbage a connection may send, how big one field
+    # may be. Empty MLLP_ALLOWED_PEERS = any address (warned about off loopback without TLS).
+    mllp_allowed_peers: str = ""
+    mllp_max_connections_per_peer: int = Field(default=16, ge=1, le=10_000)
+    mllp_max_framing_errors: int = Field(default=10, ge=1, le=1_000_000)
+    mllp_max_field_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024 * 1024)
+    # --- Running beside QIE (issue 17; radsched/beside/roles.py, docs/deploy.md) ---
+    # Which parts this daemon runs: gateway (REST facade + RIS client), sms (intake, conversations,
+    # texts), emr (SIU outbox and relay).
+    roles: str = "gateway,sms,emr"
+    # How the sms role reaches the RIS: over HL7 itself, or through an engine's REST channels.
+    scheduling_backend: Literal["hl7", "rest"] = "hl7"
+    scheduling_url: str | None = None
+    scheduling_api_key: SecretStr | None = None
+    scheduling_api_key_header: str = "X-API-Key"
+    scheduling_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Parallel run: the gateway also asks this engine and records where the answers differ.
+    shadow_url: str | None = None
+    shadow_api_key: SecretStr | None = None
+    shadow_api_key_header: str = "X-API-Key"
+    shadow_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # Where bookings go in shadow mode: "here" (this gateway books over HL7) or "shadow" (forwarded
+    # to the shadowed engine). Never both: a booking is made once.
+    shadow_bookings: Literal["here", "shadow"] = "here"
+    # A REST answer larger than this is refused (an engine answering with a dump, a proxy's page).
+    rest_max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: str) -> str:
+        return ",".join(parse_roles(value))
+
+    @field_validator("scheduling_url", "shadow_url")
+    @classmethod
+    def _engine_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(f"must be an http(s) base URL without a query, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("scheduling_api_key_header", "shadow_api_key_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not an HTTP header name")
+        return value
+
+    @model_validator(mode="after")
+    def _roles_fit(self) -> Settings:
+        problem = check_combination(
+            self.role_set,
+            backend=self.scheduling_backend,
+            scheduling_url=self.scheduling_url,
+            scheduling_key=bool(
+                self.scheduling_api_key and self.scheduling_api_key.get_secret_value()
+            ),
+            shadow_url=self.shadow_url,
+            shadow_key=bool(self.shadow_api_key and self.shadow_api_key.get_secret_value()),
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def role_set(self) -> tuple[Role, ...]:
+        return parse_roles(self.roles)
 
     @field_validator("database_url")
     @classmethod
@@ -175,6 +255,13 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(part, strict=False)
                 except ValueError:
                     raise ValueError(f"{part!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("mllp_allowed_peers")
+    @classmethod
+    def _allowed_peers(cls, value: str) -> str:
+        if value.strip():
+            PeerAllowList.parse(value)  # ValueError names the entry that is not an address
         return value
 
     @field_validator("timezone")
@@ -241,6 +328,15 @@ class Settings(BaseSettings):
     @property
     def mllp_addr(self) -> HostPort:
         return HostPort.parse(self.mllp_listen, setting="MLLP_LISTEN")
+
+    @property
+    def mllp_allow_list(self) -> PeerAllowList | None:
+        """MLLP_ALLOWED_PEERS as the listener's ``allow_peer`` hook; None lets any address in."""
+        return (
+            PeerAllowList.parse(self.mllp_allowed_peers)
+            if self.mllp_allowed_peers.strip()
+            else None
+        )
 
     @property
     def ris_hostport(self) -> HostPort | None:
@@ -310,6 +406,9 @@ def load_settings() -> Settings:
         return Settings(**file_values)
     except ValidationError as exc:
         err = exc.errors()[0]
+        message = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across settings: its message names the setting itself
+            raise ConfigError(message) from None
         name = _setting_name(err["loc"])
         if err["type"] == "extra_forbidden":
             raise ConfigError(f"{name}: unknown setting in RADSCHED_CONFIG file") from None

@@ -24,6 +24,8 @@ class DaemonProcess:
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ("run",)
+    #: Interpreter options before ``-m radsched`` (the benchmarks' profiler: ``-m cProfile -o F``).
+    python_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
     notifications: list[str] = field(default_factory=list)
@@ -55,7 +57,7 @@ class DaemonProcess:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-daemon-{time.time_ns()}.log"
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "radsched", *self.args],
+            [sys.executable, *self.python_args, "-m", "radsched", *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

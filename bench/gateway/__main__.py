@@ -163,8 +163,8 @@ async def insert_orders(dsn: str, count: int, hash_key: str, phi_key: str) -> No
     import asyncpg
 
     from channels import OrderRef, PatientName
-    from radsched.orders import OrderStore
     from radsched.privacy import PhiBox, parse_key
+    from radsched.storage.orders import OrderStore
 
     store = OrderStore(parse_key(hash_key), PhiBox.from_secret(phi_key))
     conn = await asyncpg.connect(dsn)
@@ -228,7 +228,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
-async def run(seconds: float) -> tuple[list[Result], dict[str, str]]:
+async def run(seconds: float, profile: Path | None = None) -> tuple[list[Result], dict[str, str]]:
     from radsched.storage import embedded
     from tests.daemonproc import DaemonProcess
 
@@ -271,14 +271,17 @@ async def run(seconds: float) -> tuple[list[Result], dict[str, str]]:
             "RADSCHED_RATE_LIMIT_API_PER_S": "0",
         }
 
-        def start_daemon(extra: dict[str, str]) -> DaemonProcess:
+        def start_daemon(extra: dict[str, str], python_args: tuple[str, ...] = ()) -> DaemonProcess:
             os.sched_setaffinity(0, {DAEMON_CPU})  # the daemon inherits core 0
             try:
-                return DaemonProcess(data_dir, env={**env, **extra}).start()
+                return DaemonProcess(
+                    data_dir, env={**env, **extra}, python_args=python_args
+                ).start()
             finally:
                 os.sched_setaffinity(0, {OTHER_CPU})
 
-        daemon = start_daemon({})
+        profiler = ("-m", "cProfile", "-o", str(profile)) if profile else ()
+        daemon = start_daemon({}, profiler)
         host, port = daemon.addresses["http"]
         days = weekdays(datetime.now(UTC).date(), 20)
         slot_requests = [
@@ -350,6 +353,12 @@ async def run(seconds: float) -> tuple[list[Result], dict[str, str]]:
             results.append(result)
             print(result.row(), file=sys.stderr)
 
+        if profile is not None:
+            # Slot queries only, one client; the profile is written when the daemon exits.
+            await measure(daemon, "slots (under cProfile)", itertools.cycle(slot_requests), 1, 200)
+            daemon.stop()
+            daemon = None
+            return results, {}
         for clients in (1, 32):
             await measure(daemon, "slots", itertools.cycle(slot_requests), clients, 200)
             await measure(daemon, "booking", bookings(), clients, 201)
@@ -395,7 +404,7 @@ def breakdown() -> list[str]:
     from zoneinfo import ZoneInfo
 
     from channels import get_dialect
-    from radsched.ris.rest import slot_json
+    from radsched.rest.scheduling import slot_json
     from radsched.simris import default_calendar
 
     tz = ZoneInfo("America/New_York")
@@ -458,7 +467,7 @@ def render(results: list[Result], seconds: float, before: str, after: str, parts
         "",
         "Where a slot request's daemon time goes (single-threaded, in-process, best of 5 x 300 "
         "calls; ms): building the query and parsing the answer are `channels` code, the JSON "
-        "answer is `radsched.ris.rest`. The rest of the daemon CPU per request is aiohttp, "
+        "answer is `radsched.rest.scheduling`. The rest of the daemon CPU per request is aiohttp, "
         "validation, the MLLP client and the event loop. A booking's CPU also includes the "
         "booking hooks of other components (SIU^S12 into the EMR outbox, its sender and the "
         "in-process EMR sink on embedded defaults).",
@@ -492,6 +501,17 @@ def render(results: list[Result], seconds: float, before: str, after: str, parts
     return "\n".join(lines)
 
 
+def print_profile(path: Path, requests: int) -> None:
+    """The daemon's top functions by own time and by cumulative time, per slot query."""
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    print(f"daemon profile over {requests} slot queries (whole run, start-up included): {path}")
+    for order in ("tottime", "cumulative"):
+        print(f"\n== by {order}")
+        stats.sort_stats(order).print_stats(30)
+
+
 def write_section(text: str) -> None:
     _docs.write_section(SECTION, text, DOC)
 
@@ -500,8 +520,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="run the daemon under cProfile for slot queries only, write its stats to FILE and "
+        "print the top functions (make profile); the figures are not written to the docs",
+    )
     args = parser.parse_args()
     before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    if args.profile is not None:
+        args.profile.parent.mkdir(parents=True, exist_ok=True)
+        results, _ = asyncio.run(run(args.seconds, args.profile.resolve()))
+        print_profile(args.profile, len(results[0].latencies) if results else 1)
+        return
     results, loads = asyncio.run(run(args.seconds))
     text = render(results, args.seconds, before, loads["after"], breakdown())
     print(text)

@@ -35,20 +35,21 @@ from typing import Any
 
 import asyncpg
 
-from bench import _docs
+from bench import _docs, _stack
+from bench._stack import DAEMON_CPU, LOAD_CPU
 from bench.webhooks.__main__ import (
     PUBLIC_URL,
     TWILIO_FROM,
     loadgen,
     pin,
-    start_double,
     wait_outbox_empty,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "performance.md"
 SECTION = "## Order intake and conversations"
-DAEMON_CPU, LOAD_CPU = 0, 1
+#: About an order's size: the ceiling's single INSERT carries as many bytes.
+CEILING_ROW_BYTES = 600
 AREAS = ("212", "646", "917", "718", "347", "929", "315", "518", "585", "607")
 
 
@@ -115,40 +116,12 @@ async def pg_baseline(dsn: str, statements: int, seconds: float = 2.0) -> float:
 
 async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from radsched.privacy import phone_hash
-    from radsched.storage import embedded
-    from tests.daemonproc import DaemonProcess
 
-    pg = await embedded.start(work / "pg")
-    double: subprocess.Popen[str] | None = None
-    daemon: DaemonProcess | None = None
+    stack = await _stack.start(work, "bench")
+    pg, dsn, env = stack.pg, stack.dsn, stack.env
+    account_sid, token, hash_key = stack.account_sid, stack.token, stack.hash_key
     try:
-        admin = await asyncpg.connect(pg.dsn("postgres"))
-        await admin.execute('CREATE DATABASE "bench"')
-        await admin.close()
-        dsn = pg.dsn("bench")
-        account_sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
-        pin(LOAD_CPU)
-        double, double_url = start_double(account_sid, token)
-        pin(DAEMON_CPU)
-        data_dir = work / "data"
-        data_dir.mkdir(mode=0o711)
-        hash_key = secrets.token_hex(32)
-        env = {
-            "RADSCHED_DATABASE_URL": dsn,
-            "RADSCHED_PHI_KEY": secrets.token_hex(32),
-            "RADSCHED_PHONE_HASH_KEY": hash_key,
-            "RADSCHED_PUBLIC_URL": PUBLIC_URL,
-            "RADSCHED_TWILIO_ACCOUNT_SID": account_sid,
-            "RADSCHED_TWILIO_AUTH_TOKEN": token,
-            "RADSCHED_TWILIO_FROM": TWILIO_FROM,
-            "RADSCHED_TWILIO_API_URL": double_url,
-            "RADSCHED_QUIET_HOURS": "",
-            "RADSCHED_ENABLED_MODALITIES": "CR",
-            "RADSCHED_PRACTICE_NAME": "Lakeside Imaging",
-            "RADSCHED_SCHEDULING_PHONE": "(555) 010-0200",
-        }
-        daemon = DaemonProcess(data_dir, env=env).start()
-        pin(LOAD_CPU)
+        daemon = stack.daemon
         host, port = daemon.addresses["mllp"]
         assert daemon.proc is not None
         daemon_pid = daemon.proc.pid
@@ -174,6 +147,11 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         warm = intake(4, 500, 30)
         one = intake(1, 20_000, args.seconds)
         eight = intake(8, 60_000, args.seconds)
+        # The ceiling right after, on the same server, once the daemon's outbox has gone quiet.
+        await wait_outbox_empty(dsn, 600)
+        ceiling = commit_ceiling(dsn, pg, work, args.seconds)
+        if args.orders_only:
+            return {"one": one, "eight": eight, "ceiling": ceiling, "orders_only": True}
         # Conversations for the webhook rounds: K more orders, however long that takes.
         first = used
         seeded = intake(8, args.patients, 3600)
@@ -216,8 +194,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             )
         )
         await conn.close()
-        daemon.stop()
-        daemon = None
+        stack.stop_daemon()
         engine = await engine_rounds(args, work, pg, env, numbers[: args.engine_patients])
         baseline = {n: await pg_baseline(pg.dsn("bench_engine"), n) for n in (1, 10)}
         return {
@@ -230,14 +207,41 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "states": states,
             "engine": engine,
             "baseline": baseline,
+            "ceiling": ceiling,
         }
     finally:
-        if daemon is not None:
-            daemon.stop()
-        if double is not None:
-            double.terminate()
-            double.wait(10)
-        await embedded.stop(pg)
+        await _stack.stop(stack)
+
+
+def commit_ceiling(dsn: str, pg: Any, work: Path, seconds: float) -> dict[str, Any]:
+    """Single-INSERT transactions of an order's size at 8 clients: an asyncpg loop (uvloop) and,
+    when the server's binaries include it, pgbench; the better of the two is the ceiling."""
+    from radsched.storage import embedded
+
+    spec = {"dsn": dsn, "clients": 8, "seconds": seconds, "bytes": CEILING_ROW_BYTES}
+    found = {"asyncpg": run_pinned("bench.intake.ceiling", spec, work, LOAD_CPU)}
+    pgbench = embedded.find_binaries() / "pgbench"
+    if pgbench.exists():
+        script = work / "ceiling.sql"
+        script.write_text(
+            f"INSERT INTO bench_commit_ceiling (body) VALUES (repeat('x', {CEILING_ROW_BYTES}));\n"
+        )
+        out = subprocess.run(
+            [str(pgbench), "-n", "-c", "8", "-j", "1", "-T", f"{max(1, round(seconds))}",
+             "-r", "-f", str(script), dsn],
+            capture_output=True, text=True, check=False,
+            preexec_fn=lambda: os.sched_setaffinity(0, {LOAD_CPU}),
+        )  # fmt: skip
+        for line in out.stdout.splitlines():
+            if line.startswith("tps = "):
+                found["pgbench"] = {"per_second": float(line.split()[2])}
+            elif "latency average" in line:
+                found.setdefault("pgbench_latency_ms", {"avg": float(line.split()[3])})
+    best = max(
+        (name for name in found if "per_second" in found[name]),
+        key=lambda name: found[name]["per_second"],
+    )
+    return {"best": best, "per_second": found[best]["per_second"], **found}
 
 
 async def engine_rounds(
@@ -344,6 +348,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             intake_row("1", r["one"]),
             intake_row("8", eight),
             "",
+            *ceiling_lines(r),
+            "",
             f"**Conversations through signed webhooks**, open loop at {args.rate:.0f}/s, "
             f"{args.patients} patients per round. Latency is the webhook's (lock, step, store, "
             "outbox, audit, commit); `settled` is until every conversation took its next step, "
@@ -392,7 +398,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "and live conversation in one look-up; the outbox's sequence number and row; the "
             "conversation row with its audit rows in one statement); a reply about 8. Folding the "
             "router's pre-check into its processing transaction and skipping its savepoint "
-            "(`radsched/inbound.py`, not this component) would save five per order; a second "
+            "(`radsched/inbound/router.py`, not this component) would save five per order; a second "
             "daemon on the same database (docs/deploy.md) adds a core's worth.",
             "",
             f"Targets: ≥ 1,000 orders/s over 8 connections with p99 < 20 ms: **"
@@ -403,6 +409,33 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "",
         ]
     )
+
+
+def ceiling_lines(r: dict[str, Any]) -> list[str]:
+    """The one-commit ceiling, measured right after the 8-connection run, and intake against it."""
+    ceiling, eight = r["ceiling"], r["eight"]
+    ratio = eight["per_second"] / ceiling["per_second"]
+    a = ceiling["asyncpg"]
+    lines = [
+        f"**The one-commit ceiling** on the same PostgreSQL, right after: single-INSERT "
+        f"transactions of {CEILING_ROW_BYTES} bytes at 8 clients, each its own commit "
+        f"(fsync {a['fsync']}, synchronous_commit {a['synchronous_commit']}), the client pinned "
+        f"to core {LOAD_CPU}: an asyncpg loop (prepared statement, uvloop) {a['per_second']:,.0f}/s "
+        f"(p50 {a['p50_ms']:.2f} ms, p99 {a['p99_ms']:.2f} ms)",
+    ]
+    if "pgbench" in ceiling:
+        lines[0] += f", pgbench {ceiling['pgbench']['per_second']:,.0f}/s"
+    lines[0] += (
+        f". Ceiling = the better, {ceiling['per_second']:,.0f} commits/s ({ceiling['best']})."
+    )
+    lines += [
+        "",
+        f"Durable intake at 8 connections: {eight['per_second']:,.0f} orders/s = **{ratio:.1%} of "
+        f"the ceiling** (target ≥ 20%, issue 16: {'met' if ratio >= 0.2 else 'NOT met'}), p99 "
+        f"{eight['p99_ms']:.1f} ms (target < 20 ms: {'met' if eight['p99_ms'] < 20 else 'NOT met'}"
+        f"), daemon CPU {eight['cpu_ms']:.2f} ms per order.",
+    ]
+    return lines
 
 
 def write_section(text: str) -> None:
@@ -418,6 +451,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="in-process calls in flight")
     parser.add_argument("--herd", type=int, default=200, help="patients in the booking round")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs alone")
+    parser.add_argument(
+        "--orders-only", action="store_true", help="orders and the ceiling only (implies --no-docs)"
+    )
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         sys.exit("needs two cores (daemon and load generator are pinned apart)")
@@ -430,6 +466,9 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=1), file=sys.stderr)
+    if args.orders_only:
+        print("\n".join(ceiling_lines(result)))
+        return
     text = render(result, args)
     print(text)
     if not args.no_docs:

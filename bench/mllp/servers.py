@@ -1,33 +1,66 @@
 """The servers under test, each run in its own process pinned to one core.
 
 ``python -m bench.mllp.servers KIND PORT_FILE [--uvloop] [--cpu N]`` binds 127.0.0.1:0, writes the
-port to PORT_FILE and serves until killed. Kinds:
+port to PORT_FILE and serves until killed. Every server answers each message with an ACK whose MSA-2
+is that message's MSH-10 (the load generator checks it). Kinds:
 
-- ``mllp``: this package's server answering a prebuilt ACK from an async handler;
+- ``radsched``: what the daemon does per frame before any storage: this package's ``mllp`` server,
+  ``channels.parse`` and ``channels.ack.build_ack``;
+- ``mllp``: this package's ``mllp`` server with the ACK built by hand (the transport's own cost);
 - ``hl7``: python-hl7's ``hl7.mllp`` streams server answering ``message.create_ack()``;
-- ``bare``: a bare ``asyncio.Protocol`` using ``bytearray.find`` and the prebuilt ACK (the ceiling of
-  what Python can do on this loop; no size limit, no resync, no ordering guarantees);
-- ``mllp-echo``: this package's server answering a small ACK, used for the large-frame runs.
+- ``bare``: a bare ``asyncio.Protocol`` using ``bytearray.find`` and building its ACK by hand (the
+  ceiling of what Python can do on this loop; no size limit, no resync, no ordering guarantees).
+
+node's ``simple-hl7`` server is in ``bench/node/server.js``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import cast
 
-from bench.mllp.messages import ACK
+_counter = itertools.count(1)
 
-ACK_FRAME = b"\x0b" + ACK + b"\x1c\r"
+
+def ack_by_hand(payload: bytes) -> bytes:
+    """The least an ACK can cost in Python: swap MSH-3/4 with MSH-5/6, echo MSH-10 into MSA-2."""
+    msh = payload[: payload.find(b"\r")].split(b"|")
+    trigger = msh[8].split(b"^")[1] if b"^" in msh[8] else b""
+    stamp = time.strftime("%Y%m%d%H%M%S").encode()
+    return b"".join(
+        (
+            b"MSH|^~\\&|", msh[4], b"|", msh[5], b"|", msh[2], b"|", msh[3], b"|", stamp,
+            b"||ACK^", trigger, b"|A", str(next(_counter)).encode(), b"|P|", msh[11],
+            b"\rMSA|AA|", msh[9], b"\r",
+        )
+    )  # fmt: skip
 
 
 async def _serve_mllp(port_file: Path) -> None:
     import mllp
 
     async def handler(payload: bytes, peer: mllp.PeerInfo) -> bytes:
-        return ACK
+        return ack_by_hand(payload)
+
+    server = await mllp.start_server(handler, "127.0.0.1", 0)
+    port_file.write_text(str(server.port))
+    await asyncio.Event().wait()
+
+
+async def _serve_radsched(port_file: Path) -> None:
+    import mllp
+    from channels import parse
+    from channels.ack import build_ack
+    from channels.model import AckCode
+
+    async def handler(payload: bytes, peer: mllp.PeerInfo) -> bytes:
+        return build_ack(parse(payload), AckCode.AA).payload
 
     server = await mllp.start_server(handler, "127.0.0.1", 0)
     port_file.write_text(str(server.port))
@@ -68,9 +101,10 @@ class _Bare(asyncio.Protocol):
             if end < 0:
                 self.scan = max(0, len(buf) - 1)
                 return
+            payload = bytes(buf[1:end])
             del buf[: end + 2]
             self.scan = 0
-            self.transport.write(ACK_FRAME)
+            self.transport.write(b"\x0b" + ack_by_hand(payload) + b"\x1c\r")
 
 
 async def _serve_bare(port_file: Path) -> None:
@@ -80,7 +114,12 @@ async def _serve_bare(port_file: Path) -> None:
     await asyncio.Event().wait()
 
 
-SERVERS = {"mllp": _serve_mllp, "hl7": _serve_hl7, "bare": _serve_bare}
+SERVERS: dict[str, Callable[[Path], Coroutine[None, None, None]]] = {
+    "radsched": _serve_radsched,
+    "mllp": _serve_mllp,
+    "hl7": _serve_hl7,
+    "bare": _serve_bare,
+}
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Cost of the abuse limits: ``.venv/bin/python -m bench.security [--seconds S]``.
 
 1. ``TokenBuckets.take`` alone, over 10,000 keys (the per-request decision).
-2. The same aiohttp app (``radsched.http.app.build_app``, trivial handlers, real loopback socket,
+2. The same aiohttp app (``radsched.rest.app.build_app``, trivial handlers, real loopback socket,
    keep-alive client with 8 requests in flight) with and without the rate-limit middleware, for a GET
    with an API key and a 300-byte JSON POST with a bearer token (the body is read and handed back).
    Limits are on but never reached, so every request pays the full check.
@@ -20,8 +20,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from radsched.http.app import build_app
-from radsched.http.ratelimit import Limits, Rate, RateLimiter, TokenBuckets
+from radsched.rest.app import build_app
+from radsched.rest.ratelimit import Limits, Rate, RateLimiter, TokenBuckets
 
 KEY, TOKEN = "bench-key-0123456789", "bench-token-0123456789"
 BODY = {"order_id": "A" * 20, "mrn": "M" * 20, "phone": "+12175550100", "procedure": "x" * 200}

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from .. import ack as _ack
 from .. import orders as _orders
 from .. import siu as _siu
+from ..changes import SIU_EVENTS, ChangeKind, ChangeRequest, ChangeResult
 from ..errors import ConfigError, ParseError, ResponseError
 from ..header import build, request_header
 from ..ids import Clock, ControlIdSource, random_control_ids, system_clock
@@ -513,6 +514,25 @@ class Dialect(abc.ABC):
         The same structure serves S13 (reschedule), S14 (modify) and S15 (cancel, with
         ``filler_status="Cancelled"``), should the daemon notify those later.
         """
+        return self._siu(
+            appointment,
+            order,
+            receiver=receiver,
+            trigger=trigger,
+            filler_status=filler_status,
+            event_reason=SIU_EVENTS["S12"][0],
+        )
+
+    def _siu(
+        self,
+        appointment: Appointment,
+        order: OrderRef,
+        *,
+        receiver: Party,
+        trigger: str,
+        filler_status: str,
+        event_reason: tuple[str, str, str],
+    ) -> OutboundMessage:
         if not order.mrn_authority and self._opt("mrn_authority"):
             order = _with_authority(order, self._opt("mrn_authority"))
         return _siu.build_siu(
@@ -531,10 +551,96 @@ class Dialect(abc.ABC):
             entered_by=split_xcn(self._opt("siu_entered_by")),
             note=self._opt("siu_note"),
             filler_status=filler_status,
+            event_reason=event_reason,
+        )
+
+    def build_siu_change(
+        self,
+        appointment: Appointment,
+        order: OrderRef,
+        *,
+        receiver: Party,
+        change: ChangeKind,
+        reason: str = "",
+    ) -> OutboundMessage:
+        """SIU^S13/S14/S15/S17 for ``change`` (SCH-6 event reason, SCH-25 Booked/Cancelled/Deleted).
+
+        ``appointment`` is the record as it stands after the change (a reschedule: the new slot). ``reason``
+        replaces the SCH-6 text; it goes to the EMR only, never to a log.
+        """
+        trigger = change.siu_trigger
+        (code, text, system), status = SIU_EVENTS[trigger]
+        return self._siu(
+            appointment,
+            order,
+            receiver=receiver,
+            trigger=trigger,
+            filler_status=status,
+            event_reason=(code, reason or text, system),
         )
 
     def parse_siu(self, data: bytes | Message) -> SiuMessage:
         return _siu.parse_siu(data, tz=self.tz)
+
+    # ---- lifecycle toward the RIS: reschedule and cancel ----------------------------------------------------
+
+    CHANGE_ANSWERS: ClassVar[tuple[tuple[str, str], ...]]
+    """Message types accepted as the answer to a reschedule or cancel (``("ACK", "")`` = any ACK)."""
+
+    @abc.abstractmethod
+    def build_cancel(
+        self, appointment: Appointment, order: OrderRef, *, reason: str = ""
+    ) -> OutboundMessage:
+        """Ask the RIS to cancel the booked ``appointment`` (SRM^S04 / ORM^O01 ORC-1 CA)."""
+
+    @abc.abstractmethod
+    def build_reschedule(
+        self, appointment: Appointment, order: OrderRef, slot: Slot, *, reason: str = ""
+    ) -> OutboundMessage:
+        """Ask the RIS to move the booked ``appointment`` to ``slot`` (SRM^S02 / ORM^O01 ORC-1 XO)."""
+
+    @abc.abstractmethod
+    def parse_change_request(self, data: bytes) -> ChangeRequest:
+        """Responder side: a reschedule or cancel request."""
+
+    @abc.abstractmethod
+    def build_change_response(
+        self,
+        request: ChangeRequest,
+        *,
+        accepted: bool,
+        reason: str = "",
+        code: AckCode | None = None,
+        filler_appointment_id: str = "",
+        slot: Slot | None = None,
+    ) -> OutboundMessage:
+        """Responder side: answer a change. A refusal without ``code`` is the dialect's "unable to"
+        (ch10: AE; qie-2.3: ORR^O02 ORC-1 UC for a cancel, AE for a reschedule); ``code`` AE/AR forces a
+        general error ACK. ``slot`` is the appointment's slot after the change (echoed where the answer
+        carries a schedule)."""
+
+    def parse_change_response(self, data: bytes, expected_control_id: str) -> ChangeResult:
+        """AA without a refusing ORC-1 = done; AE/AR, or ORC-1 UC/UX (unable to cancel/change) = refused."""
+        msg = parse(data)
+        self._expect(msg, *self.CHANGE_ANSWERS)
+        ack = self._answer(msg, expected_control_id)
+        orc = msg.first("ORC")
+        control = orc.get(1).strip().upper() if orc else ""
+        accepted = ack.code is AckCode.AA and control not in _REFUSING_CONTROLS
+        reason = ""
+        if not accepted:
+            orc_reason = (orc.get(16, 2) or orc.get(16, 1)) if orc else ""
+            reason = ack.text or orc_reason or f"change refused ({control or ack.code.value})"
+        return ChangeResult(
+            accepted=accepted,
+            ack_code=ack.code,
+            order_control=control,
+            filler_appointment_id=(
+                self._read(msg, "booking_response.appointment_id") if accepted else ""
+            ),
+            reason=reason,
+            error_code=ack.error_code,
+        )
 
     def parse_ack(self, data: bytes, expected_control_id: str) -> Ack:
         return _ack.parse_ack(data, expected_control_id)
@@ -573,6 +679,10 @@ class Dialect(abc.ABC):
             tz=self.tz,
             default_version=self.version,
         )
+
+
+_REFUSING_CONTROLS = frozenset({"UC", "UX", "UA", "UM", "UD"})
+"""ORC-1 "unable to" answers (table 0119): cancel, change, accept, modify, discontinue."""
 
 
 def _with_authority(order: OrderRef, authority: str) -> OrderRef:

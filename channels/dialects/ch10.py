@@ -17,11 +17,14 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import ClassVar
 
+from .. import ack as _ack
+from ..changes import REQUEST_TRIGGERS, SIU_EVENTS, ChangeKind, ChangeRequest
 from ..errors import ParseError
 from ..header import request_header
 from ..message import Message, Segment, SegmentBuilder, parse
 from ..model import (
     AckCode,
+    Appointment,
     BookingRequest,
     OrderRef,
     OutboundMessage,
@@ -57,11 +60,17 @@ class Ch10Dialect(Dialect):
             "booking_response.appointment_id": Placement(
                 "SCH-2", frozenset({"SCH", "MSA"}), optional=True
             ),
+            # Reschedule/cancel (SRM^S02/S04) reuse the booking placements for the ids; these are their own.
+            "change.reason": Placement("ARQ-6.2", frozenset({"ARQ"})),
+            # The standard moves an appointment by its new time (ARQ-11) and resources; a site whose RIS
+            # wants the new slot's id too names a field here (e.g. "AIS-3.4").
+            "reschedule.slot_id": Placement("", frozenset({"ARQ", "AIS", "AIL"}), optional=True),
         }
     )
     SLOT_QUERY = ("SQM", "S25", "SQM_S25")
     BOOKING_ANSWERS = (("SRR", "S01"), ("ACK", ""))
     BOOKING_ANSWER = ("SRR", "S01", "SRR_S01")
+    CHANGE_ANSWERS = (("SRR", "S02"), ("SRR", "S04"), ("ACK", ""))
     OPTIONS: ClassVar[Mapping[str, object]] = MappingProxyType({"charset": "UNICODE UTF-8"})
 
     def _arq(
@@ -213,6 +222,14 @@ class Ch10Dialect(Dialect):
     # ---- booking: SRM^S01 -> SRR^S01 ----------------------------------------------------------------------
 
     def build_booking(self, order: OrderRef, slot: Slot, appointment_id: str) -> OutboundMessage:
+        segments = self._srm_segments(order, slot, appointment_id, slot.id)
+        return self._send(("SRM", "S01", "SRM_S01"), segments)
+
+    def _srm_segments(
+        self, order: OrderRef, slot: Slot, appointment_id: str, filler_id: str
+    ) -> list[SegmentBuilder]:
+        """ARQ PID RGS AIS AIL of an SRM (S01 book, S02 reschedule, S04 cancel) for ``slot``; ``filler_id``
+        is the RIS's id in ARQ-2 (the open slot's for a booking, the booked appointment's afterwards)."""
         end = slot.start + timedelta(minutes=slot.duration_minutes)
         arq = self._arq("", slot.start, end, slot.duration_minutes)
         segments = [
@@ -230,12 +247,12 @@ class Ch10Dialect(Dialect):
             ),
         ]
         self._place(segments, "booking.appointment_id", appointment_id)
-        self._place(segments, "booking.slot_id", slot.id)
+        self._place(segments, "booking.slot_id", filler_id)
         self._place(segments, "booking.order_id", order.placer_order_id or order.order_id)
         self._place(segments, "booking.filler_order_id", order.filler_order_id)
         self._place(segments, "booking.location_id", slot.location_id)
         self._place(segments, "booking.modality", slot.modality)
-        return self._send(("SRM", "S01", "SRM_S01"), segments)
+        return segments
 
     def parse_booking_request(self, data: bytes) -> BookingRequest:
         msg = parse(data)
@@ -295,6 +312,125 @@ class Ch10Dialect(Dialect):
         self._place(resources, "booking.modality", modality, required=False)
         segments += resources
         return segments
+
+    # ---- reschedule and cancel: SRM^S02 / SRM^S04 -> SRR (or ACK) -----------------------------------------
+
+    def _change(
+        self,
+        kind: ChangeKind,
+        appointment: Appointment,
+        order: OrderRef,
+        slot: Slot,
+        reason: str,
+    ) -> OutboundMessage:
+        """SRM^S02/S04: the SRM_S01 structure with ARQ-1 ours, ARQ-2 the RIS's id of the booked appointment
+        (what the booking's SRR returned, else the slot id we booked), ARQ-6 the request event reason and
+        ARQ-11 / AIS / AIL the (new) timing and resources."""
+        trigger = REQUEST_TRIGGERS[kind]
+        filler_id = appointment.filler_appointment_id or appointment.slot.id
+        segments = self._srm_segments(order, slot, appointment.id, filler_id)
+        segments[0].field(6, _REQUEST_EVENT[kind])
+        self._place(segments, "change.reason", reason)
+        if kind is ChangeKind.RESCHEDULE:
+            self._place(segments, "reschedule.slot_id", slot.id)
+        return self._send(("SRM", trigger, "SRM_S01"), segments)
+
+    def build_cancel(
+        self, appointment: Appointment, order: OrderRef, *, reason: str = ""
+    ) -> OutboundMessage:
+        return self._change(ChangeKind.CANCEL, appointment, order, appointment.slot, reason)
+
+    def build_reschedule(
+        self, appointment: Appointment, order: OrderRef, slot: Slot, *, reason: str = ""
+    ) -> OutboundMessage:
+        return self._change(ChangeKind.RESCHEDULE, appointment, order, slot, reason)
+
+    def parse_change_request(self, data: bytes) -> ChangeRequest:
+        msg = parse(data)
+        self._expect(msg, ("SRM", "S02"), ("SRM", "S04"))
+        kind = ChangeKind.RESCHEDULE if msg.trigger == "S02" else ChangeKind.CANCEL
+        arq = msg.require("ARQ")
+        ais = msg.first("AIS")
+        pid = msg.first("PID")
+        start_text = (ais.get(4) if ais else "") or arq.get(11, 1)
+        return ChangeRequest(
+            header=request_header(msg),
+            kind=kind,
+            appointment_id=self._read(msg, "booking.appointment_id"),
+            filler_appointment_id=self._read(msg, "booking.slot_id"),
+            order_id=self._read(msg, "booking.order_id"),
+            filler_order_id=self._read(msg, "booking.filler_order_id"),
+            slot_id=self._read(msg, "reschedule.slot_id"),
+            location_id=self._read(msg, "booking.location_id"),
+            modality=self._read(msg, "booking.modality").upper(),
+            start=self._read_ts(start_text, "AIS-4") if start_text else None,
+            duration_minutes=int_or_none(ais.get(7) if ais else "") or int_or_none(arq.get(9)),
+            reason=self._read(msg, "change.reason") or arq.get(6, 1),
+            mrn=mrn_of(pid) if pid else "",
+        )
+
+    def build_change_response(
+        self,
+        request: ChangeRequest,
+        *,
+        accepted: bool,
+        reason: str = "",
+        code: AckCode | None = None,
+        filler_appointment_id: str = "",
+        slot: Slot | None = None,
+    ) -> OutboundMessage:
+        """SRR^S02/S04: AA with the appointment as it now stands (SCH-25 Booked or Cancelled), or AE/AR + ERR."""
+        ack_code = code or (AckCode.AA if accepted else AckCode.AE)
+        segments = [_ack.msa_segment(ack_code, request.header.control_id, reason)]
+        if ack_code.is_success:
+            segments += self._changed_schedule(request, filler_appointment_id, slot)
+        else:
+            segments.append(_ack.err_segment(self.version, "207", reason))
+        self._place(segments, "booking_response.appointment_id", filler_appointment_id)
+        trigger = REQUEST_TRIGGERS[request.kind]
+        return self._respond(request.header, ("SRR", trigger, "SRR_S01"), segments)
+
+    def _changed_schedule(
+        self, request: ChangeRequest, filler_appointment_id: str, slot: Slot | None
+    ) -> list[SegmentBuilder]:
+        """SCH (+TQ1) and the resource group SRR requires, describing the appointment after the change."""
+        start = slot.start if slot else request.start
+        minutes = slot.duration_minutes if slot else request.duration_minutes
+        event, status = SIU_EVENTS[request.kind.siu_trigger]
+        sch = SegmentBuilder("SCH", request.appointment_id)
+        if filler_appointment_id:
+            sch.field(2, filler_appointment_id)
+        sch.field(6, event)
+        if minutes is not None:
+            sch.field(9, str(minutes))
+            sch.field(10, "min")
+        sch.field(16, split_xcn(self._opt("siu_filler_contact")))
+        sch.field(20, split_xcn(self._opt("siu_filler_contact")))
+        sch.field(25, (status, status, "HL70278"))
+        segments = [sch]
+        if start is not None and minutes is not None:
+            segments.append(tq1_segment(start, minutes, self.tz, self.with_offset))
+        modality = slot.modality if slot else request.modality
+        resources = resource_segments(
+            service=(modality, modality, "DCM"),
+            location_id="",
+            location_name="",
+            location_type="",
+            start=start,
+            minutes=minutes,
+            tz=self.tz,
+            with_offset=self.with_offset,
+        )
+        location_id = slot.location_id if slot else request.location_id
+        self._place(resources, "booking.location_id", location_id, required=False)
+        self._place(resources, "booking.modality", modality, required=False)
+        return segments + resources
+
+
+_REQUEST_EVENT = {
+    ChangeKind.RESCHEDULE: ("S02", "Reschedule requested", "L"),
+    ChangeKind.CANCEL: ("S04", "Cancellation requested", "L"),
+}
 
 
 def _first(group: list[Segment], name: str) -> Segment | None:

@@ -4,6 +4,7 @@
 through :class:`ConsoleDeps`. See docs/console.md.
 """
 
-from radsched.console.app import ConsoleDeps, OutboxActions, build_console_app
+from radsched.console.app import ConsoleDeps, OutboxActions
+from radsched.console.site import build_console_app
 
 __all__ = ["ConsoleDeps", "OutboxActions", "build_console_app"]

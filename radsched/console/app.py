@@ -14,13 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
 from radsched.console.limiter import LoginLimiter
@@ -210,7 +207,7 @@ def _secure(request: web.Request) -> bool:
 
 
 @web.middleware
-async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own 404/405 for unknown paths
@@ -228,7 +225,7 @@ def see_other(location: str) -> web.Response:
 
 
 @web.middleware
-async def _session(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/static/"):
         return await handler(request)
     d = request.app[DEPS]
@@ -299,43 +296,3 @@ def _with_cookie(
         path="/",
     )
     return response
-
-
-def static_dir() -> Path:
-    return Path(str(resources.files("radsched.console").joinpath("static")))
-
-
-def build_console_app(d: ConsoleDeps) -> web.Application:
-    from radsched.console import auth_views, pages, report_views
-
-    app = web.Application(middlewares=[_headers, _session], client_max_size=64 * 1024)
-    app[DEPS] = d
-    app[CODEC] = CookieCodec(d.cookie_key)
-    app[LIMITER] = d.limiter or LoginLimiter(d.clock)
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.PackageLoader("radsched.console", "templates"),
-        autoescape=jinja2.select_autoescape(default=True),
-        undefined=jinja2.StrictUndefined,
-    )
-    env = aiohttp_jinja2.get_env(app)
-    env.filters["ago"] = lambda when: _ago(d.clock(), when)
-    env.filters["stamp"] = lambda when: f"{when:%Y-%m-%d %H:%M:%S}Z" if when else "—"
-    auth_views.add_routes(app)
-    pages.add_routes(app)
-    report_views.add_routes(app)
-    app.router.add_static("/static/", static_dir(), name="static", append_version=True)
-    return app
-
-
-def _ago(now: datetime, when: datetime | None) -> str:
-    if when is None:
-        return "—"
-    seconds = max(0, int((now - when).total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"

@@ -10,8 +10,9 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import SecretStr
 
-from radsched.console.app import ConsoleDeps, Readiness, build_console_app
+from radsched.console.app import ConsoleDeps, Readiness
 from radsched.console.session import derive_cookie_key
+from radsched.console.site import build_console_app
 from radsched.console.users import FIRST_ADMIN, ensure_first_admin
 from radsched.privacy import PhiBox
 from radsched.settings import Settings
@@ -44,12 +45,12 @@ class CommandOutbox:
         self._settings = settings
 
     async def retry(self, row_id: int, *, to: str | None) -> str:
-        from radsched.commands.outbox import retry_row
+        from radsched.emr.outbox_actions import retry_row
 
         return await retry_row(self._settings, row_id, to=to)
 
     async def drop(self, row_id: int) -> str:
-        from radsched.commands.outbox import drop_row
+        from radsched.emr.outbox_actions import drop_row
 
         return await drop_row(self._settings, row_id)
 

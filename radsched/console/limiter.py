@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from radsched.http.ratelimit import Rate, TokenBuckets
+from radsched.rest.ratelimit import Rate, TokenBuckets
 
 PER_USER = Rate(per_s=1 / 180, burst=5)
 PER_ADDRESS = Rate(per_s=1 / 60, burst=20)

@@ -1,10 +1,10 @@
 """SIU to the EMRs: store-and-forward outbox, routing by facility, relay mode, one sender per destination.
 
-The component (``await emr.start(daemon, stack)`` in the composition root):
+The component (``await emr.start(stack, ...)`` in the composition root):
 
 * parses ``EMR_ROUTES`` (:mod:`.routes`) or, when unset, starts the in-process EMR sink (:mod:`.sink`);
-* registers the booking hook on ``daemon.scheduling`` (:mod:`.enqueue`) and the relay handlers for
-  SIU^S12-S15/S26 on ``daemon.inbound`` (:mod:`.relay`) — both write ``hl7_outbox`` rows in the
+* registers the booking hook with the scheduling service (:mod:`.enqueue`) and the relay handlers for
+  SIU^S12-S15/S26 with the inbound router (:mod:`.relay`) — both write ``hl7_outbox`` rows in the
   transaction of the change that caused them;
 * runs one :class:`~.sender.DestinationSender` per destination, coordinated across daemons by
   advisory locks and woken by LISTEN/NOTIFY (:mod:`.coordinator`);
@@ -22,8 +22,11 @@ import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import datetime
-from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
+from prometheus_client import CollectorRegistry
+
+from channels import Party
 from radsched.emr.coordinator import Coordinator
 from radsched.emr.enqueue import OutboxWriter
 from radsched.emr.metrics import EmrMetrics
@@ -32,10 +35,13 @@ from radsched.emr.routes import Routes, parse_routes, sink_routes
 from radsched.emr.sender import DestinationSender, SenderConfig
 from radsched.emr.sink import EmrSink
 from radsched.emr.store import queue_stats
+from radsched.hl7metrics import HL7Metrics
+from radsched.inbound.router import InboundRouter
+from radsched.privacy import PhiBox
+from radsched.rest.health import Readiness
+from radsched.scheduling.service import BookingHook
+from radsched.settings import Settings
 from radsched.storage.db import Database
-
-if TYPE_CHECKING:
-    from radsched.daemon import Daemon
 
 __all__ = ["EmrOutbox", "start"]
 
@@ -147,8 +153,7 @@ class EmrOutbox:
         await self._coordinator.aclose()
 
 
-def sender_config(daemon: Daemon) -> SenderConfig:
-    s = daemon.settings
+def sender_config(s: Settings) -> SenderConfig:
     return SenderConfig(
         ack_timeout_s=s.emr_ack_timeout_s,
         max_rejections=s.emr_max_rejections,
@@ -157,14 +162,28 @@ def sender_config(daemon: Daemon) -> SenderConfig:
     )
 
 
-async def start(daemon: Daemon, stack: AsyncExitStack) -> EmrOutbox:
+async def start(
+    stack: AsyncExitStack,
+    *,
+    settings: Settings,
+    db: Database,
+    dsn: str,
+    phi: PhiBox,
+    registry: CollectorRegistry,
+    hl7_metrics: HL7Metrics,
+    readiness: Readiness,
+    inbound: InboundRouter,
+    add_booking_hook: Callable[[BookingHook], None],
+    me: Party,
+    tz: ZoneInfo,
+    clock: Callable[[], datetime],
+) -> EmrOutbox:
     """Start the EMR component; its teardown is pushed onto ``stack``."""
-    settings = daemon.settings
     sink: EmrSink | None = None
     if settings.emr_routes:
         routes = parse_routes(settings.emr_routes)
     else:
-        sink = EmrSink(daemon.hl7_metrics, tz=daemon.tz, clock=daemon.clock)
+        sink = EmrSink(hl7_metrics, tz=tz, clock=clock)
         await sink.start()
         stack.push_async_callback(sink.aclose)
         routes = sink_routes(sink.address)
@@ -172,32 +191,30 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> EmrOutbox:
             "EMR_ROUTES unset: SIUs go to the in-process EMR sink",
             extra={"sink": str(sink.address)},
         )
-    metrics = EmrMetrics(daemon.metrics.registry)
-    writer = OutboxWriter(
-        routes, daemon.phi, metrics, me=daemon.me, tz=daemon.tz, clock=daemon.clock
-    )
+    metrics = EmrMetrics(registry)
+    writer = OutboxWriter(routes, phi, metrics, me=me, tz=tz, clock=clock)
     senders: dict[str, DestinationSender] = {}
-    coordinator = Coordinator(daemon.dsn)
-    config = sender_config(daemon)
+    coordinator = Coordinator(dsn)
+    config = sender_config(settings)
     for dest in routes.destinations:
         senders[dest.name] = DestinationSender(
             dest,
-            db=daemon.db,
+            db=db,
             coordinator=coordinator,
-            phi=daemon.phi,
+            phi=phi,
             metrics=metrics,
-            hl7_metrics=daemon.hl7_metrics,
+            hl7_metrics=hl7_metrics,
             config=config,
-            clock=daemon.clock,
+            clock=clock,
         )
     outbox = EmrOutbox(
         routes=routes,
         writer=writer,
         senders=senders,
         coordinator=coordinator,
-        db=daemon.db,
+        db=db,
         metrics=metrics,
-        clock=daemon.clock,
+        clock=clock,
         failing_alert_s=settings.emr_failing_alert_s,
         sink=sink,
     )
@@ -205,9 +222,9 @@ async def start(daemon: Daemon, stack: AsyncExitStack) -> EmrOutbox:
 
     handler = relay_handler(writer)
     for message_type in RELAYED:
-        daemon.inbound.register(message_type, handler)
-    daemon.scheduling.add_booking_hook(writer.on_booked)
-    daemon.readiness.add("emr", outbox.readiness)
+        inbound.register(message_type, handler)
+    add_booking_hook(writer.on_booked)
+    readiness.add("emr", outbox.readiness)
 
     await outbox.start()
     stack.push_async_callback(outbox.aclose, settings.shutdown_grace_s)

@@ -19,6 +19,7 @@ from typing import Protocol
 import asyncpg
 
 from channels import Appointment, OrderRef, Party, build_siu
+from channels.siu_convert import canonical_version, convert_siu
 from radsched.emr import store
 from radsched.emr.metrics import EmrMetrics
 from radsched.emr.routes import UNROUTED, Route, Routes
@@ -31,7 +32,7 @@ UNROUTED_RECEIVER = Party("EMR", "EMR")
 
 
 class BookedAppointmentLike(Protocol):
-    """What the hook reads of ``radsched.ris.service.BookedAppointment`` (kept structural so this
+    """What the hook reads of ``radsched.scheduling.service.BookedAppointment`` (kept structural so this
     package does not import the RIS gateway)."""
 
     @property
@@ -136,16 +137,20 @@ class OutboxWriter:
         appointment, order = booked.appointment, booked.order
 
         def build(route: Route | None) -> Built:
+            # Built in its native form (2.3 or 2.5.1), then moved to the route's version.
+            version = route.siu_version if route else "2.5.1"
+            native = canonical_version(version)
             out = build_siu(
                 appointment,
                 order,
-                version=route.siu_version if route else "2.5.1",
+                version=native,
                 sender=self._me,
                 receiver=route.receiver if route else UNROUTED_RECEIVER,
                 clock=self._clock,
                 tz=self.tz,
             )
-            return Built(out.control_id, out.payload)
+            payload = out.payload if version == native else convert_siu(out.payload, version)
+            return Built(out.control_id, payload)
 
         await self.enqueue(
             conn,

@@ -1,4 +1,4 @@
-"""Relay mode: SIU^S12-S15/S26 from the RIS on ``MLLP_LISTEN`` forwarded to the routed EMRs.
+"""Relay mode: SIU^S12-S15/S17/S26 from the RIS on ``MLLP_LISTEN`` forwarded to the routed EMRs.
 
 The inbound router commits before it ACKs and answers a resend with the original ACK, so a relayed
 message is enqueued exactly once, in the transaction that records it. What the EMR receives is the
@@ -11,7 +11,9 @@ RIS's message as it was, with three MSH fields changed per destination:
 * MSH-3/4 stay the RIS's: the appointment's source of truth is the RIS, and EMR interfaces are
   usually configured per sending facility.
 
-The version and content are not converted: a v2.3 SIU is relayed as v2.3 whatever the route's dialect
+The content is not rewritten otherwise. A route with ``version=`` (``EMR_ROUTES ...;version=2.7``) gets
+the SIU converted field by field to that version first (``channels.siu_convert``: SCH-11 vs TQ1,
+withdrawn PID fields, XTN); without it the SIU goes in the RIS's version whatever the route's dialect
 (the dialect only chooses how *we* build an SIU from a booking).
 """
 
@@ -19,12 +21,13 @@ from __future__ import annotations
 
 import asyncpg
 
-from channels import Message, ParseError, Party, parse_siu, random_control_ids
+from channels import Message, ParseError, Party, parse, parse_siu, random_control_ids
+from channels.siu_convert import SIU_VERSIONS, convert_siu
 from radsched.emr.enqueue import Built, OutboxWriter
 from radsched.emr.routes import Route
-from radsched.inbound import InboundContext, InboundHandler, Outcome, Rejected
+from radsched.inbound.router import InboundContext, InboundHandler, Outcome, Rejected
 
-RELAYED = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S26")
+RELAYED = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17", "SIU^S26")
 
 
 def readdress(msg: Message, receiver: Party | None, control_id: str) -> bytes:
@@ -51,10 +54,20 @@ def relay_handler(writer: OutboxWriter) -> InboundHandler:
             ) from None
         if not siu.placer_appointment_id and not siu.filler_appointment_id:
             raise Rejected("SCH-1 and SCH-2 are both empty: no appointment id", location="SCH-1")
+        if msg.version.strip() not in SIU_VERSIONS:
+            # Conversion (and what the EMRs take) covers 2.3-2.8; older SIUs are refused, not guessed.
+            raise Rejected(
+                f"SIU v{msg.version.strip()} is not relayed; accepted: 2.3-2.8",
+                error_code="203",
+                location="MSH-12",
+            )
 
         def build(route: Route | None) -> Built:
             cid = random_control_ids()
-            return Built(cid, readdress(msg, route.receiver if route else None, cid))
+            source = msg
+            if route is not None and route.version and route.version != msg.version.strip():
+                source = parse(convert_siu(msg, route.version))
+            return Built(cid, readdress(source, route.receiver if route else None, cid))
 
         await writer.enqueue(
             conn,

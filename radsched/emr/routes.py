@@ -7,6 +7,8 @@ Grammar (whitespace around items is ignored; routes are separated by ``,`` or ne
     OPTION     = DIALECT                 ; ch10-2.5.1 (SIU v2.5.1, TQ1) or qie-2.3 (SIU v2.3, SCH-11)
                | "receiver=" APP "^" FAC  ; MSH-5 / MSH-6 of what this EMR receives
                | "name=" NAME            ; destination name (default HOST:PORT)
+               | "version=" VERSION      ; SIU version this EMR gets, 2.3-2.8 (default: the dialect's);
+                                         ; relayed SIUs are converted to it field by field
 
 ``FACILITY`` is matched exactly against the order's facility (``parse_order``'s, MSH-4 by default) or,
 in relay mode, MSH-4 of the SIU; ``*`` is the default for facilities without a route of their own. A
@@ -27,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from channels import Party
+from channels.siu_convert import SIU_VERSIONS
 from radsched.errors import ConfigError
 from radsched.settings import DIALECTS, HostPort
 
@@ -56,10 +59,12 @@ class Route:
     destination: Destination
     dialect: str
     receiver: Party
+    version: str = ""
+    """``version=`` when given: the SIU version this EMR gets (relayed SIUs are converted to it)."""
 
     @property
     def siu_version(self) -> str:
-        return _SIU_VERSION[self.dialect]
+        return self.version or _SIU_VERSION[self.dialect]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +114,7 @@ def _parse_route(text: str) -> Route:
     dialect = "ch10-2.5.1"
     name = str(address)
     receiver = Party("EMR", "EMR" if facility == DEFAULT_FACILITY else facility)
+    version = ""
     for option in options:
         key, eq, value = option.partition("=")
         if not eq and option in DIALECTS:
@@ -118,6 +124,10 @@ def _parse_route(text: str) -> Route:
             if not (caret and _TOKEN.fullmatch(app) and _TOKEN.fullmatch(fac)):
                 raise _fail(f"route {text!r}: receiver must look like APP^FACILITY")
             receiver = Party(app, fac)
+        elif key == "version" and eq:
+            if value not in SIU_VERSIONS:
+                raise _fail(f"route {text!r}: version must be one of {', '.join(SIU_VERSIONS)}")
+            version = value
         elif key == "name" and eq:
             if not _TOKEN.fullmatch(value):
                 raise _fail(f"route {text!r}: name may use letters, digits, '.', '_' and '-'")
@@ -126,11 +136,11 @@ def _parse_route(text: str) -> Route:
             known = ", ".join(DIALECTS)
             raise _fail(
                 f"route {text!r}: unknown option {option!r} (dialects: {known}; "
-                "or receiver=APP^FACILITY, name=NAME)"
+                "or receiver=APP^FACILITY, name=NAME, version=2.3-2.8)"
             )
     if name in (SINK_DESTINATION, UNROUTED):
         raise _fail(f"route {text!r}: destination name {name!r} is reserved")
-    return Route(facility, Destination(name, address), dialect, receiver)
+    return Route(facility, Destination(name, address), dialect, receiver, version)
 
 
 def parse_routes(text: str) -> Routes:

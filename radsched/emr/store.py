@@ -12,6 +12,8 @@ from datetime import datetime
 
 import asyncpg
 
+from radsched.storage import appointments
+
 NOTIFY_CHANNEL = "radsched_hl7_outbox"
 """LISTEN/NOTIFY channel; the payload is a destination name (``*`` wakes every sender)."""
 
@@ -227,6 +229,9 @@ async def dead_letter(
         1 if count_attempt else 0,
         1 if rejected else 0,
     )
+    if done is not None:
+        # The appointment's later change notifications must not overtake it: held with it.
+        await appointments.hold_followers(conn, row_id, now=now)
     return done is not None
 
 
@@ -311,6 +316,7 @@ async def requeue(conn: asyncpg.Connection, row_id: int, *, now: datetime) -> No
         row_id,
         now,
     )
+    await appointments.release_followers(conn, row_id, now=now)
 
 
 async def drop(conn: asyncpg.Connection, row_id: int, *, now: datetime, reason: str) -> None:

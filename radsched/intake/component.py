@@ -1,7 +1,8 @@
 """Wiring of order intake and the SMS conversation engine into the daemon (one ``start`` call).
 
-Starts after the RIS component (it needs ``daemon.scheduling``) and before the SMS transport,
-whose webhooks call ``daemon.sms_engine``. Configuration read here, besides the settings:
+Starts after the RIS component (it needs the scheduling service) and before the SMS transport,
+whose webhooks call the engine; the engine wakes that transport through an ``OutboxBell``
+(radsched/wiring.py). Configuration read here, besides the settings:
 
 - TOML ``[sms.templates.<lang>]`` / ``[sms.procedure_types.<lang>]``: text overrides (docs/sms.md);
 - TOML ``[procedure_modalities]``: procedure code → DICOM modality when OBR-24 is empty;
@@ -11,36 +12,42 @@ whose webhooks call ``daemon.sms_engine``. Configuration read here, besides the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any, cast
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from channels import ConfigError as ChannelConfigError
-from channels import get_dialect
+from channels import Party, get_dialect
+from radsched.conversation.config import ConversationConfig
+from radsched.conversation.quiet_hours import parse_quiet_hours
+from radsched.conversation.templates import TemplateError, TemplateSet
 from radsched.errors import ConfigError
+from radsched.inbound.router import InboundRouter
 from radsched.intake.choice import procedure_modalities
 from radsched.intake.hl7 import OrmHandler
 from radsched.intake.http import add_order_route
 from radsched.intake.service import OrderIntake
 from radsched.modality import ModalityControl
+from radsched.privacy import PhiBox
+from radsched.scheduling.service import SchedulingService
 from radsched.settings import Settings, toml_sections
-from radsched.sms.config import ConversationConfig
 from radsched.sms.driver import Driver
-from radsched.sms.engine import SmsEngine, Waker
+from radsched.sms.engine import SmsEngine
 from radsched.sms.engine_metrics import EngineMetrics
-from radsched.sms.quiet_hours import parse_quiet_hours
 from radsched.sms.ris_calls import RisCaller
-from radsched.sms.templates import TemplateError, TemplateSet
-
-if TYPE_CHECKING:
-    from radsched.daemon import Daemon
-    from radsched.ris.service import SchedulingService
+from radsched.storage.db import Database
+from radsched.storage.orders import OrderStore
+from radsched.wiring import OutboxBell
 
 log = logging.getLogger("radsched.intake")
 
-__all__ = ["conversation_config", "start"]
+__all__ = ["conversation_config", "resume_waiting", "start"]
 
 # Shown in texts when PRACTICE_NAME / SCHEDULING_PHONE are unset (embedded defaults, demos).
 FALLBACK_PRACTICE = "Radiology scheduling"
@@ -48,8 +55,6 @@ FALLBACK_PHONE = "your clinic"
 
 
 def conversation_config(settings: Settings, sections: Mapping[str, Any]) -> ConversationConfig:
-    from zoneinfo import ZoneInfo
-
     sms = sections.get("sms", {}) if isinstance(sections.get("sms"), Mapping) else {}
     try:
         templates = TemplateSet.from_mapping(sms.get("templates"), sms.get("procedure_types"))
@@ -73,80 +78,91 @@ def conversation_config(settings: Settings, sections: Mapping[str, Any]) -> Conv
         raise ConfigError(f"RADSCHED_{exc}") from None
 
 
-async def start(daemon: Daemon, stack: AsyncExitStack) -> SmsEngine:
-    """Build the engine, register ORM^O01 and ``POST /api/orders``, start the timer."""
-    settings = daemon.settings
+async def start(
+    stack: AsyncExitStack,
+    *,
+    settings: Settings,
+    order_tokens: tuple[str, ...],
+    dsn: str,
+    db: Database,
+    orders: OrderStore,
+    phi: PhiBox,
+    hash_key: bytes,
+    registry: CollectorRegistry,
+    app: web.Application,
+    inbound: InboundRouter,
+    scheduling: SchedulingService,
+    outbox: OutboxBell,
+    me: Party,
+    tz: ZoneInfo,
+    clock: Callable[[], datetime],
+) -> SmsEngine:
+    """Build the engine, register ORM^O01 and ``POST /api/orders``, start the timer.
+
+    Conversations a previous process left waiting on the RIS are not resumed here: the composition
+    root calls :func:`resume_waiting` once every component (the SIU hook included) is up.
+    """
     sections = toml_sections()
     cfg = conversation_config(settings, sections)
     mapping = procedure_modalities(sections.get("procedure_modalities"))
     try:
-        dialect = get_dialect(
-            settings.ris_dialect, sections.get("dialect"), local=daemon.me, tz=daemon.tz
-        )
+        dialect = get_dialect(settings.ris_dialect, sections.get("dialect"), local=me, tz=tz)
     except ChannelConfigError as exc:
         raise ConfigError(f"RADSCHED_CONFIG [dialect]: {exc}") from None
 
-    metrics = EngineMetrics(daemon.metrics.registry)
+    metrics = EngineMetrics(registry)
     modalities = ModalityControl(settings.modality_defaults)
-    await modalities.listen(daemon.dsn)
+    await modalities.listen(dsn)
     stack.push_async_callback(modalities.aclose)
 
-    def scheduling() -> SchedulingService | None:
-        return cast("SchedulingService | None", getattr(daemon, "scheduling", None))
-
-    def outbox() -> Waker | None:
-        return cast("Waker | None", getattr(daemon, "sms_outbox", None))
-
-    driver = Driver(cfg=cfg, phi=daemon.phi, orders=daemon.orders, metrics=metrics)
+    driver = Driver(cfg=cfg, phi=phi, orders=orders, metrics=metrics)
     engine = SmsEngine(
-        db=daemon.db,
+        db=db,
         driver=driver,
-        ris=RisCaller(scheduling, clock=daemon.clock),
-        hash_key=daemon.hash_key,
-        clock=daemon.clock,
+        ris=RisCaller(lambda: scheduling, clock=clock),
+        hash_key=hash_key,
+        clock=clock,
         metrics=metrics,
-        outbox=outbox,
+        outbox=outbox.current,
     )
     engine.modalities = modalities
     intake = OrderIntake(
-        orders=daemon.orders,
+        orders=orders,
         engine=engine,
         modalities=modalities,
         metrics=metrics,
-        clock=daemon.clock,
+        clock=clock,
     )
     wake = engine.wake_outbox
-    daemon.inbound.register("ORM^O01", OrmHandler(intake, dialect, mapping, wake))
+    orm = OrmHandler(intake, dialect, mapping, wake)
+    # The same reader takes the 2.5+ imaging and laboratory order messages (channels.orders).
+    for message_type in ("ORM^O01", "OMI^O23", "OML^O21"):
+        inbound.register(message_type, orm)
     add_order_route(
-        daemon.app,
-        db=daemon.db,
+        app,
+        db=db,
         intake=intake,
-        tokens=daemon.secrets.order_tokens,
+        tokens=order_tokens,
         procedure_modalities=mapping,
         wake=wake,
     )
-    _add_openapi(daemon)
+    _add_openapi(app)
     engine.start_timer()
     stack.push_async_callback(engine.aclose, settings.shutdown_grace_s)
-    # Conversations a previous process left waiting on the RIS get their call again once every
-    # component is up (the booking resolver and the SIU hook included).
-    resume = asyncio.create_task(_resume_after_start(daemon, engine), name="sms-resume")
-    stack.callback(resume.cancel)
-    daemon.sms_engine = engine
     return engine
 
 
-async def _resume_after_start(daemon: Daemon, engine: SmsEngine) -> None:
-    await daemon.started.wait()
+async def resume_waiting(engine: SmsEngine) -> None:
+    """Give conversations a previous process left waiting on the RIS their call again."""
     try:
         await engine.resume_waiting()
     except Exception:
         log.exception("could not resume conversations waiting on the RIS; the busy timeout will")
 
 
-def _add_openapi(daemon: Daemon) -> None:
+def _add_openapi(app: web.Application) -> None:
     from radsched.intake.http import openapi_fragment
-    from radsched.ris import openapi
+    from radsched.rest import openapi
 
-    if openapi.DOCUMENT in daemon.app:  # the REST facade serves the document
-        openapi.add_paths(daemon.app, openapi_fragment())
+    if openapi.DOCUMENT in app:  # the REST facade serves the document
+        openapi.add_paths(app, openapi_fragment())

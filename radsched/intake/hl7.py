@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 
 import asyncpg
 
-from channels import AckCode, Dialect, FieldPath, Message, OrderRef, ParseError
-from radsched.inbound import InboundContext, Outcome, Rejected
+from channels import AckCode, Dialect, FieldPath, Message, OrderRef, ParseError, short_control_id
+from radsched.inbound.router import InboundContext, Outcome, Rejected
 from radsched.intake.choice import choose_phone, resolve_modality
 from radsched.intake.service import OrderIntake
 
@@ -50,7 +50,10 @@ class OrmHandler:
             raise Rejected(
                 exc.reason, error_code=exc.hl7_error_code, location=exc.location
             ) from None
-        extra = {"control_id": order.control_id, "order_control": order.order_control}
+        extra = {
+            "control_id": short_control_id(order.control_id),
+            "order_control": order.order_control,
+        }
         if order.is_cancel:
             found = await self._intake.cancel(conn, order.order_id, ctx.correlation_id)
             ctx.after_commit.append(lambda: self._intake.metrics.order(order.modality, "cancelled"))

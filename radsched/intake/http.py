@@ -19,11 +19,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from channels import OrderRef
-from radsched.http.errors import error_response
 from radsched.intake.choice import resolve_modality
 from radsched.intake.service import OrderIntake
 from radsched.logs import correlation_id
 from radsched.privacy import normalise_phone
+from radsched.rest.errors import error_response
 from radsched.storage.db import Database
 
 log = logging.getLogger("radsched.intake.http")
@@ -130,7 +130,7 @@ def add_order_route(
 
 
 def openapi_fragment() -> dict[str, Any]:
-    """``/api/orders`` and its security scheme, for ``radsched.ris.openapi.add_paths``."""
+    """``/api/orders`` and its security scheme, for ``radsched.rest.openapi.add_paths``."""
     error = {"$ref": "#/components/schemas/Error"}
     paths = {
         ORDERS_PATH: {

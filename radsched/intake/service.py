@@ -17,9 +17,9 @@ import asyncpg
 
 from channels import OrderRef
 from radsched.modality import ModalityControl
-from radsched.orders import OrderSource, OrderStore
 from radsched.sms.engine import SmsEngine
 from radsched.sms.engine_metrics import EngineMetrics
+from radsched.storage.orders import OrderSource, OrderStore
 
 log = logging.getLogger("radsched.intake")
 

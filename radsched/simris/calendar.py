@@ -3,7 +3,7 @@
 Slots are computed, not stored: a template says "at DTWN, CT, Monday to Friday, 08:00-17:00, every 30
 minutes, 30 minutes long". A slot id names its location, modality and local start
 (``DTWN-CT-202611301430``), so the RIS can check a booking against the templates without keeping a list.
-Only bookings are state. Slots in the past (by the injectable clock) or beyond ``horizon_days`` are not
+Only bookings are state (cancelling one frees its slot; moving one frees the old slot). Slots in the past (by the injectable clock) or beyond ``horizon_days`` are not
 offered.
 
 TOML calendar (``radsched sim-ris --calendar FILE``)::
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,11 @@ class Booking:
     """Ours (the RIS's): SCH-2 of the answer."""
     placer_appointment_id: str
     order_id: str
+    filler_order_id: str = ""
+    mrn: str = ""
+    """Kept so staff-side changes (SIU^S13/S15 sent by the simulator) carry the patient like a real RIS."""
+    dialect: str = ""
+    """The dialect the booking came in; staff-side SIU go out in it."""
 
 
 @dataclass
@@ -86,6 +91,8 @@ class Calendar:
     horizon_days: int = 28
     clock: Clock = field(default=lambda: datetime.now(UTC))
     bookings: dict[str, Booking] = field(default_factory=dict)
+    issued: int = 0
+    """RIS appointment ids handed out so far (ids are never re-used after a cancel)."""
 
     def locations_for(self, modality: str) -> list[Location]:
         code = modality.upper()
@@ -155,21 +162,66 @@ class Calendar:
                 return self._slot(t, moment)
         return None
 
-    def book(self, slot_id: str, *, placer_appointment_id: str, order_id: str) -> Booking | str:
+    def book(
+        self,
+        slot_id: str,
+        *,
+        placer_appointment_id: str,
+        order_id: str,
+        filler_order_id: str = "",
+        mrn: str = "",
+        dialect: str = "",
+    ) -> Booking | str:
         """Book ``slot_id``; returns the booking, or why not (a short reason for MSA-3)."""
         slot = self.find(slot_id)
         if slot is None:
             return "unknown or past slot"
         if slot_id in self.bookings:
             return "slot already booked"
+        self.issued += 1
         booking = Booking(
             slot,
-            appointment_id=f"SIM{len(self.bookings) + 1:07d}",
+            appointment_id=f"SIM{self.issued:07d}",
             placer_appointment_id=placer_appointment_id,
             order_id=order_id,
+            filler_order_id=filler_order_id,
+            mrn=mrn,
+            dialect=dialect,
         )
         self.bookings[slot_id] = booking
         return booking
+
+    def lookup(self, *ids: str) -> Booking | None:
+        """The booking any of ``ids`` names: our appointment id (SIM...), the slot id, or the placer's id."""
+        wanted = {i for i in ids if i}
+        for slot_id, booking in self.bookings.items():
+            if wanted & {slot_id, booking.appointment_id, booking.placer_appointment_id}:
+                return booking
+        return None
+
+    def cancel(self, booking: Booking) -> None:
+        """Cancel ``booking``: its slot is offered again."""
+        self.bookings.pop(booking.slot.id, None)
+
+    def slot_at(self, location_id: str, modality: str, start: datetime) -> Slot | None:
+        """The template slot at ``location_id``/``modality`` starting at ``start`` (how SRM^S02 names it)."""
+        local = start.astimezone(self.tz)
+        return self.find(f"{location_id}-{modality.upper()}-{local.strftime('%Y%m%d%H%M')}")
+
+    def move(self, booking: Booking, slot_id: str) -> Booking | str:
+        """Move ``booking`` to ``slot_id`` (same RIS appointment id); the old slot is freed. On refusal
+        (why, for MSA-3) the booking stands unchanged."""
+        slot = self.find(slot_id)
+        if slot is None:
+            return "unknown or past slot"
+        if slot_id == booking.slot.id:
+            return booking
+        if slot_id in self.bookings:
+            return "slot already booked"
+        moved = replace(booking, slot=slot)
+        del self.bookings[booking.slot.id]
+        self.bookings[slot_id] = moved
+        return moved
 
 
 def default_calendar(

@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--control", metavar="HOST:PORT", help="HTTP control channel for faults and stats"
     )
+    p.add_argument(
+        "--notify",
+        metavar="HOST:PORT",
+        help="where staff-side changes (control channel /appointments/...) send their SIU: "
+        "radsched's MLLP_LISTEN",
+    )
     p.add_argument("--delay", type=float, default=0.0, metavar="S", help="answer S seconds late")
     p.add_argument(
         "--stall", action="store_true", help="hold every reply until the fault is cleared"
@@ -86,6 +92,7 @@ def cmd_sim_ris(args: argparse.Namespace) -> int:
     try:
         listen = HostPort.parse(args.listen, setting="--listen")
         control = HostPort.parse(args.control, setting="--control") if args.control else None
+        notify = HostPort.parse(args.notify, setting="--notify") if args.notify else None
         calendar = (
             load_calendar(args.calendar)
             if args.calendar
@@ -120,6 +127,7 @@ def cmd_sim_ris(args: argparse.Namespace) -> int:
             dialects=(args.dialect,) if args.dialect else DIALECT_NAMES,
             overrides=overrides,
             faults=faults,
+            notify=(notify.host, notify.port) if notify else None,
         )
         if faults.stall:
             sim.set_faults(stall=True)

@@ -10,6 +10,14 @@ the resulting state, and cannot race a half-written file::
     curl -s localhost:2576/stats                                    # frames by type, bookings, RIS time
     curl -s -X DELETE localhost:2576/stats                          # reset the timing samples
     curl -s localhost:2576/bookings                                 # slot id -> appointment ids
+
+Acting as staff at the RIS front desk (the change is made in the calendar, then SIU^S15 / SIU^S13 goes to
+``--notify``, radsched's ``MLLP_LISTEN``; the answer says which SIU went and the ACK it got)::
+
+    curl -s -X POST localhost:2576/appointments/SIM0000001/cancel -d '{"reason": "Scanner down"}'
+    curl -s -X POST localhost:2576/appointments/SIM0000001/move -d '{"slot_id": "DTWN-CT-202612011400"}'
+
+The appointment may be named by the RIS id (``SIM...``), its slot id or radsched's appointment id.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import json
 
 from aiohttp import web
 
+import mllp
+from channels import ParseError
 from radsched.simris.server import FaultError, SimRis
 
 
@@ -57,6 +67,28 @@ def control_app(sim: SimRis) -> web.Application:
             }
         )
 
+    async def staff_change(request: web.Request) -> web.Response:
+        ref = request.match_info["ref"]
+        try:
+            body = await request.json(loads=json.loads) if request.can_read_body else {}
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            reason = str(body.get("reason", ""))
+            if request.match_info["action"] == "cancel":
+                result = await sim.staff_cancel(ref, reason=reason)
+            else:
+                slot_id = body.get("slot_id")
+                if not isinstance(slot_id, str) or not slot_id:
+                    raise ValueError('move needs {"slot_id": "..."}')
+                result = await sim.staff_move(ref, slot_id, reason=reason)
+        except LookupError as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=409)
+        except (mllp.MLLPError, ParseError) as exc:
+            return web.json_response({"error": f"radsched did not answer: {exc}"}, status=502)
+        return web.json_response(result)
+
     app = web.Application()
     app.router.add_get("/faults", get_faults)
     app.router.add_put("/faults", put_faults)
@@ -65,4 +97,5 @@ def control_app(sim: SimRis) -> web.Application:
     app.router.add_get("/stats", stats)
     app.router.add_delete("/stats", reset_stats)
     app.router.add_get("/bookings", bookings)
+    app.router.add_post("/appointments/{ref}/{action:cancel|move}", staff_change)
     return app

@@ -6,7 +6,16 @@ Message types (responder side of :mod:`channels.dialects`):
   ``DSR^Q01`` (answered in the dialect of the request's version: 2.5.x → ch10-2.5.1, else qie-2.3);
 * ``SQM^S25`` → ch10 slot query → ``SQR^S25``;
 * ``SRM^S01`` → ch10 booking → ``SRR^S01`` (AA + SCH-2, or AE "slot already booked");
-* ``ORM^O01`` → qie-2.3 booking → ``ACK`` (AA, or AE).
+* ``ORM^O01`` → qie-2.3 booking → ``ACK`` (AA, or AE); with ORC-1 ``XO`` for an appointment it holds (OBR-18)
+  → reschedule → ``ACK``; with ORC-1 ``CA`` → cancel → ``ORR^O02`` ORC-1 ``CR`` (or ``UC``, unable);
+* ``SRM^S02`` / ``SRM^S04`` → ch10 reschedule / cancel → ``SRR^S02`` / ``SRR^S04`` (AA, or AE).
+
+A cancel frees the slot (it is offered and bookable again); a reschedule frees the old slot and keeps the
+RIS appointment id; a refused reschedule leaves the appointment where it was.
+
+Acting as staff (:meth:`SimRis.staff_cancel`, :meth:`SimRis.staff_move`, also on the control channel): the
+calendar changes and an SIU^S15 / SIU^S13 goes to ``notify`` (radsched's ``MLLP_LISTEN``), as a real RIS
+announces a change made at its front desk.
 
 Bookings are real: a booked slot is no longer offered and a second booking of it gets AE. A request whose
 sender and MSH-10 were seen before gets the original reply again and changes nothing (real RISes and
@@ -19,7 +28,8 @@ Fault switches (:class:`Faults`), settable at start and at run time (see :mod:`r
 * ``delay`` (seconds), ``stall`` and ``drop``: the request IS processed, then the reply is late, held until
   the stall is cleared, or lost with the connection — what a RIS that booked but whose answer never
   arrived looks like;
-* ``wrong_id``: the reply acknowledges another control id (a "late reply" the daemon must discard).
+* ``wrong_id``: the reply acknowledges another control id (a "late reply" the daemon must discard);
+* ``refuse_changes``: reschedules and cancels are processed as "unable" (AE, or ORC-1 UC) and change nothing.
 """
 
 from __future__ import annotations
@@ -37,24 +47,36 @@ from typing import Any
 import mllp
 from channels import (
     AckCode,
+    Appointment,
+    ChangeKind,
+    ChangeRequest,
     Dialect,
+    Location,
     Message,
+    OrderRef,
     OutboundMessage,
     ParseError,
+    Party,
     SlotQuery,
     get_dialect,
     parse,
     random_control_ids,
+    read_ack,
 )
 from channels.header import request_header
+from channels.model import DEFAULT_LOCAL
 from radsched.simris.calendar import Booking, Calendar
 
 log = logging.getLogger("radsched.simris")
 
 DIALECT_NAMES = ("ch10-2.5.1", "qie-2.3")
+STAFF_PARTY = Party("SIMRIS", "SIMRIS")
+"""MSH-3/4 of the SIU the simulator sends when acting as staff."""
 _BY_TYPE = {
     ("SQM", "S25"): "ch10-2.5.1",
     ("SRM", "S01"): "ch10-2.5.1",
+    ("SRM", "S02"): "ch10-2.5.1",
+    ("SRM", "S04"): "ch10-2.5.1",
     ("ORM", "O01"): "qie-2.3",
 }
 
@@ -71,6 +93,7 @@ class Faults:
     nak: str = ""
     garbage: bool = False
     wrong_id: bool = False
+    refuse_changes: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +141,9 @@ class SimRis:
         overrides: Mapping[str, Mapping[str, object]] | None = None,
         faults: Faults | None = None,
         clock: Callable[[], datetime] | None = None,
+        notify: tuple[str, int] | None = None,
+        staff_party: Party = STAFF_PARTY,
+        notify_party: Party = DEFAULT_LOCAL,
     ) -> None:
         self.calendar = calendar
         self.faults = faults or Faults()
@@ -141,6 +167,16 @@ class SimRis:
         self._resume.set()
         self._changed = asyncio.Condition()
         self._server: mllp.Server | None = None
+        #: Where staff-side SIU go (radsched's MLLP_LISTEN); None = changes stay in the calendar.
+        self.notify = notify
+        self._staff = {
+            name: get_dialect(
+                name, (overrides or {}).get(name), local=staff_party, tz=calendar.tz, clock=clock
+            )
+            for name in DIALECT_NAMES
+        }
+        self._notify_party = notify_party
+        self._notify_client: mllp.Client | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -164,6 +200,8 @@ class SimRis:
 
     async def aclose(self, grace: float = 0.5) -> None:
         self._resume.set()  # let stalled replies go so connections can close
+        if self._notify_client is not None:
+            await self._notify_client.aclose()
         if self._server is not None:
             await self._server.aclose(grace)
 
@@ -278,12 +316,18 @@ class SimRis:
             ("QRY", "Q01"),
             ("SQM", "S25"),
             ("SRM", "S01"),
+            ("SRM", "S02"),
+            ("SRM", "S04"),
             ("ORM", "O01"),
         }:
             return dialect.build_query_error(
                 request_header(msg), "unsupported message type", code=AckCode.AR
             )
         try:
+            if kind in (("SRM", "S02"), ("SRM", "S04")) or self._is_order_change(
+                dialect, msg, payload
+            ):
+                return self._change(dialect, dialect.parse_change_request(payload))
             if kind in (("SRM", "S01"), ("ORM", "O01")):
                 return self._book(dialect, payload)
             qrd = msg.first("QRD")
@@ -343,6 +387,9 @@ class SimRis:
             request.slot_id,
             placer_appointment_id=request.appointment_id,
             order_id=request.order_id,
+            filler_order_id=request.filler_order_id,
+            mrn=request.mrn,
+            dialect=dialect.name,
         )
         if isinstance(outcome, str):
             log.info("booking rejected: %s", outcome)
@@ -351,6 +398,121 @@ class SimRis:
         return dialect.build_booking_response(
             request, accepted=True, appointment_id=outcome.appointment_id, slot=outcome.slot
         )
+
+    # ---- reschedule and cancel from the daemon ----------------------------------------------------------
+
+    def _is_order_change(self, dialect: Dialect, msg: Message, payload: bytes) -> bool:
+        """qie-2.3: ORC-1 CA, or XO for an appointment already booked (a first XO is a booking)."""
+        if (msg.message_type, msg.trigger) != ("ORM", "O01"):
+            return False
+        orc = msg.first("ORC")
+        control = orc.get(1).strip().upper() if orc else ""
+        if control == "CA":
+            return True
+        if control != "XO":
+            return False
+        placer = dialect.parse_booking_request(payload).appointment_id
+        return self.calendar.lookup(placer) is not None
+
+    def _change(self, dialect: Dialect, request: ChangeRequest) -> OutboundMessage:
+        booking = self.calendar.lookup(request.filler_appointment_id, request.appointment_id)
+        if self.faults.refuse_changes:
+            return dialect.build_change_response(
+                request, accepted=False, reason="Exam already in progress"
+            )
+        if booking is None:
+            return dialect.build_change_response(
+                request, accepted=False, reason="unknown appointment"
+            )
+        if request.kind is ChangeKind.CANCEL:
+            self.calendar.cancel(booking)
+            log.info("cancelled %s; slot %s is open again", booking.appointment_id, booking.slot.id)
+            return dialect.build_change_response(
+                request,
+                accepted=True,
+                filler_appointment_id=booking.appointment_id,
+                slot=booking.slot,
+            )
+        target = request.slot_id or self._slot_named(request)
+        outcome = self.calendar.move(booking, target) if target else "unknown or past slot"
+        if isinstance(outcome, str):
+            log.info("reschedule refused: %s", outcome)
+            return dialect.build_change_response(request, accepted=False, reason=outcome)
+        log.info("moved %s to slot %s", outcome.appointment_id, outcome.slot.id)
+        return dialect.build_change_response(
+            request, accepted=True, filler_appointment_id=outcome.appointment_id, slot=outcome.slot
+        )
+
+    def _slot_named(self, request: ChangeRequest) -> str:
+        """SRM^S02 names the new slot by its time, location and modality (the standard has no slot id)."""
+        if request.start is None:
+            return ""
+        slot = self.calendar.slot_at(request.location_id, request.modality, request.start)
+        return slot.id if slot is not None else ""
+
+    # ---- acting as staff: changes made at the RIS, announced by SIU ---------------------------------------
+
+    async def staff_cancel(self, ref: str, *, reason: str = "") -> dict[str, Any]:
+        """Cancel the appointment ``ref`` (RIS id, slot id or placer id) and send SIU^S15 to ``notify``."""
+        booking = self.calendar.lookup(ref)
+        if booking is None:
+            raise LookupError(f"no appointment {ref!r}")
+        self.calendar.cancel(booking)
+        return await self._announce(booking, ChangeKind.CANCEL, reason or "Cancelled by staff")
+
+    async def staff_move(self, ref: str, slot_id: str, *, reason: str = "") -> dict[str, Any]:
+        """Move the appointment ``ref`` to ``slot_id`` and send SIU^S13 to ``notify``."""
+        booking = self.calendar.lookup(ref)
+        if booking is None:
+            raise LookupError(f"no appointment {ref!r}")
+        outcome = self.calendar.move(booking, slot_id)
+        if isinstance(outcome, str):
+            raise ValueError(outcome)
+        return await self._announce(outcome, ChangeKind.RESCHEDULE, reason or "Moved by staff")
+
+    async def _announce(self, booking: Booking, kind: ChangeKind, reason: str) -> dict[str, Any]:
+        dialect = self._staff[booking.dialect or "qie-2.3"]
+        slot = booking.slot
+        location = next(
+            (loc for loc in self.calendar.locations if loc.id == slot.location_id),
+            Location(slot.location_id, "", "", ()),
+        )
+        appointment = Appointment(
+            booking.placer_appointment_id or booking.appointment_id,
+            booking.order_id,
+            slot,
+            location,
+            filler_appointment_id=booking.appointment_id,
+        )
+        order = OrderRef(
+            order_id=booking.order_id,
+            mrn=booking.mrn,
+            placer_order_id=booking.order_id,
+            filler_order_id=booking.filler_order_id,
+            modality=slot.modality,
+        )
+        out = dialect.build_siu_change(
+            appointment, order, receiver=self._notify_party, change=kind, reason=reason
+        )
+        result: dict[str, Any] = {
+            "appointment_id": booking.appointment_id,
+            "placer_appointment_id": booking.placer_appointment_id,
+            "slot_id": slot.id,
+            "start": slot.start.isoformat(),
+            "sent": f"SIU^{kind.siu_trigger}",
+            "control_id": out.control_id,
+            "ack": None,
+        }
+        if self.notify is None:
+            return result
+        if self._notify_client is None:
+            self._notify_client = mllp.Client(*self.notify)
+        reply = await self._notify_client.request(out.payload, timeout=10.0)
+        result["ack"] = read_ack(parse(reply)).code.value
+        log.info(
+            "staff %s of %s announced, ACK %s", kind.value, booking.appointment_id, result["ack"]
+        )
+        return result
 
 
 def _foreign(reply: bytes) -> bytes:

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import asyncpg
 
-from radsched.sms.model import ConsentStatus
+from radsched.conversation.model import ConsentStatus
 
 __all__ = ["get_consent", "record_consent"]
 

@@ -23,14 +23,9 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from radsched.orders import OrderState, OrderStore
-from radsched.privacy import PhiBox
-from radsched.sms.audit import AuditTrail
-from radsched.sms.codec import dump_conversation, load_conversation
-from radsched.sms.config import ConversationConfig
-from radsched.sms.consent import record_consent
-from radsched.sms.conversation import step
-from radsched.sms.model import (
+from radsched.conversation.codec import dump_conversation, load_conversation
+from radsched.conversation.config import ConversationConfig
+from radsched.conversation.model import (
     Audit,
     Book,
     Command,
@@ -48,7 +43,12 @@ from radsched.sms.model import (
     SendText,
     State,
 )
+from radsched.conversation.transition import step
+from radsched.privacy import PhiBox
+from radsched.sms.audit import AuditTrail
+from radsched.sms.consent import record_consent
 from radsched.sms.outbox import enqueue_text
+from radsched.storage.orders import OrderState, OrderStore
 
 log = logging.getLogger("radsched.sms.driver")
 

@@ -1,6 +1,6 @@
 """The SMS conversation engine: events from patients, the RIS, the clock and the order intake.
 
-:class:`SmsEngine` (``daemon.sms_engine``) is what the other components call:
+:class:`SmsEngine` is what the other components call:
 
 - the order intake calls :meth:`SmsEngine.start_order` / :meth:`SmsEngine.cancel_order` inside the
   intake transaction, so the order, its conversation and its first text commit together;
@@ -29,15 +29,7 @@ from typing import Literal, Protocol
 
 import asyncpg
 
-from radsched.logs import correlated
-from radsched.modality import ModalityControl
-from radsched.orders import StoredOrder
-from radsched.privacy import normalise_phone, phone_hash
-from radsched.sms.audit import AuditTrail
-from radsched.sms.consent import get_consent, record_consent
-from radsched.sms.driver import ConversationPhi, Driver, Loaded, Outcome, PendingCall, RisCommand
-from radsched.sms.engine_metrics import EngineMetrics
-from radsched.sms.model import (
+from radsched.conversation.model import (
     BUSY_STATES,
     Audit,
     Book,
@@ -58,10 +50,18 @@ from radsched.sms.model import (
     State,
     Tick,
 )
+from radsched.conversation.stray import stray_reply
+from radsched.logs import correlated
+from radsched.modality import ModalityControl
+from radsched.privacy import normalise_phone, phone_hash
+from radsched.sms.audit import AuditTrail
+from radsched.sms.consent import get_consent, record_consent
+from radsched.sms.driver import ConversationPhi, Driver, Loaded, Outcome, PendingCall, RisCommand
+from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.ris_calls import RisCaller
-from radsched.sms.stray import stray_reply
 from radsched.sms.timer import ConversationTimer
 from radsched.storage.db import Database
+from radsched.storage.orders import StoredOrder
 
 log = logging.getLogger("radsched.sms.engine")
 

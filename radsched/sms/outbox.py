@@ -1,7 +1,7 @@
 """The SMS outbox: rows written with the state change that causes a text, sent after commit.
 
 ``enqueue_text`` is what the conversation driver calls inside its transaction. Everything else here
-is the SQL the sender (``radsched.sms.sender``) and the status webhook use to move a row through its
+is the SQL the sender (``radsched.twilio.sender``) and the status webhook use to move a row through its
 life::
 
     pending ──claim──▶ sending ──▶ sent ──callback──▶ delivered | failed
@@ -27,14 +27,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import asyncpg
 
 from radsched.privacy import PhiBox
-
-if TYPE_CHECKING:
-    from radsched.sms.sender import OutboxSender
 
 NOTIFY_CHANNEL = "radsched_sms_outbox"
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -155,21 +151,6 @@ class DedicatedConnection:
                 await asyncio.wait_for(conn.close(), 2.0)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 conn.terminate()
-
-
-class SmsOutbox:
-    """The handle other components hold (``daemon.sms_outbox``): wake the sender after a commit.
-
-    Waking is an optimisation: the NOTIFY from ``enqueue_text`` and the sender's periodic sweep
-    find the row anyway, so calling ``wake`` is never required for correctness.
-    """
-
-    def __init__(self, sender: OutboxSender | None = None) -> None:
-        self.sender = sender
-
-    def wake(self) -> None:
-        if self.sender is not None:
-            self.sender.wake()
 
 
 # --- the sender's side ---------------------------------------------------------------------

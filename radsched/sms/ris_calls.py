@@ -14,8 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from radsched.sms.driver import PendingCall
-from radsched.sms.model import (
+from radsched.conversation.model import (
     Book,
     BookingConfirmed,
     BookingRejected,
@@ -29,9 +28,10 @@ from radsched.sms.model import (
     Slot,
     SlotsLoaded,
 )
+from radsched.sms.driver import PendingCall
 
 if TYPE_CHECKING:
-    from radsched.ris.service import SchedulingService
+    from radsched.scheduling.service import SchedulingService
 
 log = logging.getLogger("radsched.sms.ris")
 
@@ -67,7 +67,7 @@ class RisCaller:
         service = self._scheduling()
         if service is None:
             return RisUnavailable()
-        from radsched.ris import errors
+        from radsched.scheduling import errors
 
         command = call.command
         try:
@@ -137,7 +137,7 @@ class RisCaller:
     async def _book(
         service: SchedulingService, command: Book, call: PendingCall
     ) -> BookingConfirmed:
-        from radsched.ris.service import BookingInput
+        from radsched.scheduling.service import BookingInput
 
         booked = await service.book(
             BookingInput(

@@ -20,6 +20,7 @@ from radsched.errors import StartupError
 from radsched.settings import Settings
 from radsched.storage import embedded
 from radsched.storage.db import Database
+from radsched.storage.roles import session_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +29,11 @@ class Storage:
     dsn: str
 
 
-async def open_database(dsn: str, registry: CollectorRegistry | None, *, what: str) -> Database:
+async def open_database(
+    dsn: str, registry: CollectorRegistry | None, *, what: str, application_name: str = "radsched"
+) -> Database:
     try:
-        return await Database.connect(dsn, registry=registry)
+        return await Database.connect(dsn, registry=registry, application_name=application_name)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise StartupError(f"{what}: cannot connect to the database: {reason}") from None
@@ -46,11 +49,14 @@ async def storage(
 ) -> AsyncIterator[Storage]:
     """Yield an open database. ``owner=True`` (the daemon) insists on holding the DATA_DIR lock."""
     data_dir = prepare_data_dir(settings.data_dir)
+    # A daemon's sessions say which roles it runs (radsched/storage/roles.py reads them); a one-shot
+    # command's sessions run none.
+    name = session_name(settings.role_set) if owner else "radsched"
     if settings.database_url is not None:
         dsn = settings.database_url.get_secret_value()
         if owner:
             _lock(stack, data_dir, required=True)
-        db = await open_database(dsn, registry, what="RADSCHED_DATABASE_URL")
+        db = await open_database(dsn, registry, what="RADSCHED_DATABASE_URL", application_name=name)
     else:
         holds_lock = _lock(stack, data_dir, required=owner)
         root = data_dir / "pg"
@@ -60,7 +66,7 @@ async def storage(
             dsn = pg.dsn()
         else:
             dsn = embedded.running_dsn(root)
-        db = await open_database(dsn, registry, what="embedded PostgreSQL")
+        db = await open_database(dsn, registry, what="embedded PostgreSQL", application_name=name)
     stack.push_async_callback(db.close)
     yield Storage(db, dsn)
 

@@ -38,6 +38,7 @@ class Database:
         min_size: int = 2,
         max_size: int = 10,
         timeout: float = 10.0,
+        application_name: str = "radsched",
     ) -> Database:
         pool = await asyncpg.create_pool(
             dsn,
@@ -46,7 +47,8 @@ class Database:
             timeout=timeout,
             command_timeout=60,
             # Every timestamp we store is timestamptz; make the session agree on UTC.
-            server_settings={"timezone": "UTC", "application_name": "radsched"},
+            # application_name also tells other daemons on this database which roles we run.
+            server_settings={"timezone": "UTC", "application_name": application_name},
         )
         return cls(pool, registry)
 

@@ -29,6 +29,7 @@ _STRUCTURES = {
     ("SIU", "S13"): "SIU_S12",
     ("SIU", "S14"): "SIU_S12",
     ("SIU", "S15"): "SIU_S12",
+    ("SIU", "S17"): "SIU_S12",
     ("SIU", "S26"): "SIU_S12",
 }
 
@@ -39,6 +40,8 @@ _CHARSETS = {
     "UNICODE": "utf-8",
     "UNICODE UTF-8": "utf-8",
 }
+
+_NEAREST = {"2.7.1": "2.7"}
 
 _patched: set[str] = set()
 
@@ -91,6 +94,8 @@ def validate_hl7(payload: bytes) -> Message:
     assert payload.endswith(b"\r"), "segments must end with CR"
     text = decode(payload).rstrip("\r")
     encoding_chars, _guess, version = get_message_info(text)
+    # hl7apy has no 2.7.1 tables; 2.7.1 changed no segment we build, so check it as 2.7.
+    version = _NEAREST.get(version, version)
     msh = text.split("\r", 1)[0].split(text[3])
     msh9 = [*msh[8].split(encoding_chars["COMPONENT"]), "", "", ""]
     structure = _structure(msh9[0], msh9[1], msh9[2])

@@ -8,9 +8,11 @@ written with LF segment separators for readable diffs; the parsers and the repla
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from channels import AckCode, Dialect
+from channels.changes import ChangeKind
 from tests.channels.samples import (
     APPOINTMENT,
     DIALECT_NAMES,
@@ -31,6 +33,7 @@ def built_fixtures() -> dict[str, bytes]:
     for name in DIALECT_NAMES:
         us, ris = requester(name), responder(name)
         out.update(_exchange(name, us, ris))
+        out.update(_changes(name, requester(name), responder(name)))
     return out
 
 
@@ -77,6 +80,55 @@ def _exchange(name: str, us: Dialect, ris: Dialect) -> dict[str, bytes]:
         )
         .payload
     )
+    return out
+
+
+def _changes(name: str, us: Dialect, ris: Dialect) -> dict[str, bytes]:
+    """Cancel and reschedule toward the RIS with their answers, and S13/S14/S15/S17 to the EMR."""
+    out: dict[str, bytes] = {}
+    ch10 = name == "ch10-2.5.1"
+    cancel = us.build_cancel(APPOINTMENT, ORDER, reason="Patient request")
+    c = ris.parse_change_request(cancel.payload)
+    moved = us.build_reschedule(APPOINTMENT, ORDER, SLOTS[1])
+    m = ris.parse_change_request(moved.payload)
+    fid = APPOINTMENT.filler_appointment_id
+    if ch10:
+        out[f"changes/SRM_S04.{name}.hl7"] = cancel.payload
+        out[f"changes/SRR_S04.cancelled.{name}.hl7"] = ris.build_change_response(
+            c, accepted=True, filler_appointment_id=fid
+        ).payload
+        out[f"changes/SRR_S04.refused-AE.{name}.hl7"] = ris.build_change_response(
+            c, accepted=False, reason="Exam already in progress"
+        ).payload
+        out[f"changes/SRM_S02.{name}.hl7"] = moved.payload
+        out[f"changes/SRR_S02.rescheduled.{name}.hl7"] = ris.build_change_response(
+            m, accepted=True, filler_appointment_id=fid, slot=SLOTS[1]
+        ).payload
+        out[f"changes/SRR_S02.rejected-AE.{name}.hl7"] = ris.build_change_response(
+            m, accepted=False, reason="Requested slot no longer available"
+        ).payload
+    else:
+        out[f"changes/ORM_O01.CA-cancel.{name}.hl7"] = cancel.payload
+        out[f"changes/ORR_O02.CR-cancelled.{name}.hl7"] = ris.build_change_response(
+            c, accepted=True
+        ).payload
+        out[f"changes/ORR_O02.UC-unable.{name}.hl7"] = ris.build_change_response(
+            c, accepted=False, reason="Exam already in progress"
+        ).payload
+        out[f"changes/ACK_O01.cancel-rejected-AR.{name}.hl7"] = ris.build_change_response(
+            c, accepted=False, code=AckCode.AR, reason="Order interface paused"
+        ).payload
+        out[f"changes/ORM_O01.XO-reschedule.{name}.hl7"] = moved.payload
+        out[f"changes/ACK_O01.rescheduled.{name}.hl7"] = ris.build_change_response(
+            m, accepted=True
+        ).payload
+        out[f"changes/ACK_O01.reschedule-rejected-AE.{name}.hl7"] = ris.build_change_response(
+            m, accepted=False, reason="Requested slot no longer available"
+        ).payload
+    after = {ChangeKind.RESCHEDULE: replace(APPOINTMENT, slot=SLOTS[1])}
+    for kind in ChangeKind:
+        siu = us.build_siu_change(after.get(kind, APPOINTMENT), ORDER, receiver=EMR, change=kind)
+        out[f"siu/SIU_{kind.siu_trigger}.{name}.hl7"] = siu.payload
     return out
 
 

@@ -63,6 +63,8 @@ def _parsers() -> list[tuple[str, Callable[[bytes], object]]]:
             (f"{name} location_query", ris.parse_location_query),
             (f"{name} slot_query", ris.parse_slot_query),
             (f"{name} booking_request", ris.parse_booking_request),
+            (f"{name} change_response", partial(_call, us.parse_change_response, "Q000001")),
+            (f"{name} change_request", ris.parse_change_request),
             (f"{name} order", us.parse_order),
         ]
     return out

@@ -18,7 +18,7 @@ from channels import (
     random_control_ids,
     sequential_control_ids,
 )
-from channels.charset import codec_for, decode, encode, transliterate
+from channels.charset import codec_for, decode, encode, fit, transliterate
 from channels.timestamps import parse_date
 
 NY = ZoneInfo("America/New_York")
@@ -40,7 +40,10 @@ def test_decode_rules() -> None:
 def test_encode_rules() -> None:
     assert encode("José", "UNICODE UTF-8") == "José".encode()
     assert encode("José", "8859/1") == b"Jos\xe9"
-    assert encode("José “Joe” ☃", "") == b'Jose "Joe" ?'
+    # Per value, before escaping: the readable approximation, punctuation included.
+    assert fit("José “Joe” ☃", "ascii") == 'Jose "Joe" ?'
+    # A whole message (delimiters already placed): nothing may turn into punctuation (issue 11).
+    assert encode("José “Joe” ☃ ｜", "") == b"Jose ?Joe? ? ?"
     assert (
         transliterate("Ærøskøbing", "ascii") == "?r?sk?bing"
     )  # no decomposition: "?" but never an error

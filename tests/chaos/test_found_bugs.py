@@ -22,15 +22,15 @@ import asyncpg
 import pytest
 
 from channels import OrderRef, PatientName, Slot
+from radsched.conversation.model import Book, RisUnavailable, State
 from radsched.daemon import running
-from radsched.orders import OrderStore
 from radsched.privacy import PhiBox, parse_key
-from radsched.ris import bookings
+from radsched.scheduling import bookings
 from radsched.simris import SimRis, default_calendar
 from radsched.sms.driver import PendingCall
-from radsched.sms.model import Book, RisUnavailable, State
 from radsched.sms.ris_calls import RisCaller
 from radsched.storage.db import Database
+from radsched.storage.orders import OrderStore
 from tests.daemonproc import DaemonProcess
 from tests.emr import helpers as emr_helpers
 

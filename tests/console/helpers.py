@@ -15,8 +15,8 @@ from radsched.console import ConsoleDeps, build_console_app
 from radsched.console.component import CommandOutbox, settings_rows
 from radsched.console.session import derive_cookie_key
 from radsched.console.users import add_user
-from radsched.http.health import Readiness
 from radsched.privacy import PhiBox
+from radsched.rest.health import Readiness
 from radsched.settings import Settings
 from radsched.storage.db import Database
 

@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestClient
 from channels import OrderRef, PatientName
 from radsched.emr import store as outbox_store
 from radsched.emr.enqueue import seal_body
-from radsched.orders import OrderStore
 from radsched.privacy import PhiBox, parse_key
 from radsched.storage.db import Database
+from radsched.storage.orders import OrderStore
 from tests.console.helpers import PHI_KEY, PHONE_KEY, Clock, login, make_user, post_form
 
 Client = TestClient[object, object]

@@ -55,7 +55,7 @@ def env(database_url: str, **extra: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Booked:
-    """Shaped like radsched.ris.service.BookedAppointment (what the booking hook receives)."""
+    """Shaped like radsched.scheduling.service.BookedAppointment (what the booking hook receives)."""
 
     booking_id: uuid.UUID
     order: OrderRef

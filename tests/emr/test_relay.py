@@ -100,3 +100,30 @@ async def test_relay_refuses_an_siu_without_schedule(data_dir: Path, database_ur
         assert ack.code == AckCode.AE and "SCH" in ack.text
         async with daemon.db.transaction("test.check") as conn:
             assert await conn.fetchval("SELECT count(*) FROM hl7_outbox") == 0
+
+
+async def test_relay_converts_to_the_routes_version(data_dir: Path, database_url: str) -> None:
+    """EMR_ROUTES ...;version=: a 2.3 SIU (SCH-11) reaches a 2.8 EMR with TQ1, a 2.8 one a 2.3 EMR."""
+    s12 = fixture("SIU_S12.relay-from-ris.2.3.hl7")
+    s28 = (FIXTURES.parent / "interop" / "SIU_S12.relay.2.8.hl7").read_bytes().replace(b"\n", b"\r")
+    async with LoopbackPeer() as modern, LoopbackPeer() as legacy:
+        routes = (
+            f"*=127.0.0.1:{modern.port};version=2.8;name=modern,"
+            f"*=127.0.0.1:{legacy.port};version=2.3;name=legacy"
+        )
+        async with running(settings(data_dir, database_url, emr_routes=routes)) as daemon:
+            ris = mllp.Client(daemon.listening["mllp"].host, daemon.listening["mllp"].port)
+            try:
+                for payload in (s12, s28):
+                    ack = read_ack(parse_hl7(await ris.request(payload, timeout=5)))
+                    assert ack.code == AckCode.AA, ack.text
+            finally:
+                await ris.aclose()
+            to_modern = await modern.wait_for_frames(2)
+            to_legacy = await legacy.wait_for_frames(2)
+    for frames, version in ((to_modern, "2.8"), (to_legacy, "2.3")):
+        for frame in frames:
+            msg = parse_hl7(frame)
+            assert msg.version == version
+            assert (msg.first("TQ1") is not None) == (version == "2.8")
+            assert_valid_hl7(frame)

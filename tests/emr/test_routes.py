@@ -58,3 +58,14 @@ def test_mistakes_name_the_setting(text: str, why: str) -> None:
     with pytest.raises(ConfigError, match="RADSCHED_EMR_ROUTES") as info:
         parse_routes(text)
     assert why in str(info.value)
+
+
+def test_version_option_overrides_the_dialects_siu_version() -> None:
+    routes = parse_routes("HOSP=epic:6661;version=2.7, HOSP=old:6661;qie-2.3;version=2.4, *=a:1")
+    assert [(r.siu_version, r.version) for r in routes.for_facility("HOSP")] == [
+        ("2.7", "2.7"),
+        ("2.4", "2.4"),
+    ]
+    assert routes.for_facility("X")[0].siu_version == "2.5.1"
+    with pytest.raises(ConfigError, match="version must be one of"):
+        parse_routes("*=a:1;version=2.9")

@@ -100,11 +100,9 @@ def _issue(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    root = tmp_path_factory.mktemp("pki")
+def make_pki(root: Path, ca_name: str = "radsched test CA") -> PKI:
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _issue("radsched test CA", _name("radsched test CA"), ca_key, ca_key, ca=True)
+    ca_cert = _issue(ca_name, _name(ca_name), ca_key, ca_key, ca=True)
     paths = PKI(
         ca=root / "ca.pem",
         server_cert=root / "server.pem",
@@ -122,3 +120,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(key, key_path)
     return paths
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def rogue_pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    """Certificates with the same names, issued by a CA nobody trusts: the wrong certificate."""
+    return make_pki(tmp_path_factory.mktemp("rogue-pki"), "rogue CA")

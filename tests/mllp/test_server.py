@@ -106,18 +106,20 @@ async def test_commit_ack_mode() -> None:
         assert msa2(await client.request(message("C2"), timeout=2)) == b"C2"
 
 
-async def test_max_connections_turns_extra_connections_away() -> None:
+async def test_max_connections_turns_extra_connections_away_when_none_is_idle() -> None:
     obs = Recorder()
-    async with (
-        LoopbackPeer(max_connections=1, observer=obs) as peer,
-        mllp.Client(peer.host, peer.port) as first,
-    ):
-        await first.request(message("F1"), timeout=2)
+    async with LoopbackPeer(max_connections=1, observer=obs) as peer:
+        busy_reader, busy = await asyncio.open_connection(peer.host, peer.port)
+        busy.write(b"\x0bMSH|")  # a frame in progress: not idle, so not evicted
+        await busy.drain()
+        await obs.until("connection_opened")
         reader, writer = await asyncio.open_connection(peer.host, peer.port)
         assert await reader.read() == b""  # closed straight away
         writer.close()
         assert obs.counts["connection_rejected"] == 1
-        assert msa2(await first.request(message("F2"), timeout=2)) == b"F2"
+        busy.write(message("F2")[4:] + b"\x1c\r")
+        assert [msa2(r) for r in await read_frames(busy_reader, 1)] == [b"F2"]
+        busy.close()
 
 
 async def test_read_back_pressure_pauses_and_resumes() -> None:

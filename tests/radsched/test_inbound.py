@@ -21,7 +21,7 @@ import mllp
 from channels import AckCode, Message, Party, read_ack
 from channels import parse as parse_hl7
 from radsched.hl7metrics import HL7Metrics
-from radsched.inbound import InboundContext, InboundRouter, Outcome, Rejected
+from radsched.inbound.router import InboundContext, InboundRouter, Outcome, Rejected
 from radsched.storage.db import Database
 from tests.channels.hl7check import assert_valid_hl7
 
@@ -146,7 +146,7 @@ async def test_garbage_gets_a_nak_that_says_why_and_the_connection_survives(
 @pytest.mark.parametrize(
     ("payload", "error_code", "words"),
     [
-        (orm("V1", version="2.6"), "203", "unsupported HL7 version 2.6"),
+        (orm("V1", version="2.9"), "203", "unsupported HL7 version 2.9"),
         (orm("T1", trigger="O02"), "201", "unsupported message type ORM^O02"),
         (orm("").replace(b"ORM^O01|", b"ADT^A01|"), "200", "unsupported message type ADT^A01"),
         (orm(""), "101", "MSH-10 message control id is empty"),
@@ -163,6 +163,23 @@ async def test_unsupported_messages_are_rejected_ar_with_reason(
     assert words in ack.text
     assert ack.error_code == error_code
     assert scratch.calls == []
+
+
+@pytest.mark.parametrize("version", ["2.1", "2.2", "2.6", "2.7", "2.8"])
+async def test_orders_in_every_version_are_committed_and_acked_in_that_version(
+    setup: tuple[mllp.Server, Scratch, Database], version: str
+) -> None:
+    server, scratch, _ = setup
+    payload = orm(f"V{version}", version=version)
+    if version >= "2.7":
+        payload = payload.replace(b"MSH|^~\\&|", b"MSH|^~\\&#|", 1)
+    async with mllp.Client("127.0.0.1", server.port) as client:
+        reply = await client.request(payload, timeout=10)
+    msg = parse_hl7(reply)
+    assert read_ack(msg).code == AckCode.AA and msg.version == version
+    assert msg.encoding_characters == ("^~\\&#" if version >= "2.7" else "^~\\&")
+    assert_valid_hl7(reply)
+    assert scratch.calls == [f"V{version}"]
 
 
 async def test_rejected_content_is_ae_rolled_back_and_remembered(
@@ -217,3 +234,16 @@ async def test_oversized_frame_is_naked_and_other_connections_keep_working(
         assert nak.code == AckCode.AR and "oversize" in nak.text
         assert read_ack(parse_hl7(await good.request(orm("G1"), timeout=10))).code == AckCode.AA
         assert read_ack(parse_hl7(await bad.request(orm("G2"), timeout=10))).code == AckCode.AA
+
+
+async def test_accept_ack_never_but_application_ack_wanted_gets_the_application_ack(
+    setup: tuple[mllp.Server, Scratch, Database],
+) -> None:
+    """MSH-15 NE, MSH-16 empty (= AL): no CA, but the sender still gets its AA (HAPI's 2.2 samples)."""
+    server, scratch, _ = setup
+    async with mllp.Client("127.0.0.1", server.port) as client:
+        reply = await client.request(orm("NE1", version="2.2", msh15="NE"), timeout=10)
+    msg = parse_hl7(reply)
+    assert read_ack(msg).code == AckCode.AA and msg.version == "2.2"
+    assert_valid_hl7(reply)
+    assert scratch.calls == ["NE1"]

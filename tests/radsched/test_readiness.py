@@ -26,7 +26,7 @@ async def test_readyz_reports_database_down_and_recovers(settings: Settings) -> 
         pg = embedded.EmbeddedPostgres(
             root=daemon.settings.data_dir / "pg",
             socket_dir=daemon.settings.data_dir / "pg" / "run",
-            run_as="nobody" if __import__("os").geteuid() == 0 else None,
+            run_as=embedded.server_account(),
             started_here=True,
         )
         await embedded.stop(pg)

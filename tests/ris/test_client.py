@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from radsched.ris.client import acknowledged_id, control_id_of, message_type_of
+from radsched.scheduling.client import acknowledged_id, control_id_of, message_type_of
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ import aiohttp
 import asyncpg
 
 from channels import OrderRef, PatientName
-from radsched.orders import OrderStore
 from radsched.privacy import PhiBox, parse_key
 from radsched.simris import SimRis
+from radsched.storage.orders import OrderStore
 from tests.daemonproc import DaemonProcess
 from tests.ris.conftest import DAY, HASH_KEY, KEYS, NOW, PHI_KEY
 from tests.ris.openapi_check import OpenApiChecker

@@ -13,9 +13,9 @@ import pytest
 
 from mllp.testing import FaultProxy
 from radsched.errors import ConfigError
-from radsched.ris.cache import SingleFlight, TtlCache
-from radsched.ris.errors import SlotUnavailable
-from radsched.ris.service import BookedAppointment, BookingInput
+from radsched.scheduling.cache import SingleFlight, TtlCache
+from radsched.scheduling.errors import SlotUnavailable
+from radsched.scheduling.service import BookedAppointment, BookingInput
 from radsched.simris import SimRis
 from tests.ris.conftest import Gateway, GatewayFactory, booking_for
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from radsched.http.ratelimit import Limits, Rate, RateLimiter, TokenBuckets
+from radsched.rest.ratelimit import Limits, Rate, RateLimiter, TokenBuckets
 from tests.security.conftest import (
     ORDER_TOKEN,
     OTHER_API_KEY,

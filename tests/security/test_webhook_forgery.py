@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from radsched.sms.webhooks import MAX_BODY_BYTES
+from radsched.twilio.webhooks import MAX_BODY_BYTES
 from tests.security.conftest import API_KEY, ORDER_TOKEN, PUBLIC_URL, Secured, SecuredFactory
 from tests.twilio_double import inbound_form, new_sid, sign
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
-from radsched.sms import (
+from radsched.conversation import (
     Command,
     Conversation,
     ConversationConfig,
@@ -39,9 +39,9 @@ from radsched.sms import (
     load_conversation,
     step,
 )
-from radsched.sms.gsm import segment_info
-from radsched.sms.keywords import normalise_words
-from radsched.sms.model import TERMINAL_STATES
+from radsched.conversation.gsm import segment_info
+from radsched.conversation.keywords import normalise_words
+from radsched.conversation.model import TERMINAL_STATES
 
 # 11:00 in New York on a Monday: outside quiet hours.
 MORNING = datetime(2026, 6, 1, 15, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from radsched.sms import (
+from radsched.conversation import (
     ConsentStatus,
     InboundText,
     RecordConsent,
@@ -17,7 +17,7 @@ from radsched.sms import (
     load_conversation,
     stray_reply,
 )
-from radsched.sms.gsm import Encoding, segment_info
+from radsched.conversation.gsm import Encoding, segment_info
 from tests.sms.playbook import MORNING, PHONE, config
 from tests.sms.test_rules import reach
 
@@ -99,7 +99,7 @@ def _stray_text() -> str:
 def test_events_that_would_mislead_the_patient_cannot_be_built() -> None:
     from datetime import datetime
 
-    from radsched.sms import BookingConfirmed, Slot
+    from radsched.conversation import BookingConfirmed, Slot
 
     with pytest.raises(ValueError, match="aware"):
         Slot("S1", "L1", datetime(2026, 6, 2, 9, 0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from radsched.sms import (
+from radsched.conversation import (
     Book,
     BookingConfirmed,
     BookingRejected,

@@ -7,7 +7,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from radsched.sms import (
+from radsched.conversation import (
     BookingConfirmed,
     BookingRejected,
     ConsentStatus,

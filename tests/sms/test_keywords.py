@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from radsched.sms.keywords import (
+from radsched.conversation.keywords import (
     Choice,
     Help,
     More,

@@ -1,7 +1,7 @@
 """The core stays pure: no module of it may import I/O frameworks or the daemon's other parts.
 
-The driver modules (consent, audit, outbox, …) may live in ``radsched/sms`` beside the core and
-import it; the core must never import them, or the playbooks would stop being I/O-free.
+The driver (``radsched/sms``) imports the core (``radsched/conversation``); the core must never
+import the driver, or the playbooks would stop being I/O-free.
 """
 
 from __future__ import annotations
@@ -17,25 +17,25 @@ import radsched
 ROOT = Path(radsched.__file__).parent
 CORE = [
     "privacy.py",
-    "sms/__init__.py",
-    "sms/_menus.py",
-    "sms/_step.py",
-    "sms/catalog.py",
-    "sms/codec.py",
-    "sms/config.py",
-    "sms/conversation.py",
-    "sms/gsm.py",
-    "sms/keywords.py",
-    "sms/model.py",
-    "sms/quiet_hours.py",
-    "sms/stray.py",
-    "sms/templates.py",
+    "conversation/__init__.py",
+    "conversation/_menus.py",
+    "conversation/_step.py",
+    "conversation/catalog.py",
+    "conversation/codec.py",
+    "conversation/config.py",
+    "conversation/transition.py",
+    "conversation/gsm.py",
+    "conversation/keywords.py",
+    "conversation/model.py",
+    "conversation/quiet_hours.py",
+    "conversation/stray.py",
+    "conversation/templates.py",
 ]
 THIRD_PARTY = {"phonenumbers", "cryptography"}
 CORE_MODULES = {
     "radsched.privacy",
-    *(f"radsched.sms.{Path(p).stem}" for p in CORE if p.startswith("sms/")),
-    "radsched.sms",
+    *(f"radsched.conversation.{Path(p).stem}" for p in CORE if p.startswith("conversation/")),
+    "radsched.conversation",
 }
 
 

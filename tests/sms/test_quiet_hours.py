@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from radsched.sms.quiet_hours import QuietHours, parse_quiet_hours
+from radsched.conversation.quiet_hours import QuietHours, parse_quiet_hours
 
 NY = ZoneInfo("America/New_York")
 DEFAULT = QuietHours(time(20, 0), time(9, 0))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from radsched.sms import (
+from radsched.conversation import (
     Audit,
     BookingConfirmed,
     BookingRejected,
@@ -30,7 +30,7 @@ from radsched.sms import (
     TemplateId,
     Tick,
 )
-from radsched.sms.model import BUSY_STATES, TERMINAL_STATES
+from radsched.conversation.model import BUSY_STATES, TERMINAL_STATES
 from tests.sms.playbook import LOCATIONS, PHONE, PRACTICE, Playbook, slots
 
 EVENING = datetime(2026, 6, 2, 1, 0, tzinfo=UTC)  # 21:00 in New York: quiet hours

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from radsched.sms.config import ConversationConfig
-from radsched.sms.gsm import Encoding, segment_info, to_gsm_value
-from radsched.sms.keywords import normalise_words
-from radsched.sms.templates import (
+from radsched.conversation.config import ConversationConfig
+from radsched.conversation.gsm import Encoding, segment_info, to_gsm_value
+from radsched.conversation.keywords import normalise_words
+from radsched.conversation.templates import (
     ALLOWED,
     PLACEHOLDER_MAX_LEN,
     TemplateError,

@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry
 
 from radsched.privacy import PhiBox, phone_hash
 from radsched.sms.outbox import enqueue_text
-from radsched.sms.providers import SmsProvider, TwilioProvider
-from radsched.sms.sender import OutboxSender, RetryPolicy, SenderConfig, SmsMetrics
 from radsched.storage.db import Database
+from radsched.twilio.providers import SmsProvider, TwilioProvider
+from radsched.twilio.sender import OutboxSender, RetryPolicy, SenderConfig, SmsMetrics
 from tests.twilio_double import TwilioDouble
 
 START = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)

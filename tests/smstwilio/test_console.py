@@ -15,7 +15,7 @@ from radsched.errors import ConfigError
 from radsched.privacy import phone_hash
 from radsched.settings import Settings
 from radsched.sms.outbox import enqueue_text
-from radsched.sms.providers import ConsoleProvider, TwilioProvider, make_provider, mask_number
+from radsched.twilio.providers import ConsoleProvider, TwilioProvider, make_provider, mask_number
 
 BODY = "Lakeside Imaging: reply YES to schedule your exam."
 

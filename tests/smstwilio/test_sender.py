@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from radsched.privacy import phone_hash
-from radsched.sms.sender import RetryPolicy
+from radsched.twilio.sender import RetryPolicy
 from tests.smstwilio.conftest import HASH_KEY, PATIENT, SENDER, Rig
 
 # The SDK itself uses aiohttp's deprecated BasicAuth; nothing of ours to fix.
@@ -313,7 +313,7 @@ async def test_callback_for_a_5xx_text_twilio_did_accept_cancels_the_retry(rig: 
 async def test_sender_survives_losing_its_database_session(rig: Rig) -> None:
     """PostgreSQL drops the sender's own connection (failover, restart, admin): it reconnects,
     takes a new identity, and carries on; nothing is sent twice."""
-    from radsched.sms.sender import SenderConfig
+    from radsched.twilio.sender import SenderConfig
 
     sender = await rig.sender(config=SenderConfig(listen_retry_s=0.05))
     first = await rig.enqueue("before")

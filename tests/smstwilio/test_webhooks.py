@@ -1,7 +1,7 @@
 """Twilio webhooks on an in-process daemon: signatures, de-duplication, limits, status callbacks.
 
-The SMS engine is replaced by ``RecordingEngine`` on the running daemon so that each test sees
-exactly the calls the webhook makes; the end-to-end tests use the real engine.
+The webhooks call a ``RecordingEngine`` (given to ``running(sms_engine=...)``) so that each test
+sees exactly the calls the webhook makes; the end-to-end tests use the real engine.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from radsched.daemon import Daemon, running
 from radsched.privacy import phone_hash
 from radsched.settings import Settings
 from radsched.sms.outbox import enqueue_text
-from radsched.sms.webhooks import EMPTY_TWIML, MAX_BODY_BYTES
+from radsched.twilio.webhooks import EMPTY_TWIML, MAX_BODY_BYTES
 from tests.smstwilio.conftest import PATIENT, RecordingEngine
 from tests.twilio_double import TwilioDouble, inbound_form, new_sid, sign
 
@@ -30,12 +30,23 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PUBLIC = "https://sched.example.org"
 
 
+class EngineSwitch:
+    """What the daemon's webhooks call: the recording engine, or None ("not running")."""
+
+    def __init__(self, engine: RecordingEngine) -> None:
+        self.engine: RecordingEngine | None = engine
+
+    def __call__(self) -> RecordingEngine | None:
+        return self.engine
+
+
 @dataclass
 class Running:
     daemon: Daemon
     engine: RecordingEngine
     double: TwilioDouble
     http: aiohttp.ClientSession
+    switch: EngineSwitch
 
     @property
     def base(self) -> str:
@@ -71,13 +82,13 @@ def settings_for(data_dir: Path, database_url: str, double: TwilioDouble) -> Set
 
 @pytest.fixture
 async def live(data_dir: Path, database_url: str, double: TwilioDouble) -> AsyncIterator[Running]:
+    engine = RecordingEngine()
+    switch = EngineSwitch(engine)
     async with (
-        running(settings_for(data_dir, database_url, double)) as daemon,
+        running(settings_for(data_dir, database_url, double), sms_engine=switch) as daemon,
         aiohttp.ClientSession() as http,
     ):
-        engine = RecordingEngine()
-        daemon.sms_engine = engine  # type: ignore[assignment]
-        yield Running(daemon, engine, double, http)
+        yield Running(daemon, engine, double, http, switch)
 
 
 async def test_signed_inbound_text_reaches_the_engine_once(live: Running) -> None:
@@ -131,7 +142,7 @@ async def test_engine_failure_answers_500_and_the_retry_is_processed(live: Runni
 
 
 async def test_no_engine_means_503(live: Running) -> None:
-    live.daemon.sms_engine = None
+    live.switch.engine = None
     status, text = await live.inbound()
     assert status == 503 and "engine_not_ready" in text
 
@@ -250,7 +261,7 @@ def test_signature_check_matches_twilios_published_test_vector() -> None:
     """The vector from twilio-python's own tests (reference/sms.md section 1.4)."""
     from multidict import MultiDict
 
-    from radsched.sms.webhooks import SignedForms
+    from radsched.twilio.webhooks import SignedForms
 
     params = MultiDict(
         {

@@ -1,0 +1,1 @@
+"""ACK fast-path benchmark: ``python -m bench.ack`` (see docs/performance.md, "ACK building")."""

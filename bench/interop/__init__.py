@@ -1,0 +1,1 @@
+"""Corpus check: ``python -m bench.interop`` (docs/interop.md)."""

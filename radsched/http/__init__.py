@@ -1,1 +1,0 @@
-"""The aiohttp application: health, readiness, metrics, and the routes components add."""

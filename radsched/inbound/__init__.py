@@ -1,0 +1,1 @@
+"""The MLLP listener's side: the router (parse, de-duplicate, dispatch, ACK), batches, TLS, exposure."""

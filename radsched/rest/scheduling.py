@@ -1,0 +1,220 @@
+"""The REST facade an SMS scheduler expects from an interface engine (DESIGN.md section 6).
+
+``GET /api/ris/locations``, ``GET /api/ris/available-slots`` and ``POST /api/ris/book-appointment``,
+authenticated with ``X-API-Key`` (compared in constant time against every configured key), validated with
+pydantic (a 400 names the field), answered from :class:`~radsched.scheduling.service.SchedulingService`. Scheduling
+errors map to their status and code; the shapes are in :mod:`radsched.rest.openapi`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Annotated, Any, TypeVar
+
+from aiohttp import web
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from channels import Location, Slot
+from radsched.logs import correlation_id
+from radsched.rest.errors import error_response
+from radsched.scheduling.errors import SchedulingError
+from radsched.scheduling.service import BookedAppointment, BookingInput, SchedulingService
+
+Modality = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9]{1,16}$")
+]
+# Identifiers travel into HL7 fields (escaped there); control characters never make sense in them.
+Identifier = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+MAX_DAYS = 31
+MAX_SLOTS = 500
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class LocationsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    modality: Modality
+
+
+class SlotsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    location: Identifier
+    modality: Modality
+    date: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    days: int = Field(default=1, ge=1, le=MAX_DAYS)
+    # Without it the dialect's query_limit applies (a site option, 50 by default).
+    limit: int | None = Field(default=None, ge=1, le=MAX_SLOTS)
+
+    @field_validator("date")
+    @classmethod
+    def _real_date(cls, value: str) -> str:
+        date.fromisoformat(value)  # ValueError for 2026-02-30 becomes a 400 naming the field
+        return value
+
+
+class BookingBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    order_id: Identifier
+    mrn: Identifier
+    modality: Modality
+    location: Identifier
+    slot_id: Identifier
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch":
+            message = "has characters or a format that are not allowed"
+        raise BadRequest(f"{field}: {message}") from None
+
+
+def _start(moment: datetime, tz: tzinfo) -> str:
+    return moment.astimezone(tz).isoformat()
+
+
+def location_json(loc: Location) -> dict[str, Any]:
+    return {
+        "id": loc.id,
+        "name": loc.name,
+        "address": loc.address,
+        "modalities": list(loc.modalities),
+    }
+
+
+def slot_json(slot: Slot, tz: tzinfo) -> dict[str, Any]:
+    return {
+        "id": slot.id,
+        "location": slot.location_id,
+        "modality": slot.modality,
+        "start": _start(slot.start, tz),
+        "duration_minutes": slot.duration_minutes,
+    }
+
+
+def booking_json(booked: BookedAppointment, tz: tzinfo) -> dict[str, Any]:
+    appt = booked.appointment
+    return {
+        "status": "booked",
+        "confirmation_code": appt.confirmation_code,
+        "appointment": {
+            "id": appt.id,
+            "location": appt.slot.location_id,
+            "modality": appt.slot.modality,
+            "start": _start(appt.slot.start, tz),
+            "duration_minutes": appt.slot.duration_minutes,
+        },
+    }
+
+
+class RisApi:
+    def __init__(self, service: SchedulingService, api_keys: tuple[str, ...], tz: tzinfo) -> None:
+        self._service = service
+        self._keys = tuple(k.encode() for k in api_keys if k)
+        self._tz = tz
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/ris/locations", self.locations, allow_head=False),
+            web.get("/api/ris/available-slots", self.available_slots, allow_head=False),
+            web.post("/api/ris/book-appointment", self.book),
+        ]
+
+    def _authorised(self, request: web.Request) -> web.Response | None:
+        supplied = request.headers.get("X-API-Key", "")
+        if not supplied:
+            return error_response(401, "unauthorized", "missing X-API-Key header")
+        candidate = supplied.encode()
+        # Compare against every key, without stopping early, so timing says nothing about which matched.
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(candidate, key)
+        if not matched:
+            return error_response(401, "unauthorized", "unknown API key")
+        return None
+
+    async def locations(self, request: web.Request) -> web.Response:
+        if (denied := self._authorised(request)) is not None:
+            return denied
+        try:
+            query = _validate(LocationsQuery, dict(request.query))
+            found = await self._service.locations(query.modality)
+        except BadRequest as exc:
+            return error_response(400, "invalid_request", str(exc))
+        except SchedulingError as exc:
+            return error_response(exc.http_status, exc.code, exc.message)
+        return web.json_response({"locations": [location_json(loc) for loc in found]})
+
+    async def available_slots(self, request: web.Request) -> web.Response:
+        if (denied := self._authorised(request)) is not None:
+            return denied
+        try:
+            query = _validate(SlotsQuery, dict(request.query))
+            day = date.fromisoformat(query.date)
+            start = datetime.combine(day, time(0), tzinfo=self._tz)
+            end = datetime.combine(day + timedelta(days=query.days), time(0), tzinfo=self._tz)
+            found = await self._service.slots(
+                query.location, query.modality, start=start, end=end, limit=query.limit
+            )
+        except BadRequest as exc:
+            return error_response(400, "invalid_request", str(exc))
+        except SchedulingError as exc:
+            return error_response(exc.http_status, exc.code, exc.message)
+        return web.json_response({"slots": [slot_json(s, self._tz) for s in found]})
+
+    async def book(self, request: web.Request) -> web.Response:
+        if (denied := self._authorised(request)) is not None:
+            return denied
+        try:
+            try:
+                data = await request.json(loads=json.loads)
+            except ValueError:
+                raise BadRequest("body: not valid JSON") from None
+            if not isinstance(data, dict):
+                raise BadRequest("body: must be a JSON object")
+            body = _validate(BookingBody, data)
+            booked = await self._service.book(
+                BookingInput(
+                    order_id=body.order_id,
+                    mrn=body.mrn,
+                    slot_id=body.slot_id,
+                    location_id=body.location,
+                    modality=body.modality,
+                    source="rest",
+                    correlation_id=correlation_id.get() or "",
+                )
+            )
+        except BadRequest as exc:
+            return error_response(400, "invalid_request", str(exc))
+        except SchedulingError as exc:
+            return error_response(exc.http_status, exc.code, exc.message)
+        # An idempotent repeat answers exactly like the first time (same status, same body).
+        return web.json_response(booking_json(booked, self._tz), status=201)
+
+
+def add_routes(
+    app: web.Application, service: SchedulingService, api_keys: tuple[str, ...], tz: tzinfo
+) -> None:
+    app.router.add_routes(RisApi(service, api_keys, tz).routes())

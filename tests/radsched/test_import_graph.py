@@ -1,0 +1,89 @@
+"""The import graph inside radsched has no circle, and only the entry points import the root.
+
+grimp (import-linter's graph builder) counts every import, ``TYPE_CHECKING`` and function-level
+ones included, so an edge hidden from the interpreter at start-up still counts here.
+"""
+
+from __future__ import annotations
+
+import grimp
+
+ROOT = "radsched.daemon"
+# Entry points that run the composition root.
+ROOT_USERS = {"radsched.cli", "radsched.__main__"}
+
+
+def _graph() -> grimp.ImportGraph:
+    return grimp.build_graph("radsched", cache_dir=None)
+
+
+def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    modules = sorted(graph.modules)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for start in modules:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph.find_modules_directly_imported_by(start))))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if not child.startswith("radsched"):
+                    continue
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    imported = sorted(graph.find_modules_directly_imported_by(child))
+                    work.append((child, iter(imported)))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_circle_inside_radsched() -> None:
+    assert _cycles(_graph()) == []
+
+
+def test_only_the_entry_points_import_the_composition_root() -> None:
+    graph = _graph()
+    importers = graph.find_modules_that_directly_import(ROOT)
+    assert importers <= ROOT_USERS, sorted(importers - ROOT_USERS)
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    graph = grimp.ImportGraph()
+    for importer, imported in [
+        ("radsched.a", "radsched.b"),
+        ("radsched.b", "radsched.c"),
+        ("radsched.c", "radsched.a"),
+        ("radsched.c", "radsched.d"),
+    ]:
+        graph.add_import(importer=importer, imported=imported)
+    assert _cycles(graph) == [["radsched.a", "radsched.b", "radsched.c"]]
