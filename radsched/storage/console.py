@@ -424,6 +424,7 @@ WITH booked AS (
     SELECT session_id, min(occurred_at) AS at, max(modality) AS modality
       FROM sms_audit_log
      WHERE session_id IN (SELECT session_id FROM booked)
+       AND session_id IS NOT NULL  -- lets the planner use the partial index sms_audit_log_session
      GROUP BY session_id
 )
 SELECT date_trunc($3, b.at AT TIME ZONE $4) AS period, coalesce(s.modality, '-') AS modality,
