@@ -131,6 +131,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "radsched.commands.purge",
     "radsched.commands.appointment",
     "radsched.commands.shadow",
+    "radsched.commands.admin_user",
 )
 
 

@@ -27,6 +27,7 @@ from channels import Party
 from radsched import emr as emr_component
 from radsched import intake, retention
 from radsched.beside.components import open_scheduling_backend
+from radsched.console.component import console_deps, console_runner, first_admin
 from radsched.datadir import prepare_data_dir
 from radsched.errors import ConfigError, StartupError
 from radsched.hl7metrics import HL7Metrics
@@ -337,6 +338,25 @@ async def running(
             setting="RADSCHED_HTTP_LISTEN",
             reuse_port=settings.reuse_port,
         )
+
+        # Admin console on its own listener (radsched/console, docs/console.md).
+        admin_addr = settings.admin_addr
+        if admin_addr is not None:
+            console = await console_runner(
+                console_deps(
+                    settings,
+                    db=db,
+                    phi_secret=secrets.phi_key,
+                    phi=phi,
+                    readiness=readiness.run,
+                    clock=clock,
+                    client_ip=limiter.client_ip,
+                ),
+                settings=settings,
+            )
+            stack.push_async_callback(console.cleanup)
+            listening["admin"] = await _bind(console, admin_addr, setting="RADSCHED_ADMIN_LISTEN")
+            await first_admin(db, now=clock(), admin_url=f"http://{listening['admin']}")
 
         status = " ".join(f"{k}={v}" for k, v in listening.items())
         log.info("radsched ready", extra={"listening": status})

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     data_dir: Path = Field(default_factory=_default_data_dir)
     http_listen: str = "127.0.0.1:3010"
+    # The admin console (docs/console.md), on its own listener so it can be fenced apart.
+    admin_listen: str | None = "127.0.0.1:3011"  # empty: no console
     public_url: str = "http://127.0.0.1:3010"
     api_keys: SecretStr | None = None
     order_tokens: SecretStr | None = None
@@ -228,7 +230,7 @@ class Settings(BaseSettings):
             raise ValueError("has an invalid port") from None
         return value
 
-    @field_validator("http_listen", "mllp_listen", "ris_addr")
+    @field_validator("http_listen", "admin_listen", "mllp_listen", "ris_addr")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -316,6 +318,12 @@ class Settings(BaseSettings):
     @property
     def http_addr(self) -> HostPort:
         return HostPort.parse(self.http_listen, setting="HTTP_LISTEN")
+
+    @property
+    def admin_addr(self) -> HostPort | None:
+        if not self.admin_listen:
+            return None
+        return HostPort.parse(self.admin_listen, setting="ADMIN_LISTEN")
 
     @property
     def mllp_addr(self) -> HostPort:

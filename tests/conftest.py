@@ -27,6 +27,10 @@ from radsched.storage.migrate import migrate
 
 TEMPLATE = "radsched_test_template"
 
+# Daemons started by tests (in-process or as child processes) put the admin console on a free port,
+# not on the default 3011 that a developer's `make run` may hold.
+os.environ.setdefault("RADSCHED_ADMIN_LISTEN", "127.0.0.1:0")
+
 
 def private_tmp(prefix: str) -> Path:
     """A temp dir the embedded server (run as 'nobody' under root) can traverse."""

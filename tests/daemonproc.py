@@ -47,6 +47,7 @@ class DaemonProcess:
             {
                 "RADSCHED_DATA_DIR": str(self.data_dir),
                 "RADSCHED_HTTP_LISTEN": "127.0.0.1:0",
+                "RADSCHED_ADMIN_LISTEN": "127.0.0.1:0",
                 "RADSCHED_MLLP_LISTEN": "127.0.0.1:0",
                 "RADSCHED_LOG_FORMAT": "json",
                 "NOTIFY_SOCKET": str(sock_path),
