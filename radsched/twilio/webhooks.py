@@ -3,8 +3,9 @@
 Both verify ``X-Twilio-Signature`` with the SDK's ``RequestValidator`` over ``PUBLIC_URL`` + the
 path and query Twilio called (never ``request.url``: behind a TLS-terminating proxy the daemon sees
 ``http://127.0.0.1:3010``, Twilio signed ``https://sched.example.org``), and answer 403 when it does
-not verify. A repeated webhook (same MessageSid, or same MessageSid and status) is acknowledged
-and ignored. Replies to the patient never go in the webhook answer: it is always an empty
+not verify. MessageSid must be SM|MM + 32 hex digits and agree with SmsSid/SmsMessageSid (a
+looser check lets a captured webhook be re-split). A repeated webhook (same MessageSid, or same
+MessageSid and status) is acknowledged and ignored. Replies to the patient never go in the webhook answer: it is always an empty
 ``<Response/>``, and texts leave through the outbox.
 """
 
@@ -43,7 +44,11 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 # A claim on a webhook not completed within this long (the daemon died mid-transition) may be
 # retaken by a retry of the same webhook.
 CLAIM_STALE_S = 60.0
-_SID = re.compile(r"[A-Za-z]{2}[0-9A-Za-z]{8,62}")
+# Twilio message SIDs are SM/MM + 32 lowercase hex digits. A strict pattern matters: the signature
+# concatenates names and values without separators, so a looser one lets a captured webhook be
+# re-split into a "new" MessageSid that still verifies (issue 11, item 2).
+_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
+_SID_FIELDS = ("MessageSid", "SmsSid", "SmsMessageSid")
 _STATUS = re.compile(r"[a-z_]{1,32}")
 # message_enum_status of Twilio's API spec (reference/sms.md 1.3); anything else is counted as
 # "other" so that the metric's label set stays bounded.
@@ -318,6 +323,9 @@ def _message_sid(form: MultiDict[str]) -> str:
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     if not _SID.fullmatch(sid):
         raise _Refused(400, "bad_request", "MessageSid missing or malformed")
+    # Every SID field Twilio sends names the same message; a mismatch means a re-split form.
+    if any(form.getall(name, [sid]) != [sid] for name in _SID_FIELDS):
+        raise _Refused(400, "bad_request", "MessageSid, SmsSid and SmsMessageSid disagree")
     return sid
 
 
@@ -332,7 +340,7 @@ def openapi_fragment() -> dict[str, Any]:
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     common = {
         "AccountSid": {"type": "string"},
-        "MessageSid": {"type": "string", "minLength": 10, "maxLength": 64},
+        "MessageSid": {"type": "string", "pattern": "^(SM|MM)[0-9a-f]{32}$"},
         "From": {"type": "string"},
         "To": {"type": "string"},
     }
