@@ -96,9 +96,10 @@ def twiml() -> web.Response:
 class SignedForms:
     """Reads a webhook's form body within the size limit and checks its Twilio signature."""
 
-    def __init__(self, public_url: str, auth_token: str) -> None:
+    def __init__(self, public_url: str, auth_token: str, account_sid: str | None = None) -> None:
         from twilio.request_validator import RequestValidator
 
+        self._account_sid = account_sid
         self._public_url = public_url.rstrip("/")
         self._validator = RequestValidator(auth_token)
 
@@ -131,6 +132,10 @@ class SignedForms:
         url = self._public_url + request.raw_path
         if not signature or not self._verifies(url, form, signature):
             raise _Refused(403, "forbidden", "X-Twilio-Signature does not verify")
+        # A signed form from another account (a subaccount sharing the token, a test account) is
+        # not a message to our numbers.
+        if self._account_sid is not None and form.get("AccountSid") != self._account_sid:
+            raise _Refused(403, "wrong_account", "AccountSid is not this daemon's account")
         return form
 
     def _verifies(self, url: str, form: MultiDict[str], signature: str) -> bool:
@@ -425,11 +430,12 @@ def add_routes(
     metrics: SmsMetrics,
     engine: Callable[[], InboundSink | None],
     clock: Callable[[], datetime],
+    account_sid: str | None = None,
 ) -> Webhooks:
     hooks = Webhooks(
         db=db,
         dsn=dsn,
-        forms=SignedForms(public_url, auth_token),
+        forms=SignedForms(public_url, auth_token, account_sid),
         metrics=metrics,
         engine=engine,
         clock=clock,

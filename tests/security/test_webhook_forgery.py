@@ -153,3 +153,14 @@ async def test_sid_fields_that_disagree_are_refused(live: Secured) -> None:
     )
     assert status == 400 and body["error"]["code"] == "bad_request"
     assert await conversations(live) == 0
+
+
+async def test_a_signed_webhook_from_another_account_is_refused(live: Secured) -> None:
+    form, _ = captured(live)
+    form["AccountSid"] = "AC" + "0" * 32
+    signature = sign(live.twilio.auth_token, PUBLIC_URL + "/sms/inbound", form)
+    status, _, body = await live.post(
+        "/sms/inbound", data=form, headers={"X-Twilio-Signature": signature}
+    )
+    assert status == 403 and body["error"]["code"] == "wrong_account"
+    assert await conversations(live) == 0
