@@ -142,6 +142,8 @@ class SignedForms:
         # The URL as configured is what Twilio signs in practice: one HMAC. Only when that fails
         # does the SDK's validate() try the with/without-default-port variants it also accepts.
         expected = self._validator.compute_signature(url, form)
+        if not signature.isascii():  # base64 only; non-UTF-8 header bytes arrive as surrogates
+            return False
         if hmac.compare_digest(expected.encode(), signature.encode()):
             return True
         return bool(self._validator.validate(url, form, signature))
