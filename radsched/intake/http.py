@@ -50,7 +50,7 @@ def _authorised(header: str, tokens: tuple[str, ...]) -> bool:
     scheme, _, supplied = header.partition(" ")
     if scheme.lower() != "bearer" or not supplied.strip():
         return False
-    given = supplied.strip().encode()
+    given = supplied.strip().encode("utf-8", "surrogateescape")  # non-UTF-8 bytes: no match
     # Compare with every token, without stopping at a match: timing says nothing about which.
     matched = False
     for token in tokens:

@@ -411,7 +411,7 @@ def _known(candidates: tuple[bytes, ...], supplied: str) -> str:
     """A digest naming ``supplied`` when it is one of ``candidates`` (constant time), else ``""``."""
     if not supplied:
         return ""
-    data = supplied.encode()
+    data = supplied.encode("utf-8", "surrogateescape")  # non-UTF-8 header bytes: no match, not 500
     found = False
     for candidate in candidates:
         found |= hmac.compare_digest(candidate, data)

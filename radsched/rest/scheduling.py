@@ -146,7 +146,9 @@ class RisApi:
         supplied = request.headers.get("X-API-Key", "")
         if not supplied:
             return error_response(401, "unauthorized", "missing X-API-Key header")
-        candidate = supplied.encode()
+        candidate = supplied.encode(
+            "utf-8", "surrogateescape"
+        )  # non-UTF-8 bytes: no match, not 500
         # Compare against every key, without stopping early, so timing says nothing about which matched.
         matched = False
         for key in self._keys:

@@ -79,7 +79,7 @@ def authoriser(api_keys: tuple[str, ...]) -> Callable[[web.Request], web.Respons
             return error_response(401, "unauthorized", "missing X-API-Key header")
         matched = False
         for key in keys:
-            matched |= hmac.compare_digest(supplied.encode(), key)
+            matched |= hmac.compare_digest(supplied.encode("utf-8", "surrogateescape"), key)
         return None if matched else error_response(401, "unauthorized", "unknown API key")
 
     return check

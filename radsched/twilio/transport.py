@@ -86,6 +86,7 @@ async def start(
         metrics=metrics,
         engine=engine,
         clock=clock,
+        account_sid=settings.twilio_account_sid,
     )
     stack.push_async_callback(hooks.aclose)
     await sender.start()

@@ -3,8 +3,9 @@
 Both verify ``X-Twilio-Signature`` with the SDK's ``RequestValidator`` over ``PUBLIC_URL`` + the
 path and query Twilio called (never ``request.url``: behind a TLS-terminating proxy the daemon sees
 ``http://127.0.0.1:3010``, Twilio signed ``https://sched.example.org``), and answer 403 when it does
-not verify. A repeated webhook (same MessageSid, or same MessageSid and status) is acknowledged
-and ignored. Replies to the patient never go in the webhook answer: it is always an empty
+not verify. MessageSid must be SM|MM + 32 hex digits and agree with SmsSid/SmsMessageSid (a
+looser check lets a captured webhook be re-split). A repeated webhook (same MessageSid, or same
+MessageSid and status) is acknowledged and ignored. Replies to the patient never go in the webhook answer: it is always an empty
 ``<Response/>``, and texts leave through the outbox.
 """
 
@@ -43,7 +44,11 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 # A claim on a webhook not completed within this long (the daemon died mid-transition) may be
 # retaken by a retry of the same webhook.
 CLAIM_STALE_S = 60.0
-_SID = re.compile(r"[A-Za-z]{2}[0-9A-Za-z]{8,62}")
+# Twilio message SIDs are SM/MM + 32 lowercase hex digits. A strict pattern matters: the signature
+# concatenates names and values without separators, so a looser one lets a captured webhook be
+# re-split into a "new" MessageSid that still verifies (issue 11, item 2).
+_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
+_SID_FIELDS = ("MessageSid", "SmsSid", "SmsMessageSid")
 _STATUS = re.compile(r"[a-z_]{1,32}")
 # message_enum_status of Twilio's API spec (reference/sms.md 1.3); anything else is counted as
 # "other" so that the metric's label set stays bounded.
@@ -91,9 +96,10 @@ def twiml() -> web.Response:
 class SignedForms:
     """Reads a webhook's form body within the size limit and checks its Twilio signature."""
 
-    def __init__(self, public_url: str, auth_token: str) -> None:
+    def __init__(self, public_url: str, auth_token: str, account_sid: str | None = None) -> None:
         from twilio.request_validator import RequestValidator
 
+        self._account_sid = account_sid
         self._public_url = public_url.rstrip("/")
         self._validator = RequestValidator(auth_token)
 
@@ -126,12 +132,18 @@ class SignedForms:
         url = self._public_url + request.raw_path
         if not signature or not self._verifies(url, form, signature):
             raise _Refused(403, "forbidden", "X-Twilio-Signature does not verify")
+        # A signed form from another account (a subaccount sharing the token, a test account) is
+        # not a message to our numbers.
+        if self._account_sid is not None and form.get("AccountSid") != self._account_sid:
+            raise _Refused(403, "wrong_account", "AccountSid is not this daemon's account")
         return form
 
     def _verifies(self, url: str, form: MultiDict[str], signature: str) -> bool:
         # The URL as configured is what Twilio signs in practice: one HMAC. Only when that fails
         # does the SDK's validate() try the with/without-default-port variants it also accepts.
         expected = self._validator.compute_signature(url, form)
+        if not signature.isascii():  # base64 only; non-UTF-8 header bytes arrive as surrogates
+            return False
         if hmac.compare_digest(expected.encode(), signature.encode()):
             return True
         return bool(self._validator.validate(url, form, signature))
@@ -318,6 +330,9 @@ def _message_sid(form: MultiDict[str]) -> str:
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     if not _SID.fullmatch(sid):
         raise _Refused(400, "bad_request", "MessageSid missing or malformed")
+    # Every SID field Twilio sends names the same message; a mismatch means a re-split form.
+    if any(form.getall(name, [sid]) != [sid] for name in _SID_FIELDS):
+        raise _Refused(400, "bad_request", "MessageSid, SmsSid and SmsMessageSid disagree")
     return sid
 
 
@@ -332,7 +347,7 @@ def openapi_fragment() -> dict[str, Any]:
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     common = {
         "AccountSid": {"type": "string"},
-        "MessageSid": {"type": "string", "minLength": 10, "maxLength": 64},
+        "MessageSid": {"type": "string", "pattern": "^(SM|MM)[0-9a-f]{32}$"},
         "From": {"type": "string"},
         "To": {"type": "string"},
     }
@@ -417,11 +432,12 @@ def add_routes(
     metrics: SmsMetrics,
     engine: Callable[[], InboundSink | None],
     clock: Callable[[], datetime],
+    account_sid: str | None = None,
 ) -> Webhooks:
     hooks = Webhooks(
         db=db,
         dsn=dsn,
-        forms=SignedForms(public_url, auth_token),
+        forms=SignedForms(public_url, auth_token, account_sid),
         metrics=metrics,
         engine=engine,
         clock=clock,

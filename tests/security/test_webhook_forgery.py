@@ -129,3 +129,38 @@ async def test_bodies_over_the_limits_are_refused_declared_or_not(live: Secured)
             assert response.status == 413, path
         status, _ = await _chunked(live, path, 1024 * 1024, **headers)
         assert status == 413, path
+
+
+async def test_a_captured_webhook_re_split_into_a_new_message_sid_is_refused(live: Secured) -> None:
+    # The signature concatenates name+value without separators, so moving "NumMedia0" into the
+    # MessageSid value keeps it valid: only the strict SID format and SID agreement stop it.
+    form, signature = captured(live)
+    form["MessageSid"] += "NumMedia" + form.pop("NumMedia")
+    assert sign(live.twilio.auth_token, PUBLIC_URL + "/sms/inbound", form) == signature
+    status, _, body = await live.post(
+        "/sms/inbound", data=form, headers={"X-Twilio-Signature": signature}
+    )
+    assert status == 400 and "MessageSid" in body["error"]["message"]
+    assert await conversations(live) == 0
+
+
+async def test_sid_fields_that_disagree_are_refused(live: Secured) -> None:
+    form, _ = captured(live)
+    form["SmsSid"] = new_sid()
+    signature = sign(live.twilio.auth_token, PUBLIC_URL + "/sms/inbound", form)
+    status, _, body = await live.post(
+        "/sms/inbound", data=form, headers={"X-Twilio-Signature": signature}
+    )
+    assert status == 400 and body["error"]["code"] == "bad_request"
+    assert await conversations(live) == 0
+
+
+async def test_a_signed_webhook_from_another_account_is_refused(live: Secured) -> None:
+    form, _ = captured(live)
+    form["AccountSid"] = "AC" + "0" * 32
+    signature = sign(live.twilio.auth_token, PUBLIC_URL + "/sms/inbound", form)
+    status, _, body = await live.post(
+        "/sms/inbound", data=form, headers={"X-Twilio-Signature": signature}
+    )
+    assert status == 403 and body["error"]["code"] == "wrong_account"
+    assert await conversations(live) == 0
