@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     practice_name: str = ""
     timezone: str = "America/New_York"
     quiet_hours: str = "20:00-09:00"
+    # Issue 13: a RIS outage waits this long before the patient is asked to call (ris_wait.py).
+    ris_wait_max_min: int = Field(default=30, ge=1, le=1440)
     log_format: Literal["json", "text"] | None = None
     # Beyond the public table: operational limits with safe defaults.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=300)

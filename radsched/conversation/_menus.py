@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from radsched.conversation._step import StepBase
 from radsched.conversation.model import (
     Audit,
     Book,
@@ -19,12 +18,13 @@ from radsched.conversation.model import (
     SlotsLoaded,
     State,
 )
+from radsched.conversation.ris_wait import RisWaitSteps
 from radsched.conversation.templates import TemplateId, format_local_time
 
 __all__ = ["MenuSteps"]
 
 
-class MenuSteps(StepBase):
+class MenuSteps(RisWaitSteps):
     """Choosing a location, then a slot, then booking it."""
 
     # --- locations -------------------------------------------------------------------------
@@ -119,12 +119,11 @@ class MenuSteps(StepBase):
         if not isinstance(event, expected):
             self.emit(Audit("late_ris_answer", type(event).__name__))
             return
+        if not isinstance(event, RisUnavailable):
+            self.clear_ris_wait()
         match event:
             case RisUnavailable():
-                booking = state is State.BOOKING
-                self.call_us(
-                    DeferReason.BOOKING_OUTCOME_UNKNOWN if booking else DeferReason.RIS_UNAVAILABLE
-                )
+                self.ris_down()  # wait for the RIS, or hand over (radsched.conversation.ris_wait)
             case LocationsLoaded(locations=locations):
                 self.on_locations(locations)
             case SlotsLoaded():

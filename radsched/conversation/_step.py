@@ -113,6 +113,8 @@ class StepBase:
                 deadlines.append(conv.first_contact_at)
             if conv.busy_until is not None:
                 deadlines.append(conv.busy_until)
+            if conv.ris_retry_at is not None:
+                deadlines.append(conv.ris_retry_at)
             conv = dataclasses.replace(conv, expires_at=expires, wake_at=min(deadlines))
             if conv.wake_at != self.before.wake_at:
                 self.commands.append(ScheduleWake(min(deadlines)))

@@ -73,6 +73,9 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
         ),
         "hint_more_locations": "MORE for others",
         "hint_more_times": "MORE for later times",
+        "ris_wait": (
+            "{practice_name}: we're having trouble reaching the schedule; we'll text you shortly."
+        ),
     },
     "es": {
         "consent_request": (
@@ -128,6 +131,7 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
         ),
         "hint_more_locations": "MAS para otros",
         "hint_more_times": "MAS para mas tarde",
+        "ris_wait": ("{practice_name}: no logramos consultar la agenda; le escribiremos en breve."),
     },
 }
 

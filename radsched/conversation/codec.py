@@ -56,6 +56,10 @@ def dump_conversation(conv: Conversation) -> dict[str, Any]:
         "replies_after_end": conv.replies_after_end,
         "end_reason": conv.end_reason.value if conv.end_reason else None,
         "recent_message_sids": list(conv.recent_message_sids),
+        "ris_wait_since": _time(conv.ris_wait_since),
+        "ris_retry_at": _time(conv.ris_retry_at),
+        "ris_retries": conv.ris_retries,
+        "ris_wait_told": conv.ris_wait_told,
     }
 
 
@@ -93,6 +97,11 @@ def load_conversation(data: Mapping[str, Any]) -> Conversation:
             replies_after_end=int(data["replies_after_end"]),
             end_reason=EndReason(data["end_reason"]) if data["end_reason"] else None,
             recent_message_sids=tuple(str(x) for x in data["recent_message_sids"]),
+            # Absent in rows written before the RIS wait existed.
+            ris_wait_since=_parse(data.get("ris_wait_since")),
+            ris_retry_at=_parse(data.get("ris_retry_at")),
+            ris_retries=int(data.get("ris_retries", 0)),
+            ris_wait_told=bool(data.get("ris_wait_told", False)),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed conversation: {exc!r}") from None

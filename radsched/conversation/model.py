@@ -364,6 +364,11 @@ class Conversation:
     replies_after_end: int = 0
     end_reason: EndReason | None = None
     recent_message_sids: tuple[str, ...] = ()
+    # Waiting for the RIS to come back (issue 13 item 6, radsched.conversation.ris_wait).
+    ris_wait_since: datetime | None = None  # first failure of the current outage
+    ris_retry_at: datetime | None = None  # when the RIS command is asked again
+    ris_retries: int = 0  # for the backoff
+    ris_wait_told: bool = False  # the "we'll text you shortly" text went out
 
     @classmethod
     def new(cls, conversation_id: str, now: datetime) -> Conversation:

@@ -64,6 +64,7 @@ class TemplateId(enum.StrEnum):
     CONFIRMATION = "confirmation"
     HINT_MORE_LOCATIONS = "hint_more_locations"
     HINT_MORE_TIMES = "hint_more_times"
+    RIS_WAIT = "ris_wait"  # the RIS is down; the conversation waits for it (ris_wait.py)
 
 
 # The allow-list, with the longest value each may take (characters; values are cut to this).
@@ -98,6 +99,7 @@ ALLOWED: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.CONFIRMATION: _GLOBAL | {"procedure_type", "location_name", "time", "code"},
     TemplateId.HINT_MORE_LOCATIONS: frozenset(),
     TemplateId.HINT_MORE_TIMES: frozenset(),
+    TemplateId.RIS_WAIT: _GLOBAL,
 }
 # What each template must contain, as placeholders and as (normalised) words.
 _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {

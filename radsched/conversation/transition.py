@@ -123,12 +123,13 @@ class _Step(MenuSteps):
             self.end(EndReason.DEFERRED, DeferReason.NOT_TEXTABLE)
             return
         first = TemplateId.CONSENT_REQUEST
-        if not event.modality_enabled or not event.ris_reachable:
+        if not event.ris_reachable:
+            # The consent text needs no RIS; the first step that does waits for it (ris_wait).
+            self.emit(Audit("ris_unreachable_at_order"))
+        if not event.modality_enabled:
             # The order goes to staff now; only the "please call us" text may have to wait.
             first = TemplateId.CALL_US
-            reason = DeferReason.RIS_UNAVAILABLE
-            if not event.modality_enabled:
-                reason = DeferReason.MODALITY_DISABLED
+            reason = DeferReason.MODALITY_DISABLED
             self.emit(DeferToStaff(reason), Audit("deferred", reason))
         self.update(first_template=first)
         quiet = self.cfg.quiet_hours
@@ -162,6 +163,8 @@ class _Step(MenuSteps):
             and self.now >= conv.first_contact_at
         ):
             self.first_contact()
+        elif self.ris_retry_due():
+            self.retry_ris()
         elif conv.busy_until is not None and self.now >= conv.busy_until:
             self.emit(Audit("ris_timeout", conv.state))
             self.on_ris_answer(RisUnavailable())

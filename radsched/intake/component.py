@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,6 +73,7 @@ def conversation_config(settings: Settings, sections: Mapping[str, Any]) -> Conv
             templates=templates,
             timezone=ZoneInfo(settings.timezone),
             quiet_hours=parse_quiet_hours(settings.quiet_hours),
+            ris_wait_max=timedelta(minutes=settings.ris_wait_max_min),
         )
     except ValueError as exc:
         raise ConfigError(f"RADSCHED_{exc}") from None

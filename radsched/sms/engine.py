@@ -437,6 +437,8 @@ class SmsEngine:
 
     def _waiting_command(self, conv: Conversation) -> RisCommand | None:
         """The RIS request a busy conversation is waiting for, rebuilt from its stored state."""
+        if conv.ris_retry_at is not None:
+            return None  # waiting out a RIS outage: the timer's Tick asks again (ris_wait.py)
         if conv.state is State.LOADING_LOCATIONS:
             return FetchLocations(conv.modality)
         if conv.state is State.LOADING_SLOTS and conv.location is not None:

@@ -17,7 +17,6 @@ from radsched.conversation import (
     LocationsLoaded,
     RecordConsent,
     RejectReason,
-    RisUnavailable,
     SlotsLoaded,
     State,
     TemplateId,
@@ -152,42 +151,13 @@ def test_slots_already_started_are_never_offered() -> None:
     assert [line[0] for line in play.text().splitlines()[1:]] == ["1"]
 
 
-def test_ris_down_when_loading_locations() -> None:
-    play = Playbook().order().patient("yes")
-    play.ris(RisUnavailable()).says(PHONE, template=TemplateId.CALL_US)
-    play.does(DeferToStaff(DeferReason.RIS_UNAVAILABLE)).ends("deferred")
-
-
-def test_ris_down_mid_conversation_when_loading_slots() -> None:
-    play = to_slot_menu()
-    play.patient("more").ris(RisUnavailable()).says(template=TemplateId.CALL_US)
-    play.does(DeferToStaff(DeferReason.RIS_UNAVAILABLE)).ends("deferred")
-
-
-def test_ris_down_while_booking_means_outcome_unknown() -> None:
-    play = to_slot_menu()
-    play.patient("1").ris(RisUnavailable()).says(template=TemplateId.CALL_US)
-    play.does(DeferToStaff(DeferReason.BOOKING_OUTCOME_UNKNOWN)).ends("deferred")
-
-
-def test_ris_silent_past_the_busy_timeout_counts_as_down() -> None:
-    play = Playbook().order().patient("yes")
-    play.advance(timedelta(minutes=9)).tick().silent().in_state(State.LOADING_LOCATIONS)
-    play.advance(timedelta(minutes=1)).tick().says(template=TemplateId.CALL_US)
-    play.does(DeferToStaff(DeferReason.RIS_UNAVAILABLE)).ends("deferred")
-    # The answer that finally arrives is only audited.
-    play.ris(LocationsLoaded(LOCATIONS)).silent().in_state(State.DEFERRED_TO_PHONE)
+# RIS down at each step: tests/sms/test_ris_wait.py (issue 13 item 6).
 
 
 def test_disabled_modality_gets_the_call_us_text() -> None:
     play = Playbook().order("MR", modality_enabled=False)
     play.says(f"please call {PHONE}", template=TemplateId.CALL_US)
     play.does(DeferToStaff(DeferReason.MODALITY_DISABLED)).ends("deferred")
-
-
-def test_ris_known_down_at_order_time_gets_the_call_us_text() -> None:
-    play = Playbook().order(ris_reachable=False).says(template=TemplateId.CALL_US)
-    play.does(DeferToStaff(DeferReason.RIS_UNAVAILABLE)).ends("deferred")
 
 
 def test_patient_who_opted_out_before_is_not_texted() -> None:
