@@ -153,7 +153,7 @@ async def test_quiet_hours_delay_first_contact_until_morning(
         assert (await flow.conversation(patient))["state"] == "awaiting_consent"
 
 
-async def test_ris_down_mid_conversation_defers_to_staff(
+async def test_ris_down_mid_conversation_waits_and_continues(
     database_url: str, data_dir: Path, twilio: TwilioDouble, clock: Clock
 ) -> None:
     async with SimRis(default_calendar(clock=clock)) as sim:
@@ -172,17 +172,54 @@ async def test_ris_down_mid_conversation_defers_to_staff(
             assert "Downtown" in await converse(flow, patient, "yes")
             sim.set_faults(drop=True)
             answer = await converse(flow, patient, "1")
-            assert SCHEDULING_PHONE in answer
+            assert "shortly" in answer and SCHEDULING_PHONE not in answer
+            conv = await flow.conversation(patient)
+            assert conv["state"] == "loading_slots" and conv["phi"] is not None
+            sent = len(flow.twilio.accepted)
+            # Still down at the first retry: no second "shortly" text.
+            clock.advance(seconds=15)
+            await flow.engine.fire_due()
+            await flow.engine.drain()
+            assert len(flow.twilio.accepted) == sent
+            # The RIS is back: the next retry lists the times without the patient writing again.
+            sim.clear_faults()
+            clock.advance(seconds=30)
+            await flow.engine.fire_due()
+            await flow.engine.drain()
+            slots = (await flow.texts(sent + 1))[-1].body
+            assert "Downtown Imaging" in slots and "2 " in slots
+            assert (await flow.conversation(patient))["state"] == "choosing_slot"
+
+
+async def test_ris_down_past_the_wait_defers_to_staff(
+    database_url: str, data_dir: Path, twilio: TwilioDouble, clock: Clock
+) -> None:
+    async with SimRis(default_calendar(clock=clock)) as sim:
+        await sim.start()
+        async with start_flow(
+            database_url,
+            data_dir,
+            twilio,
+            clock,
+            ris_addr=f"127.0.0.1:{sim.port}",
+            ris_timeout_s=0.5,
+        ) as flow:
+            patient = Patient()
+            await flow.order(new_order_id(), patient)
+            await flow.texts(1)
+            assert "Downtown" in await converse(flow, patient, "yes")
+            sim.set_faults(drop=True)
+            assert "shortly" in await converse(flow, patient, "1")
+            # RIS_WAIT_MAX_MIN (30) passes with the RIS still silent: then the call-us text.
+            for _ in range(17):
+                clock.advance(minutes=2)
+                await flow.engine.fire_due()
+                await flow.engine.drain()
+            assert SCHEDULING_PHONE in flow.texts_to(patient)[-1]
             conv = await flow.conversation(patient)
             assert conv["state"] == "deferred_to_phone" and conv["phi"] is None
             order = (await flow.fetch("SELECT state, deferred_reason FROM orders"))[0]
             assert tuple(order) == ("deferred", "ris_unavailable")
-            # While the RIS is known to be down, a new order gets the call-us text at once.
-            late = Patient()
-            await flow.order(new_order_id(), late)
-            assert SCHEDULING_PHONE in (await flow.texts(4))[-1].body
-            reasons = [r["deferred_reason"] for r in await flow.fetch("SELECT * FROM orders")]
-            assert reasons == ["ris_unavailable", "ris_unavailable"]
 
 
 async def test_modality_switch_through_the_cli_applies_in_the_running_daemon(flow: Flow) -> None:
