@@ -26,7 +26,14 @@ import mllp
 from channels import Party
 from radsched import emr as emr_component
 from radsched import intake, retention
-from radsched.beside.components import open_scheduling_backend
+from radsched.beside.components import (
+    RoleMetrics,
+    engine_secrets,
+    open_scheduling_backend,
+    open_shadow,
+    role_readiness,
+)
+from radsched.beside.roles import needs
 from radsched.console.component import console_deps, console_runner, first_admin
 from radsched.datadir import prepare_data_dir
 from radsched.errors import ConfigError, StartupError
@@ -84,12 +91,13 @@ class Daemon:
     hash_key: bytes
     phi: PhiBox
     orders: OrderStore
-    scheduling: SchedulingService
-    sms_engine: SmsEngine
-    sms_outbox: SmsOutbox
+    # None where this daemon's ROLES do not include the part (issue 17, radsched/beside/roles.py).
+    scheduling: SchedulingService | None
+    sms_engine: SmsEngine | None
+    sms_outbox: SmsOutbox | None
     emr: emr_component.EmrOutbox
     listening: Mapping[str, HostPort]
-    lifecycle: Lifecycle
+    lifecycle: Lifecycle | None
 
 
 async def _bind(
@@ -180,7 +188,13 @@ async def running(
             raise ConfigError(str(exc)) from None
         if redactor is not None:
             dsn_secret = settings.database_url.get_secret_value() if settings.database_url else None
-            redactor.set_secrets([*secrets.values(), *([dsn_secret] if dsn_secret else [])])
+            redactor.set_secrets(
+                [
+                    *secrets.values(),
+                    *engine_secrets(settings),
+                    *([dsn_secret] if dsn_secret else []),
+                ]
+            )
         metrics = Metrics()
         store = await stack.enter_async_context(
             storage(settings, stack, metrics.registry, owner=True)
@@ -198,10 +212,15 @@ async def running(
             return None
 
         readiness.add("database", database_ready)
+        roles = settings.role_set
+        need = needs(roles, backend=settings.scheduling_backend)
+        RoleMetrics(metrics.registry, roles)
+        # Work queued for a role that no daemon on this database runs any more (after a role change).
+        readiness.add("roles", role_readiness(db))
 
         limiter = RateLimiter.from_settings(settings, secrets, hash_key, metrics.registry)
         app = build_app(metrics.registry, rate_limiter=limiter)
-        add_health_routes(app, readiness, metrics)
+        add_health_routes(app, readiness, metrics, roles=roles)
         hl7_metrics = HL7Metrics(metrics.registry)
         me = Party(settings.sending_app, settings.sending_facility)
         tz = ZoneInfo(settings.timezone)
@@ -215,70 +234,92 @@ async def running(
         # --- components, in dependency order ---
 
         # RIS gateway first: the scheduling service is used by the SMS engine and the EMR outbox.
-        ris = await ris_component.start(
-            stack,
-            settings=settings,
-            db=db,
-            orders=orders,
-            readiness=readiness,
-            hl7_metrics=hl7_metrics,
-            me=me,
-            tz=tz,
-            clock=clock,
-        )
-        if ris.simulated_ris is not None:
-            listening["sim-ris"] = ris.simulated_ris
-        scheduling = ris.service
-        # The REST facade, then the OpenAPI document the later components add their paths to.
-        add_scheduling_routes(app, scheduling, secrets.api_keys, tz)
+        scheduling: SchedulingService | None = None
+        ris_started_at = clock()
+        if need.ris_client:
+            ris = await ris_component.start(
+                stack,
+                settings=settings,
+                db=db,
+                orders=orders,
+                readiness=readiness,
+                hl7_metrics=hl7_metrics,
+                me=me,
+                tz=tz,
+                clock=clock,
+            )
+            if ris.simulated_ris is not None:
+                listening["sim-ris"] = ris.simulated_ris
+            scheduling, ris_started_at = ris.service, ris.started_at
+        rest_metrics = RestMetrics(metrics.registry)
+        if scheduling is not None and need.rest_facade:
+            # The REST facade; in a parallel run (SHADOW_URL) its reads are also asked of the
+            # shadowed engine and compared (radsched/beside/shadow_gateway.py).
+            facade = await open_shadow(
+                settings,
+                stack,
+                scheduling,
+                db=db,
+                registry=metrics.registry,
+                clock=clock,
+                tz=tz,
+                metrics=rest_metrics,
+            )
+            add_scheduling_routes(app, cast(SchedulingService, facade), secrets.api_keys, tz)
+        # Then the OpenAPI document the later components add their paths to.
         openapi.install(app)
 
         # The SMS engine reaches the RIS over HL7 through the gateway's service, or through an
         # existing engine's REST channels (SCHEDULING_BACKEND=rest, docs/deploy.md "Beside QIE").
-        sms_scheduling: SchedulingService = scheduling
+        sms_scheduling = scheduling
         if settings.scheduling_backend == "rest":
             rest_backend = await open_scheduling_backend(
-                settings, stack, tz=tz, metrics=RestMetrics(metrics.registry)
+                settings, stack, tz=tz, metrics=rest_metrics
             )
             # Structurally the same calls and errors the driver makes on the HL7 service.
             sms_scheduling = cast(SchedulingService, rest_backend)
 
         # Order intake + SMS conversations: before the SMS transport, which it rings through `bell`.
-        engine = await intake.start(
-            stack,
-            settings=settings,
-            order_tokens=secrets.order_tokens,
-            dsn=dsn,
-            db=db,
-            orders=orders,
-            phi=phi,
-            hash_key=hash_key,
-            registry=metrics.registry,
-            app=app,
-            inbound=inbound,
-            scheduling=sms_scheduling,
-            outbox=bell,
-            me=me,
-            tz=tz,
-            clock=clock,
-        )
-
-        # SMS transport: calls the engine back (inbound texts, delivery failures).
-        sms_outbox = await sms_transport.start(
-            stack,
-            settings=settings,
-            auth_token=secrets.twilio_auth_token,
-            db=db,
-            dsn=dsn,
-            phi=phi,
-            registry=metrics.registry,
-            app=app,
-            engine=sms_engine or (lambda: engine),
-            bell=bell,
-            clock=clock,
-        )
+        engine: SmsEngine | None = None
+        sms_outbox: SmsOutbox | None = None
+        if need.sms:
+            assert sms_scheduling is not None  # the settings refuse sms without a way to the RIS
+            engine = await intake.start(
+                stack,
+                settings=settings,
+                order_tokens=secrets.order_tokens,
+                dsn=dsn,
+                db=db,
+                orders=orders,
+                phi=phi,
+                hash_key=hash_key,
+                registry=metrics.registry,
+                app=app,
+                inbound=inbound,
+                scheduling=sms_scheduling,
+                outbox=bell,
+                me=me,
+                tz=tz,
+                clock=clock,
+            )
+            started_engine = engine
+            # SMS transport: calls the engine back (inbound texts, delivery failures).
+            sms_outbox = await sms_transport.start(
+                stack,
+                settings=settings,
+                auth_token=secrets.twilio_auth_token,
+                db=db,
+                dsn=dsn,
+                phi=phi,
+                registry=metrics.registry,
+                app=app,
+                engine=sms_engine or (lambda: started_engine),
+                bell=bell,
+                clock=clock,
+            )
 
         # EMR outbox: registers the SIU booking hook; before the MLLP listener (relay handlers).
+        # Without the emr role the hook still queues each SIU with its booking; another daemon sends.
         emr = await emr_component.start(
             stack,
             settings=settings,
@@ -289,37 +330,44 @@ async def running(
             hl7_metrics=hl7_metrics,
             readiness=readiness,
             inbound=inbound,
-            add_booking_hook=scheduling.add_booking_hook,
+            add_booking_hook=scheduling.add_booking_hook if scheduling else lambda _hook: None,
             me=me,
             tz=tz,
             clock=clock,
+            deliver=need.emr_outbox,
         )
         await outbox_health.start(db, metrics.registry, stack)  # dead rows, oldest waiting
         # Appointment lifecycle: after the EMR outbox (its hook follows the S12 hook; S13/S15 go there).
-        lifecycle = await lifecycle_component.start(
-            stack,
-            db=db,
-            orders=orders,
-            phi=phi,
-            scheduling=scheduling,
-            routes=emr.routes,
-            inbound=inbound,
-            app=app,
-            api_keys=secrets.api_keys,
-            registry=metrics.registry,
-            me=me,
-            tz=tz,
-            clock=clock,
-        )
+        # It asks the RIS over HL7, so it runs with the gateway role.
+        lifecycle: Lifecycle | None = None
+        if scheduling is not None:
+            lifecycle = await lifecycle_component.start(
+                stack,
+                db=db,
+                orders=orders,
+                phi=phi,
+                scheduling=scheduling,
+                routes=emr.routes,
+                inbound=inbound,
+                app=app,
+                api_keys=secrets.api_keys,
+                registry=metrics.registry,
+                me=me,
+                tz=tz,
+                clock=clock,
+            )
         changes_started = clock()
         # Daily purge, one daemon at a time.
         await retention.start(
             stack, settings=settings, db=db, registry=metrics.registry, clock=clock
         )
 
-        mllp_server = await _listen_mllp(settings, inbound, hl7_metrics, me=me, tz=tz, clock=clock)
-        stack.push_async_callback(mllp_server.aclose, settings.shutdown_grace_s)
-        listening["mllp"] = HostPort(mllp_server.host, mllp_server.port)
+        if need.mllp_listener:  # orders (sms) and the RIS's SIU feed (emr)
+            mllp_server = await _listen_mllp(
+                settings, inbound, hl7_metrics, me=me, tz=tz, clock=clock
+            )
+            stack.push_async_callback(mllp_server.aclose, settings.shutdown_grace_s)
+            listening["mllp"] = HostPort(mllp_server.host, mllp_server.port)
 
         runner = web.AppRunner(
             app,
@@ -359,19 +407,24 @@ async def running(
             await first_admin(db, now=clock(), admin_url=f"http://{listening['admin']}")
 
         status = " ".join(f"{k}={v}" for k, v in listening.items())
-        log.info("radsched ready", extra={"listening": status})
+        log.info("radsched ready", extra={"listening": status, "roles": ",".join(roles)})
         metrics.up.set(1)
         # Every component is up, every booking hook registered: bookings a previous process left
         # pending are resolved (and their SIUs queued), and conversations left waiting on the RIS
         # get their call again.
-        resolver = asyncio.create_task(scheduling.run_resolver(ris.started_at), name="ris-resolver")
-        stack.callback(resolver.cancel)
-        change_resolver = asyncio.create_task(
-            lifecycle.run_resolver(changes_started), name="appointment-resolver"
-        )
-        stack.callback(change_resolver.cancel)
-        resume = asyncio.create_task(intake.resume_waiting(engine), name="sms-resume")
-        stack.callback(resume.cancel)
+        if scheduling is not None:
+            resolver = asyncio.create_task(
+                scheduling.run_resolver(ris_started_at), name="ris-resolver"
+            )
+            stack.callback(resolver.cancel)
+        if lifecycle is not None:
+            change_resolver = asyncio.create_task(
+                lifecycle.run_resolver(changes_started), name="appointment-resolver"
+            )
+            stack.callback(change_resolver.cancel)
+        if engine is not None:
+            resume = asyncio.create_task(intake.resume_waiting(engine), name="sms-resume")
+            stack.callback(resume.cancel)
         notifier.notify(f"STATUS=listening {status}", "READY=1")
         stack.callback(notifier.notify, "STOPPING=1")
 

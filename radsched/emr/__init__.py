@@ -40,7 +40,7 @@ from radsched.inbound.router import InboundRouter
 from radsched.privacy import PhiBox
 from radsched.rest.health import Readiness
 from radsched.scheduling.service import BookingHook
-from radsched.settings import Settings
+from radsched.settings import HostPort, Settings
 from radsched.storage.db import Database
 
 __all__ = ["EmrOutbox", "start"]
@@ -177,11 +177,19 @@ async def start(
     me: Party,
     tz: ZoneInfo,
     clock: Callable[[], datetime],
+    deliver: bool = True,
 ) -> EmrOutbox:
-    """Start the EMR component; its teardown is pushed onto ``stack``."""
+    """Start the EMR component; its teardown is pushed onto ``stack``.
+
+    ``deliver=False`` (a daemon without the ``emr`` role, issue 17): bookings made here still queue
+    their SIU in the booking's own transaction — the outbox row is the promise — but no sender, relay
+    or sink runs; an ``emr`` daemon on the same database sends them."""
     sink: EmrSink | None = None
     if settings.emr_routes:
         routes = parse_routes(settings.emr_routes)
+    elif not deliver:
+        # Only the destination's name goes into a queued row; the emr daemon knows the address.
+        routes = sink_routes(HostPort("127.0.0.1", 0))
     else:
         sink = EmrSink(hl7_metrics, tz=tz, clock=clock)
         await sink.start()
@@ -196,6 +204,20 @@ async def start(
     senders: dict[str, DestinationSender] = {}
     coordinator = Coordinator(dsn)
     config = sender_config(settings)
+    if not deliver:
+        add_booking_hook(writer.on_booked)
+        log.info("EMR role not run here: SIUs are queued for an emr daemon")
+        return EmrOutbox(
+            routes=routes,
+            writer=writer,
+            senders=senders,
+            coordinator=coordinator,
+            db=db,
+            metrics=metrics,
+            clock=clock,
+            failing_alert_s=settings.emr_failing_alert_s,
+            sink=None,
+        )
     for dest in routes.destinations:
         senders[dest.name] = DestinationSender(
             dest,

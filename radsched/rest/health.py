@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -42,7 +42,12 @@ class Readiness:
         return dict(zip(names, results, strict=True))
 
 
-def add_health_routes(app: web.Application, readiness: Readiness, metrics: Metrics) -> None:
+def add_health_routes(
+    app: web.Application, readiness: Readiness, metrics: Metrics, *, roles: Sequence[str] = ()
+) -> None:
+    """``/healthz`` and ``/readyz``; the readiness answer names the roles this daemon runs (issue 17)."""
+    shown = list(roles)
+
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -55,10 +60,16 @@ def add_health_routes(app: web.Application, readiness: Readiness, metrics: Metri
                 "not ready", extra={"reasons": "; ".join(f"{k}: {v}" for k, v in failing.items())}
             )
             return web.json_response(
-                {"status": "unavailable", "checks": {n: r or "ok" for n, r in results.items()}},
+                {
+                    "status": "unavailable",
+                    "roles": shown,
+                    "checks": {n: r or "ok" for n, r in results.items()},
+                },
                 status=503,
             )
-        return web.json_response({"status": "ready", "checks": dict.fromkeys(results, "ok")})
+        return web.json_response(
+            {"status": "ready", "roles": shown, "checks": dict.fromkeys(results, "ok")}
+        )
 
     async def metrics_view(_: web.Request) -> web.Response:
         body = metrics.render()

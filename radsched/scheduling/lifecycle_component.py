@@ -189,9 +189,14 @@ async def start(
         await lifecycle.record_booked(conn, booked, origin=origin[0], order_key=origin[1])
 
     scheduling.add_booking_hook(record)
+    # Only on top of a handler this daemon runs (the emr role's relay, the sms role's intake): with
+    # nothing beneath, the follower would ACK a message that no one stored or relayed (ROLES, issue 17).
+    handled = set(inbound.message_types)
     for message_type in SIU_CHANGES:
-        inbound.wrap(message_type, _siu_follower(lifecycle, tz))
-    inbound.wrap("ORM^O01", _order_follower(lifecycle, scheduling.dialect, orders))
+        if message_type in handled:
+            inbound.wrap(message_type, _siu_follower(lifecycle, tz))
+    if "ORM^O01" in handled:
+        inbound.wrap("ORM^O01", _order_follower(lifecycle, scheduling.dialect, orders))
 
     api = LifecycleApi(lifecycle, authoriser(api_keys), tz)
     app.router.add_routes(api.routes())

@@ -32,6 +32,7 @@ from radsched.simris.calendar import Booking
 from radsched.storage import shadow as shadow_sql
 from radsched.storage.db import Database
 from tests.conftest import private_tmp
+from tests.emr.helpers import eventually
 from tests.ris.conftest import (
     DAY,
     HASH_KEY,
@@ -279,3 +280,39 @@ async def _serve(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+async def test_shadow_url_makes_the_daemon_compare_its_own_answers(
+    gateway: GatewayFactory, database_url: str
+) -> None:
+    """The composition root wires SHADOW_URL: the daemon's own facade answers and compares."""
+    other_dir = private_tmp("radsched-shadowed-")
+    async with (
+        sim_ris() as ours_ris,
+        sim_ris(taken=TAKEN) as theirs_ris,
+        running(
+            settings_for(other_dir, database_url, ris_addr=f"127.0.0.1:{theirs_ris.port}"),
+            clock=fixed_clock,
+        ) as theirs,
+        gateway(
+            ris_addr=f"127.0.0.1:{ours_ris.port}",
+            clock=fixed_clock,
+            shadow_url=f"http://{theirs.listening['http']}/api/ris",
+            shadow_api_key=KEYS[1],
+        ) as ours,
+    ):
+        status, body = await ours.call(
+            "GET",
+            "/api/ris/available-slots",
+            params={"location": "DTWN", "modality": "CT", "date": DAY},
+        )
+        assert status == 200 and TAKEN in [s["id"] for s in body["slots"]]
+
+        async def recorded() -> bool:  # the comparison runs after the answer, off its path
+            return bool(await mismatches(ours.daemon.db))
+
+        await eventually(recorded, what="the shadow comparison recorded")
+        (row,) = await mismatches(ours.daemon.db)
+        assert (row.kind, row.count) == ("slot_only_here", 1)
+        # reads only: the shadowed RIS holds just the booking it was seeded with
+        assert not ours_ris.calendar.bookings and list(theirs_ris.calendar.bookings) == [TAKEN]
