@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     ris_addr: str | None = None
     ris_dialect: Literal["ch10-2.5.1", "qie-2.3"] = "ch10-2.5.1"
     ris_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    # TLS to the RIS from the environment; each overrides the [ris] table's tls* key (docs/integration.md).
+    ris_tls: bool = False
+    ris_tls_ca: Path | None = None
+    ris_tls_cert: Path | None = None
+    ris_tls_key: Path | None = None
+    ris_tls_server_name: str | None = None
     # How long RIS locations per modality are cached (0 = ask the RIS every time).
     location_cache_s: float = Field(default=300.0, ge=0, le=86_400)
     emr_routes: str | None = None

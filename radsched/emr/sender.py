@@ -36,7 +36,7 @@ from radsched.emr import store
 from radsched.emr.coordinator import Coordinator
 from radsched.emr.enqueue import open_body
 from radsched.emr.metrics import EmrMetrics
-from radsched.emr.routes import Destination
+from radsched.emr.routes import Destination, tls_context
 from radsched.hl7metrics import HL7Metrics
 from radsched.logs import correlated
 from radsched.privacy import PhiBox, PhiBoxError
@@ -140,9 +140,12 @@ class DestinationSender:
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._delivered = metrics.delivered.labels(destination.name)
         self._last_success = metrics.last_success.labels(destination.name)
+        tls = tls_context(destination)
         self._client = mllp.Client(
             destination.address.host,
             destination.address.port,
+            ssl=tls,
+            server_hostname=destination.server_name if tls else None,
             connect_timeout=config.connect_timeout_s,
             # The outbox owns the retry schedule; the client must not add a second backoff.
             backoff_initial=0.0,

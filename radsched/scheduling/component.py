@@ -61,6 +61,19 @@ class RisPeer:
     slot_cache_s: float = 0.0
 
 
+def ris_tls_settings(settings: Settings) -> dict[str, Any]:
+    """``RIS_TLS_*`` as ``[ris]`` keys: the environment wins over the file (systemd units and
+    containers set TLS paths there), unset ones leave the file's value alone."""
+    given = {
+        "tls": settings.ris_tls or None,
+        "tls_ca": settings.ris_tls_ca,
+        "tls_cert": settings.ris_tls_cert,
+        "tls_key": settings.ris_tls_key,
+        "tls_server_name": settings.ris_tls_server_name or None,
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def ris_peer(table: dict[str, Any]) -> RisPeer:
     unknown = set(table) - _RIS_KEYS
     if unknown:
@@ -75,16 +88,21 @@ def ris_peer(table: dict[str, Any]) -> RisPeer:
         try:
             context = ssl.create_default_context(cafile=str(ca) if ca else None)
         except (OSError, ssl.SSLError):
-            raise ConfigError(f"RADSCHED_CONFIG [ris] tls_ca: cannot load {ca}") from None
+            raise ConfigError(
+                f"RADSCHED_CONFIG [ris] tls_ca / RADSCHED_RIS_TLS_CA: cannot load {ca}"
+            ) from None
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if cert or key:
             if not (cert and key):
-                raise ConfigError("RADSCHED_CONFIG [ris]: tls_cert and tls_key go together")
+                raise ConfigError(
+                    "RADSCHED_CONFIG [ris] / RADSCHED_RIS_TLS_*: tls_cert and tls_key go together"
+                )
             try:
                 context.load_cert_chain(Path(str(cert)), Path(str(key)))
             except (OSError, ssl.SSLError):
                 raise ConfigError(
-                    "RADSCHED_CONFIG [ris] tls_cert/tls_key: cannot load the client certificate"
+                    "RADSCHED_CONFIG [ris] tls_cert/tls_key (RADSCHED_RIS_TLS_CERT/_KEY): "
+                    "cannot load the client certificate"
                 ) from None
     try:
         timeout = float(table.get("connect_timeout_s", 5.0))
@@ -153,7 +171,7 @@ async def start(
     """
     sections = toml_sections()
     overrides = dict(sections.get("dialect", {}))
-    peer = ris_peer(dict(sections.get("ris", {})))
+    peer = ris_peer({**sections.get("ris", {}), **ris_tls_settings(settings)})
     ids = ControlIds()
     try:
         dialect = get_dialect(

@@ -55,6 +55,28 @@ async def test_daemon_reaches_the_ris_over_mutual_tls(
         assert status == 503
 
 
+async def test_ris_tls_settings_reach_a_ris_behind_mutual_tls(
+    gateway: GatewayFactory,
+    tls_sim: SimRis,
+    pki: PKI,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RADSCHED_CONFIG", raising=False)
+    monkeypatch.setenv("RADSCHED_RIS_TLS_CA", str(pki.ca))
+    monkeypatch.setenv("RADSCHED_RIS_TLS_CERT", str(pki.client_cert))
+    monkeypatch.setenv("RADSCHED_RIS_TLS_KEY", str(pki.client_key))
+    monkeypatch.setenv("RADSCHED_RIS_TLS_SERVER_NAME", "localhost")
+    async with gateway(ris_addr=f"127.0.0.1:{tls_sim.port}") as gw:
+        status, body = await gw.locations("CT")
+        assert status == 200 and body["locations"]
+    # Without the client certificate the RIS refuses us: 503, never a plain-text fallback.
+    monkeypatch.delenv("RADSCHED_RIS_TLS_CERT")
+    monkeypatch.delenv("RADSCHED_RIS_TLS_KEY")
+    async with gateway(ris_addr=f"127.0.0.1:{tls_sim.port}") as gw:
+        status, _ = await gw.locations("CT")
+        assert status == 503
+
+
 async def test_replay_over_mutual_tls(tls_sim: SimRis, pki: PKI) -> None:  # noqa: F811
     fixture = ROOT / "fixtures/locations/QRY_Q01.qie-2.3.hl7"
     proc = await asyncio.create_subprocess_exec(
