@@ -293,7 +293,7 @@ class _Connection(asyncio.Protocol):
 
     def _handler_failed(self, exc: Exception, peer: PeerInfo) -> bytes | None:
         """Log and count a handler exception; return what to send (None closes)."""
-        log.exception("handler failed for a frame from %s", peer, exc_info=exc)
+        log.error("handler failed for a frame from %s", peer, exc_info=exc)
         self._obs.handler_error()
         if self._cfg.commit_ack:
             return COMMIT_NAK_BLOCK  # Release 2: the sender resends on NAK

@@ -28,9 +28,9 @@ from radsched.emr.store import NewMessage, insert, notify
 from radsched.storage.console import AuditEntry, audit
 from tests.conftest import _scratch_database, private_tmp
 from tests.console.helpers import PASSWORD, make_user
-from tests.emr.helpers import eventually
 from tests.smsflow.conftest import Clock, Flow, Patient, settings_for
 from tests.twilio_double import TwilioDouble
+from tests.waiting import eventually
 
 CHROMIUM = Path(os.environ.get("RADSCHED_CHROMIUM", "/usr/bin/chromium"))
 INSTALL_HINT = (

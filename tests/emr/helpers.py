@@ -3,10 +3,8 @@ like EMRs (parse the SIU, answer AA/AE/AR echoing MSH-10 in MSA-2)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from channels import parse as parse_hl7
 from mllp.testing import control_id
 from radsched.daemon import Daemon
 from radsched.settings import Settings
+from tests.waiting import eventually  # noqa: F401 - re-exported for the EMR tests
 
 PHONE_KEY = "a" * 64
 PHI_KEY = "b" * 64
@@ -124,14 +123,3 @@ def appointment_ids(frames: list[bytes]) -> list[str]:
         assert sch is not None
         out.append(sch.get(1))
     return out
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 15.0, what: str = "condition"
-) -> None:
-    """Bounded poll for state that has no event to await (rows in another process's database)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)

@@ -13,9 +13,9 @@ import asyncpg
 
 from radsched.simris import SimRis, default_calendar
 from tests.daemonproc import DaemonProcess
-from tests.emr.helpers import eventually
 from tests.ris.conftest import DAY, HASH_KEY, KEYS, NOW, PHI_KEY
 from tests.ris.test_crash import _insert_order
+from tests.waiting import eventually
 
 
 def _daemon(data_dir: Path, database_url: str, sim: SimRis) -> DaemonProcess:

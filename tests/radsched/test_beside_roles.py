@@ -21,7 +21,7 @@ from radsched.scheduling.rest_backend import RestMetrics
 from radsched.settings import Settings
 from radsched.storage.db import Database
 from radsched.storage.roles import running_roles, session_name
-from tests.emr.helpers import eventually
+from tests.waiting import eventually
 
 
 async def _connect(database_url: str, *roles: str) -> Database:

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from radsched.storage.db import Database
 from radsched.storage.outbox_health import OutboxHealth
-from tests.emr.helpers import eventually
+from tests.waiting import eventually
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:

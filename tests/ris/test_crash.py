@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +17,7 @@ from radsched.storage.orders import OrderStore
 from tests.daemonproc import DaemonProcess
 from tests.ris.conftest import DAY, HASH_KEY, KEYS, NOW, PHI_KEY
 from tests.ris.openapi_check import OpenApiChecker
+from tests.waiting import eventually
 
 
 def _daemon(data_dir: Path, database_url: str, sim: SimRis) -> DaemonProcess:
@@ -112,10 +112,12 @@ async def test_crash_between_send_and_reply_is_resolved_on_restart_without_doubl
     try:
         # On start-up the daemon re-sends the pending booking with the same control id.
         await sim.wait_for_frames("SRM^S01", 2, timeout=30)
-        deadline = time.monotonic() + 30
-        while (state := await _booking_state(database_url))[0] == "pending":
-            assert time.monotonic() < deadline, "pending booking not resolved"
-            await asyncio.sleep(0.05)
+
+        async def resolved() -> bool:
+            return (await _booking_state(database_url))[0] != "pending"
+
+        await eventually(resolved, timeout=30, what="the pending booking resolved")
+        state = await _booking_state(database_url)
         assert state[0] == "booked" and state[1]
         frames = sim.frames_of("SRM^S01")
         assert frames[0] == frames[1]

@@ -32,7 +32,6 @@ from radsched.simris.calendar import Booking
 from radsched.storage import shadow as shadow_sql
 from radsched.storage.db import Database
 from tests.conftest import private_tmp
-from tests.emr.helpers import eventually
 from tests.ris.conftest import (
     DAY,
     HASH_KEY,
@@ -44,6 +43,7 @@ from tests.ris.conftest import (
     fixed_clock,
     settings_for,
 )
+from tests.waiting import eventually
 
 NY = ZoneInfo("America/New_York")
 TAKEN = "DTWN-CT-202611301000"  # 10:00 in New York, booked on the shadowed engine's RIS only

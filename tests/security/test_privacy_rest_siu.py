@@ -28,6 +28,7 @@ from radsched.logs import JsonFormatter, TextFormatter
 from tests.security.conftest import API_KEY, Secured, SecuredFactory
 from tests.smsflow.conftest import Patient, orm
 from tests.smsflow.test_privacy import needles
+from tests.waiting import eventually
 
 
 @dataclass
@@ -132,9 +133,11 @@ async def test_rest_bookings_and_their_siu_leave_no_patient_data(
     # Delivered: every body gone, the metadata kept.
     rig.release.set()
     await rig.emr.wait_for_frames(2, timeout=10)
-    async with asyncio.timeout(10):
-        while any(r["state"] != "delivered" for r in await outbox(s)):
-            await asyncio.sleep(0.02)  # bounded poll: delivery is recorded after the ACK
+
+    async def delivered() -> bool:  # delivery is recorded after the ACK
+        return all(r["state"] == "delivered" for r in await outbox(s))
+
+    await eventually(delivered, timeout=10, what="every SIU marked delivered")
     assert all(r["payload"] is None for r in await outbox(s))
 
     search = needles(hl7_patient, hl7_order, []) | {

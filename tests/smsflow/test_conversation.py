@@ -23,6 +23,7 @@ from tests.smsflow.conftest import (
     start_flow,
 )
 from tests.twilio_double import TwilioDouble
+from tests.waiting import eventually
 
 CODE = re.compile(r"\b[23456789A-HJ-NP-Z]{6}\b")
 
@@ -268,9 +269,8 @@ async def test_carrier_opt_out_revokes_consent_and_ends_the_conversation(flow: F
     async def ended() -> bool:
         return (await flow.conversation(patient))["ended_at"] is not None
 
-    async with asyncio.timeout(10):
-        while not await ended():  # the sender reports the refusal after its own commit
-            await asyncio.sleep(0.02)
+    # The sender reports the refusal after its own commit.
+    await eventually(ended, timeout=10, what="the conversation ended")
     consent = await flow.fetch("SELECT consent_state, source FROM patient_sms_consents")
     assert tuple(consent[0]) == ("revoked", "twilio-21610")
 
@@ -280,9 +280,11 @@ async def test_invalid_number_at_the_carrier_hands_the_order_to_staff(flow: Flow
     flow.twilio.refuse(patient.e164, 21211)
     await flow.order(new_order_id(), patient)
     await flow.twilio.wait_requests(1)
-    async with asyncio.timeout(10):
-        while (await flow.conversation(patient))["ended_at"] is None:  # reported after commit
-            await asyncio.sleep(0.02)
+
+    async def ended() -> bool:  # reported after the sender's commit
+        return (await flow.conversation(patient))["ended_at"] is not None
+
+    await eventually(ended, timeout=10, what="the conversation ended")
     order = (await flow.fetch("SELECT state, deferred_reason, phi FROM orders"))[0]
     assert tuple(order) == ("deferred", "not_textable", None)
     assert await flow.fetch("SELECT * FROM patient_sms_consents") == []  # not an opt-out

@@ -11,7 +11,6 @@ and the bodies of the texts both ways.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 
@@ -20,6 +19,7 @@ import pytest
 from channels import AckCode
 from radsched.logs import JsonFormatter, TextFormatter
 from tests.smsflow.conftest import PUBLIC_URL, Flow, Patient
+from tests.waiting import eventually
 
 
 def spellings(patient: Patient) -> list[str]:
@@ -69,9 +69,12 @@ async def siu_delivered(flow: Flow) -> None:
     """The booking's SIU^S12 reached the in-process EMR sink (so its logging is searched too)."""
     emr = flow.daemon.emr
     assert emr is not None and emr.sink is not None
-    async with asyncio.timeout(10):
-        while not emr.sink.received:  # the EMR sender drains after the booking commits
-            await asyncio.sleep(0.02)
+    sink = emr.sink
+
+    async def received() -> bool:  # the EMR sender drains after the booking commits
+        return bool(sink.received)
+
+    await eventually(received, timeout=10, what="the SIU at the EMR sink")
 
 
 async def dump_everything(flow: Flow) -> str:

@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from radsched.sms.outbox import enqueue_text
 from tests.daemonproc import DaemonProcess
 from tests.smstwilio.conftest import PATIENT
 from tests.twilio_double import TwilioDouble
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -112,11 +112,13 @@ async def test_daemon_killed_mid_send_never_sends_twice(
     second = DaemonProcess(data_dir, env=env)
     daemons.append(second)
     await _start(second)
-    deadline = time.monotonic() + 20
-    while (row := await _row(database_url, outbox_id))["state"] == "sending":
+
+    async def resolved() -> bool:
         # PostgreSQL notices the killed client's session on its own schedule: poll, bounded.
-        assert time.monotonic() < deadline, "interrupted send was never resolved"
-        await asyncio.sleep(0.1)
+        return bool((await _row(database_url, outbox_id))["state"] != "sending")
+
+    await eventually(resolved, timeout=20, what="the interrupted send resolved", every=0.1)
+    row = await _row(database_url, outbox_id)
     assert row["state"] == "failed" and row["error_class"] == "ambiguous"
     assert len(double.requests) == 1 and len(double.accepted) == 1
 

@@ -15,6 +15,7 @@ import pytest
 from radsched.privacy import phone_hash
 from radsched.twilio.sender import RetryPolicy
 from tests.smstwilio.conftest import HASH_KEY, PATIENT, SENDER, Rig
+from tests.waiting import eventually
 
 # The SDK itself uses aiohttp's deprecated BasicAuth; nothing of ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -327,11 +328,11 @@ async def test_sender_survives_losing_its_database_session(rig: Rig) -> None:
             "WHERE application_name = 'radsched-sms-sender'"
         )
     second = await rig.enqueue("after")
-    deadline = asyncio.get_running_loop().time() + 10
-    while (await rig.row(second))["state"] != "sent":
-        assert asyncio.get_running_loop().time() < deadline, "sender never came back"
-        sender.wake()
-        await asyncio.sleep(0.05)
+
+    async def sent() -> bool:
+        return bool((await rig.row(second))["state"] == "sent")
+
+    await eventually(sent, timeout=10, what="the sender back", every=0.05, between=sender.wake)
     assert sender.identity != old_identity
     assert (await rig.row(first))["state"] == "sent"
     assert [m.body for m in rig.double.accepted] == ["before", "after"]
