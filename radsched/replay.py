@@ -128,14 +128,15 @@ class Summary:
 
 def _control_id(payload: bytes) -> str:
     """MSH-10; for a batch, BHS-11 (else FHS-11)."""
+    from channels import sniff
+
     first = payload.split(b"\r", 1)[0]
     if first[:3] in (b"FHS", b"BHS"):
         lines = payload.split(b"\r")
         header = next((line for line in lines if line.startswith(b"BHS")), first)
         fields = header.split(header[3:4])
         return fields[10].decode("ascii", "replace") if len(fields) > 10 else ""
-    fields = first.split(first[3:4]) if len(first) > 3 else []
-    return fields[9].decode("ascii", "replace") if len(fields) > 9 else "?"
+    return sniff.control_id(payload).decode("ascii", "replace") or "?"
 
 
 def _answer_code(reply: bytes, control_id: str) -> tuple[str, str]:

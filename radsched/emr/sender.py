@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import mllp
-from channels import AckCode, ParseError, parse, read_ack
+from channels import AckCode, ParseError, parse, read_ack, sniff
 from radsched.emr import store
 from radsched.emr.coordinator import Coordinator
 from radsched.emr.enqueue import open_body
@@ -82,11 +82,8 @@ def scrub(text: str, limit: int = 160) -> str:
 
 def _msa_code(reply: bytes) -> bytes:
     """MSA-1 read from the raw reply (the client's ``correlate`` already matched MSA-2)."""
-    start = reply.find(b"\rMSA")
-    if start < 0:
-        return b""
-    sep = reply[start + 4 : start + 5]
-    return reply[start + 5 :].split(sep, 1)[0]
+    found = sniff.msa(reply)
+    return found[0] if found else b""
 
 
 # The common case needs no full parse: a positive ACK whose MSA-2 the client already checked.
@@ -94,18 +91,6 @@ _ACCEPTED = {
     b"AA": _Result(True, "AA", ack_code="AA"),
     b"CA": _Result(True, "CA", ack_code="CA"),
 }
-
-
-def _msa_answers(request: bytes, reply: bytes) -> bool:
-    """``correlate`` for the MLLP client: MSA-2 of the reply is the request's MSH-10."""
-    sep = request[3:4]
-    header = request.split(b"\r", 1)[0].split(sep)
-    wanted = header[9] if len(header) > 9 else b""
-    for segment in reply.replace(b"\n", b"\r").split(b"\r"):
-        if segment.startswith(b"MSA"):
-            fields = segment.split(reply[3:4] or b"|")
-            return len(fields) > 2 and fields[2].split(b"^")[0] == wanted
-    return False
 
 
 class DestinationSender:
@@ -151,7 +136,7 @@ class DestinationSender:
             backoff_initial=0.0,
             backoff_max=0.0,
             observer=hl7_metrics.observer(self._peer),
-            correlate=_msa_answers,
+            correlate=sniff.acknowledges,  # MSA-2 of the reply is our MSH-10
         )
         metrics.destination(self.name)
         metrics.failing_seconds.labels(self.name).set_function(self.failing_for)

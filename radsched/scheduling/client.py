@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import ssl
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import mllp
-from channels import ControlIdMismatch, OutboundMessage, ParseError, ResponseError
+from channels import ControlIdMismatch, OutboundMessage, ParseError, ResponseError, sniff
 from radsched.hl7metrics import HL7Metrics
 from radsched.scheduling.errors import RisFailed, RisTimeout, RisUnavailable
 
@@ -30,43 +29,22 @@ T = TypeVar("T")
 PEER = "ris"
 #: How long a transport failure makes :attr:`RisClient.reachable` say False.
 RECHECK_S = 15.0
-_SEGMENT_END = re.compile(rb"[\r\n]")
 
 
 def control_id_of(payload: bytes) -> bytes:
     """MSH-10 of a message we built (raw bytes, no parsing)."""
-    end = len(payload)
-    for sep in (b"\r", b"\n"):
-        index = payload.find(sep)
-        if index != -1:
-            end = min(end, index)
-    fields = payload[:end].split(payload[3:4]) if len(payload) > 3 else []
-    return fields[9] if len(fields) > 9 else b""
+    return sniff.control_id(payload)
 
 
 def acknowledged_id(reply: bytes) -> bytes | None:
     """MSA-2 of a reply, or None when the reply has no readable MSA (the parser will say why)."""
-    if len(reply) < 8 or not reply.startswith(b"MSH"):
-        return None
-    fs = reply[3:4]
-    # MSA is the second segment of every response; find it without splitting a large answer.
-    for sep in (b"\r", b"\n"):
-        start = reply.find(sep + b"MSA" + fs)
-        if start != -1:
-            end = _SEGMENT_END.search(reply, start + 1)
-            fields = reply[start + 1 : end.start() if end else len(reply)].split(fs)
-            return fields[2].strip() if len(fields) > 2 else None
-    return None
+    found = sniff.msa(reply)
+    return (found[1].strip() or None) if found else None
 
 
 def message_type_of(payload: bytes) -> str:
     """``TYPE^TRIGGER`` from MSH-9 of a message we built, for metric labels."""
-    first = payload.split(b"\r", 1)[0]
-    fields = first.split(first[3:4]) if len(first) > 3 else []
-    if len(fields) <= 8:
-        return "unknown"
-    parts = fields[8].split(first[4:5])
-    return "^".join(p.decode("ascii", "replace") for p in parts[:2])
+    return sniff.message_type(payload)
 
 
 class RisClient:
