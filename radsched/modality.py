@@ -22,6 +22,8 @@ from datetime import datetime
 
 import asyncpg
 
+from radsched.storage.listen import Listening, listen
+
 log = logging.getLogger("radsched.modality")
 
 CHANNEL = "radsched_config"
@@ -230,7 +232,7 @@ class ModalityControl:
         self._ttl = ttl_s
         self._enabled: frozenset[str] = frozenset()
         self._loaded_at = float("-inf")
-        self._listener: asyncpg.Connection | None = None
+        self._listener: Listening | None = None
         self.notified = asyncio.Event()
         """Set on every notification (tests and operators' tooling wait on it; clear it first)."""
 
@@ -251,30 +253,25 @@ class ModalityControl:
     async def listen(self, dsn: str) -> None:
         """Open the dedicated LISTEN connection. Failure is logged, not fatal: the TTL still works."""
         try:
-            conn = await asyncpg.connect(
-                dsn, server_settings={"application_name": "radsched-listen"}
+            self._listener = await listen(
+                dsn, CHANNEL, self._on_notify, name="radsched-listen", on_lost=self._on_lost
             )
-            await conn.add_listener(CHANNEL, self._on_notify)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning(
                 "modality LISTEN unavailable; changes apply within the cache time",
                 extra={"error": type(exc).__name__, "ttl_s": self._ttl},
             )
-            return
-        conn.add_termination_listener(self._on_lost)
-        self._listener = conn
 
-    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+    def _on_notify(self, payload: str) -> None:
         log.info("configuration changed", extra={"item": payload})
         self.invalidate()
         self.notified.set()
 
-    def _on_lost(self, conn: object) -> None:
+    def _on_lost(self) -> None:
         log.warning("modality LISTEN connection lost; relying on the cache time")
         self._listener = None
 
     async def aclose(self) -> None:
-        conn, self._listener = self._listener, None
-        if conn is not None:
-            conn.remove_termination_listener(self._on_lost)
-            await conn.close(timeout=2)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.aclose()

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import asyncpg
 
 from radsched.emr.store import NOTIFY_CHANNEL, LockFence
+from radsched.storage.listen import Listening, listen
 
 log = logging.getLogger("radsched.emr.coordinator")
 
@@ -47,6 +48,7 @@ class Coordinator:
         self._keepalive_s = keepalive_s
         self._connect_timeout = connect_timeout
         self._conn: asyncpg.Connection | None = None
+        self._session: Listening | None = None
         self._pid = 0
         self._held: set[str] = set()
         self._lock = asyncio.Lock()  # asyncpg runs one query at a time per connection
@@ -58,20 +60,22 @@ class Coordinator:
         self._task = asyncio.create_task(self._keepalive(), name="emr-coordinator")
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(
+        session = await listen(
             self._dsn,
-            timeout=self._connect_timeout,
-            server_settings={"application_name": "radsched-emr"},
+            NOTIFY_CHANNEL,
+            self._notified,
+            name="radsched-emr",
+            on_lost=self._terminated,
+            connect_timeout=self._connect_timeout,
         )
-        conn.add_termination_listener(self._terminated)
-        await conn.add_listener(NOTIFY_CHANNEL, self._notified)
-        self._conn = conn
-        self._pid = conn.get_server_pid()
+        self._session = session
+        self._conn = session.conn
+        self._pid = session.conn.get_server_pid()
 
-    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _notified(self, payload: str) -> None:
         self.on_notify(payload)
 
-    def _terminated(self, _conn: object) -> None:
+    def _terminated(self) -> None:
         if self._held and not self._closing:
             log.warning(
                 "coordinator session lost; releasing destinations", extra={"held": len(self._held)}
@@ -142,10 +146,7 @@ class Coordinator:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        conn, self._conn = self._conn, None
+        session, self._session, self._conn = self._session, None, None
         self._held.clear()
-        if conn is not None and not conn.is_closed():
-            try:
-                await asyncio.wait_for(conn.close(), 5)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                conn.terminate()
+        if session is not None:
+            await session.aclose(timeout=5)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +31,7 @@ from datetime import datetime
 import asyncpg
 
 from radsched.privacy import PhiBox
+from radsched.storage.listen import listen
 
 NOTIFY_CHANNEL = "radsched_sms_outbox"
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -105,9 +106,20 @@ class DedicatedConnection:
     :meth:`durable` (the outbox claim, see ``claim_due``).
     """
 
-    def __init__(self, dsn: str, *, name: str) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        name: str,
+        channel: str | None = None,
+        on_notify: Callable[[str], None] | None = None,
+    ) -> None:
         self._dsn = dsn
         self._name = name
+        # With a channel the session also LISTENs on it (storage/listen.py): the sender hears
+        # NOTIFYs on the session that carries its identity.
+        self._channel = channel
+        self._on_notify = on_notify
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -121,14 +133,16 @@ class DedicatedConnection:
 
     async def open(self) -> asyncpg.Connection:
         await self.close()
-        self._conn = await asyncpg.connect(
-            self._dsn,
-            server_settings={
-                "application_name": self._name,
-                "timezone": "UTC",
-                "synchronous_commit": "off",
-            },
-        )
+        settings = {"timezone": "UTC", "synchronous_commit": "off"}
+        if self._channel is not None and self._on_notify is not None:
+            session = await listen(
+                self._dsn, self._channel, self._on_notify, name=self._name, server_settings=settings
+            )
+            self._conn = session.conn
+        else:
+            self._conn = await asyncpg.connect(
+                self._dsn, server_settings={"application_name": self._name, **settings}
+            )
         return self._conn
 
     @asynccontextmanager

@@ -161,7 +161,9 @@ class OutboxSender:
         self._task: asyncio.Task[None] | None = None
         # The sender's own connection: LISTEN, identity (claims carry its pid@backend_start) and
         # every claim/outcome statement, one at a time (see DedicatedConnection for why).
-        self._anchor = store.DedicatedConnection(dsn, name="radsched-sms-sender")
+        self._anchor = store.DedicatedConnection(
+            dsn, name="radsched-sms-sender", channel=store.NOTIFY_CHANNEL, on_notify=self._on_notify
+        )
         self.identity = ""
         self._idle = asyncio.Event()
         # When the next retry falls due: ours are tracked as we schedule them; the backlog query
@@ -209,7 +211,6 @@ class OutboxSender:
         conn = await self._anchor.open()
         try:
             self.identity = await conn.fetchval(store.SESSION_IDENTITY_SQL)
-            await conn.add_listener(store.NOTIFY_CHANNEL, self._on_notify)
         except BaseException:
             await self._anchor.close()
             raise
@@ -217,7 +218,7 @@ class OutboxSender:
     async def _close_listener(self) -> None:
         await self._anchor.close()
 
-    def _on_notify(self, *_: object) -> None:
+    def _on_notify(self, _payload: str) -> None:
         self.wake()
 
     def _conn(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
