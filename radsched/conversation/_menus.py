@@ -11,10 +11,10 @@ from radsched.conversation.model import (
     DeferReason,
     EndReason,
     FetchSlots,
-    Location,
     LocationsLoaded,
+    MenuLocation,
     RejectReason,
-    RisUnavailable,
+    RisDown,
     SlotsLoaded,
     State,
 )
@@ -108,21 +108,21 @@ class MenuSteps(RisWaitSteps):
     # --- answers from the RIS --------------------------------------------------------------
 
     def on_ris_answer(
-        self, event: LocationsLoaded | SlotsLoaded | BookingRejected | RisUnavailable
+        self, event: LocationsLoaded | SlotsLoaded | BookingRejected | RisDown
     ) -> None:
         state = self.conv.state
         expected = {
-            State.LOADING_LOCATIONS: (LocationsLoaded, RisUnavailable),
-            State.LOADING_SLOTS: (SlotsLoaded, RisUnavailable),
-            State.BOOKING: (BookingRejected, RisUnavailable),
+            State.LOADING_LOCATIONS: (LocationsLoaded, RisDown),
+            State.LOADING_SLOTS: (SlotsLoaded, RisDown),
+            State.BOOKING: (BookingRejected, RisDown),
         }.get(state, ())
         if not isinstance(event, expected):
             self.emit(Audit("late_ris_answer", type(event).__name__))
             return
-        if not isinstance(event, RisUnavailable):
+        if not isinstance(event, RisDown):
             self.clear_ris_wait()
         match event:
-            case RisUnavailable():
+            case RisDown():
                 self.ris_down()  # wait for the RIS, or hand over (radsched.conversation.ris_wait)
             case LocationsLoaded(locations=locations):
                 self.on_locations(locations)
@@ -131,7 +131,7 @@ class MenuSteps(RisWaitSteps):
             case BookingRejected(reason=reason):
                 self.on_rejected(reason)
 
-    def on_locations(self, locations: tuple[Location, ...]) -> None:
+    def on_locations(self, locations: tuple[MenuLocation, ...]) -> None:
         unique = tuple({loc.id: loc for loc in locations}.values())
         if not unique:
             self.no_availability()

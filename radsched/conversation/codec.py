@@ -14,9 +14,9 @@ from typing import Any
 from radsched.conversation.model import (
     Conversation,
     EndReason,
-    Location,
+    MenuLocation,
+    MenuSlot,
     SendText,
-    Slot,
     State,
 )
 from radsched.conversation.templates import TemplateId
@@ -79,11 +79,11 @@ def load_conversation(data: Mapping[str, Any]) -> Conversation:
             wake_at=_parse(data["wake_at"]),
             first_contact_at=_parse(data["first_contact_at"]),
             first_template=TemplateId(data["first_template"]) if data["first_template"] else None,
-            locations=tuple(Location(str(x["id"]), str(x["name"])) for x in data["locations"]),
+            locations=tuple(MenuLocation(str(x["id"]), str(x["name"])) for x in data["locations"]),
             excluded_locations=tuple(str(x) for x in data["excluded_locations"]),
             location_offset=int(data["location_offset"]),
             location_menu=tuple(str(x) for x in data["location_menu"]),
-            location=Location(str(data["location"]["id"]), str(data["location"]["name"]))
+            location=MenuLocation(str(data["location"]["id"]), str(data["location"]["name"]))
             if data["location"]
             else None,
             slots=tuple(_load_slot(x) for x in data["slots"]),
@@ -124,7 +124,7 @@ def _missing(name: str) -> datetime:
     raise ValueError(f"conversation field {name} is missing")
 
 
-def _slot(slot: Slot) -> dict[str, Any]:
+def _slot(slot: MenuSlot) -> dict[str, Any]:
     return {
         "id": slot.id,
         "location_id": slot.location_id,
@@ -133,10 +133,10 @@ def _slot(slot: Slot) -> dict[str, Any]:
     }
 
 
-def _load_slot(data: Mapping[str, Any]) -> Slot:
+def _load_slot(data: Mapping[str, Any]) -> MenuSlot:
     start = _parse(data["start"]) or _missing("slot start")
     duration = data.get("duration_minutes")
-    return Slot(
+    return MenuSlot(
         str(data["id"]),
         str(data["location_id"]),
         start,

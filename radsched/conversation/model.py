@@ -11,7 +11,7 @@ The driver contract, in short (docs/sms.md has the long form):
   the commands in one transaction, then perform the commands in order after commit.
 - Every ``FetchLocations``/``FetchSlots``/``Book`` must eventually be answered by exactly one
   of ``LocationsLoaded``/``SlotsLoaded``/``BookingConfirmed``/``BookingRejected`` or
-  ``RisUnavailable``. A late answer to a conversation that moved on is ignored (audited).
+  ``RisDown``. A late answer to a conversation that moved on is ignored (audited).
 - ``ScheduleWake(at)`` replaces any earlier wake-up for the same conversation: feed ``Tick()``
   at or after ``at``. A spurious or early ``Tick`` is harmless.
 - ``EndConversation`` comes last in its batch. Perform it by deleting the sealed PHI - but only
@@ -46,16 +46,16 @@ __all__ = [
     "FetchLocations",
     "FetchSlots",
     "InboundText",
-    "Location",
     "LocationsLoaded",
+    "MenuLocation",
+    "MenuSlot",
     "OrderCancelled",
     "OrderReceived",
     "RecordConsent",
     "RejectReason",
-    "RisUnavailable",
+    "RisDown",
     "ScheduleWake",
     "SendText",
-    "Slot",
     "SlotsLoaded",
     "State",
     "Tick",
@@ -122,20 +122,20 @@ class RejectReason(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Location:
+class MenuLocation:
     id: str
     name: str
 
 
 @dataclass(frozen=True, slots=True)
-class Slot:
+class MenuSlot:
     id: str
     location_id: str
     start: datetime  # aware; a naive time would be read in the daemon's zone, not the practice's
     duration_minutes: int | None = None
 
     def __post_init__(self) -> None:
-        _require_aware(self.start, "Slot.start")
+        _require_aware(self.start, "MenuSlot.start")
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -168,14 +168,14 @@ class InboundText:
 
 @dataclass(frozen=True, slots=True)
 class LocationsLoaded:
-    locations: tuple[Location, ...]
+    locations: tuple[MenuLocation, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class SlotsLoaded:
     """Answer to ``FetchSlots``. ``more_available`` says whether later slots exist."""
 
-    slots: tuple[Slot, ...]
+    slots: tuple[MenuSlot, ...]
     more_available: bool
 
 
@@ -205,7 +205,7 @@ class BookingRejected:
 
 
 @dataclass(frozen=True, slots=True)
-class RisUnavailable:
+class RisDown:
     """The last Fetch*/Book failed: RIS unreachable (503) or too slow (504)."""
 
 
@@ -226,7 +226,7 @@ Event = (
     | SlotsLoaded
     | BookingConfirmed
     | BookingRejected
-    | RisUnavailable
+    | RisDown
     | OrderCancelled
     | Tick
 )
@@ -348,15 +348,15 @@ class Conversation:
     wake_at: datetime | None = None
     first_contact_at: datetime | None = None  # planned while pending, actual afterwards
     first_template: TemplateId | None = None  # what the first contact says
-    locations: tuple[Location, ...] = ()  # as loaded
+    locations: tuple[MenuLocation, ...] = ()  # as loaded
     excluded_locations: tuple[str, ...] = ()  # ids found to have no times soon
     location_offset: int = 0  # paging through the locations menu
     location_menu: tuple[str, ...] = ()  # ids behind "1", "2", … in the last location menu
-    location: Location | None = None  # chosen
-    slots: tuple[Slot, ...] = ()  # the slots behind "1", "2", … in the last slot menu
+    location: MenuLocation | None = None  # chosen
+    slots: tuple[MenuSlot, ...] = ()  # the slots behind "1", "2", … in the last slot menu
     more_slots: bool = False
     slot_taken: bool = False  # the next slot menu opens with "that time was just taken"
-    chosen_slot: Slot | None = None
+    chosen_slot: MenuSlot | None = None
     booking_attempts: int = 0
     busy_until: datetime | None = None
     last_menu: SendText | None = None  # repeated when a reply is not understood

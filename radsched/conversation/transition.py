@@ -54,7 +54,7 @@ from radsched.conversation.model import (
     OrderCancelled,
     OrderReceived,
     RecordConsent,
-    RisUnavailable,
+    RisDown,
     SlotsLoaded,
     State,
     Tick,
@@ -101,7 +101,7 @@ class _Step(MenuSteps):
                 self.on_cancelled()
             case BookingConfirmed():
                 self.on_booked(event)
-            case LocationsLoaded() | SlotsLoaded() | BookingRejected() | RisUnavailable():
+            case LocationsLoaded() | SlotsLoaded() | BookingRejected() | RisDown():
                 self.on_ris_answer(event)
 
     # --- order and first contact -----------------------------------------------------------
@@ -167,7 +167,7 @@ class _Step(MenuSteps):
             self.retry_ris()
         elif conv.busy_until is not None and self.now >= conv.busy_until:
             self.emit(Audit("ris_timeout", conv.state))
-            self.on_ris_answer(RisUnavailable())
+            self.on_ris_answer(RisDown())
 
     def expire(self) -> None:
         # No text: expiry can fall at night, and the patient did nothing wrong.

@@ -32,7 +32,7 @@ from radsched.emr.enqueue import OutboxWriter
 from radsched.emr.metrics import EmrMetrics
 from radsched.emr.relay import RELAYED, relay_handler
 from radsched.emr.routes import Routes, parse_routes, sink_routes
-from radsched.emr.sender import DestinationSender, SenderConfig
+from radsched.emr.sender import DestinationSender, EmrSenderConfig
 from radsched.emr.sink import EmrSink
 from radsched.emr.store import queue_stats
 from radsched.hl7metrics import HL7Metrics
@@ -153,8 +153,8 @@ class EmrOutbox:
         await self._coordinator.aclose()
 
 
-def sender_config(s: Settings) -> SenderConfig:
-    return SenderConfig(
+def sender_config(s: Settings) -> EmrSenderConfig:
+    return EmrSenderConfig(
         ack_timeout_s=s.emr_ack_timeout_s,
         max_rejections=s.emr_max_rejections,
         retry_initial_s=s.emr_retry_initial_s,

@@ -25,7 +25,7 @@ from channels import Message, ParseError, Party, parse, parse_siu, random_contro
 from channels.siu_convert import SIU_VERSIONS, convert_siu
 from radsched.emr.enqueue import Built, OutboxWriter
 from radsched.emr.routes import Route
-from radsched.inbound.router import InboundContext, InboundHandler, Outcome, Rejected
+from radsched.inbound.router import AckDecision, InboundContext, InboundHandler, Rejected
 
 RELAYED = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17", "SIU^S26")
 
@@ -45,7 +45,7 @@ def readdress(msg: Message, receiver: Party | None, control_id: str) -> bytes:
 
 
 def relay_handler(writer: OutboxWriter) -> InboundHandler:
-    async def relay(conn: asyncpg.Connection, msg: Message, ctx: InboundContext) -> Outcome:
+    async def relay(conn: asyncpg.Connection, msg: Message, ctx: InboundContext) -> AckDecision:
         try:
             siu = parse_siu(msg, tz=writer.tz)
         except ParseError as exc:
@@ -79,6 +79,6 @@ def relay_handler(writer: OutboxWriter) -> InboundHandler:
             build=build,
             source_control_id=msg.control_id,
         )
-        return Outcome()
+        return AckDecision()
 
     return relay

@@ -46,7 +46,7 @@ log = logging.getLogger("radsched.emr.sender")
 
 
 @dataclass(frozen=True, slots=True)
-class SenderConfig:
+class EmrSenderConfig:
     ack_timeout_s: float = 30.0
     connect_timeout_s: float = 5.0
     max_rejections: int = 3
@@ -103,7 +103,7 @@ class DestinationSender:
         phi: PhiBox,
         metrics: EmrMetrics,
         hl7_metrics: HL7Metrics,
-        config: SenderConfig,
+        config: EmrSenderConfig,
         clock: Callable[[], datetime],
     ) -> None:
         self.destination = destination

@@ -68,7 +68,7 @@ class Rejected(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class AckDecision:
     """What a handler decided. ``text`` (MSA-3) must not carry PHI."""
 
     code: AckCode = AckCode.AA
@@ -83,7 +83,7 @@ class InboundContext:
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
-InboundHandler = Callable[[asyncpg.Connection, Message, InboundContext], Awaitable[Outcome]]
+InboundHandler = Callable[[asyncpg.Connection, Message, InboundContext], Awaitable[AckDecision]]
 
 
 class _Duplicate(Exception):

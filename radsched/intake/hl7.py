@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 import asyncpg
 
 from channels import AckCode, Dialect, FieldPath, Message, OrderRef, ParseError, short_control_id
-from radsched.inbound.router import InboundContext, Outcome, Rejected
+from radsched.inbound.router import AckDecision, InboundContext, Rejected
 from radsched.intake.choice import choose_phone, resolve_modality
 from radsched.intake.service import OrderIntake
 
@@ -42,7 +42,7 @@ class OrmHandler:
 
     async def __call__(
         self, conn: asyncpg.Connection, msg: Message, ctx: InboundContext
-    ) -> Outcome:
+    ) -> AckDecision:
         try:
             order = self._dialect.parse_order(msg)
         except ParseError as exc:
@@ -58,10 +58,12 @@ class OrmHandler:
             found = await self._intake.cancel(conn, order.order_id, ctx.correlation_id)
             ctx.after_commit.append(lambda: self._intake.metrics.order(order.modality, "cancelled"))
             log.info("order cancel received", extra={**extra, "known": found})
-            return Outcome(AckCode.AA, "" if found else "order not known here; nothing to cancel")
+            return AckDecision(
+                AckCode.AA, "" if found else "order not known here; nothing to cancel"
+            )
         if order.order_control not in _NEW:
             log.info("order message without a new order; nothing to do", extra=extra)
-            return Outcome(AckCode.AA, f"order control {order.order_control} not acted on")
+            return AckDecision(AckCode.AA, f"order control {order.order_control} not acted on")
         modality = resolve_modality(order.modality, order.procedure_code, self._mapping)
         if modality is None:
             self._intake.metrics.order(order.modality, "rejected_modality")
@@ -88,4 +90,4 @@ class OrmHandler:
         ctx.after_commit.append(self._intake.count(decision))
         ctx.after_commit.append(self._wake)
         log.info("order received", extra={**extra, "modality": modality, "status": decision.status})
-        return Outcome(AckCode.AA)
+        return AckDecision(AckCode.AA)

@@ -29,7 +29,7 @@ from channels import Dialect, Message, ParseError, Party, parse_siu
 from radsched.emr.changes import ChangeNotifications
 from radsched.emr.routes import Routes
 from radsched.errors import ConfigError
-from radsched.inbound.router import InboundContext, InboundHandler, InboundRouter, Outcome
+from radsched.inbound.router import AckDecision, InboundContext, InboundHandler, InboundRouter
 from radsched.privacy import PhiBox
 from radsched.rest import openapi
 from radsched.rest.errors import error_response
@@ -116,8 +116,10 @@ def _siu_follower(
     lifecycle: Lifecycle, tz: tzinfo
 ) -> Callable[[InboundHandler | None], InboundHandler]:
     def wrap(relay: InboundHandler | None) -> InboundHandler:
-        async def handle(conn: asyncpg.Connection, msg: Message, ctx: InboundContext) -> Outcome:
-            outcome = await relay(conn, msg, ctx) if relay is not None else Outcome()
+        async def handle(
+            conn: asyncpg.Connection, msg: Message, ctx: InboundContext
+        ) -> AckDecision:
+            outcome = await relay(conn, msg, ctx) if relay is not None else AckDecision()
             try:
                 siu = parse_siu(msg, tz=tz)
             except ParseError:
@@ -135,8 +137,10 @@ def _order_follower(
     lifecycle: Lifecycle, dialect: Dialect, orders: OrderStore
 ) -> Callable[[InboundHandler | None], InboundHandler]:
     def wrap(intake: InboundHandler | None) -> InboundHandler:
-        async def handle(conn: asyncpg.Connection, msg: Message, ctx: InboundContext) -> Outcome:
-            outcome = await intake(conn, msg, ctx) if intake is not None else Outcome()
+        async def handle(
+            conn: asyncpg.Connection, msg: Message, ctx: InboundContext
+        ) -> AckDecision:
+            outcome = await intake(conn, msg, ctx) if intake is not None else AckDecision()
             try:
                 order = dialect.parse_order(msg)
             except ParseError:

@@ -57,9 +57,9 @@ __all__ = [
     "Driver",
     "DriverMetrics",
     "Loaded",
-    "Outcome",
     "PendingCall",
     "RisCommand",
+    "StepResult",
 ]
 
 RisCommand = FetchLocations | FetchSlots | Book
@@ -116,7 +116,7 @@ class PendingCall:
 
 
 @dataclass(slots=True)
-class Outcome:
+class StepResult:
     conv: Conversation
     pending: PendingCall | None = None
     texts: int = 0
@@ -253,7 +253,7 @@ class Driver:
         correlation_id: str,
         *,
         reply_to: str | None = None,
-    ) -> Outcome:
+    ) -> StepResult:
         """Step ``event`` and perform the commands on ``conn``; the caller commits.
 
         ``reply_to`` is the number a webhook text came from: an ended conversation has no
@@ -287,7 +287,7 @@ class Driver:
         now: datetime,
         correlation_id: str,
         phone: str | None,
-    ) -> Outcome:
+    ) -> StepResult:
         """Perform ``commands`` (all but the RIS calls), store ``conv``, write the audit rows."""
         trail = AuditTrail(
             loaded.phone_hash,
@@ -323,12 +323,12 @@ class Driver:
         order_key: str | None,
         modality: str | None,
         state_after: str | None = None,
-    ) -> Outcome:
+    ) -> StepResult:
         """Everything but the RIS calls; also used for texts that belong to no conversation.
 
         ``state_after`` is recorded as the outcome of an inbound text's audit row.
         """
-        outcome = Outcome(conv=Conversation.new("", now))
+        outcome = StepResult(conv=Conversation.new("", now))
         for command in commands:
             match command:
                 case SendText():

@@ -12,7 +12,7 @@
 A RIS call is never made inside a transaction: transaction 1 steps the event and records the
 conversation as busy (state ``loading_*``/``booking`` with ``busy_until``), the call runs after
 commit, and transaction 2 feeds the answer — only if the conversation still waits for that very
-call. A crash in between leaves a busy conversation that the timer answers with ``RisUnavailable``
+call. A crash in between leaves a busy conversation that the timer answers with ``RisDown``
 after ``busy_timeout``; a repeated booking is idempotent in the scheduling service.
 """
 
@@ -56,7 +56,7 @@ from radsched.modality import ModalityControl
 from radsched.privacy import normalise_phone, phone_hash
 from radsched.sms.audit import AuditTrail
 from radsched.sms.consent import get_consent, record_consent
-from radsched.sms.driver import ConversationPhi, Driver, Loaded, Outcome, PendingCall, RisCommand
+from radsched.sms.driver import ConversationPhi, Driver, Loaded, PendingCall, RisCommand, StepResult
 from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.ris_calls import RisCaller
 from radsched.sms.timer import ConversationTimer
@@ -360,7 +360,7 @@ class SmsEngine:
                         answer = await self._ris.answer(pending)
                         pending = await self._feed_answer(pending, answer)
                 except Exception:
-                    # The conversation stays busy; the timer answers RisUnavailable at busy_until.
+                    # The conversation stays busy; the timer answers RisDown at busy_until.
                     log.exception("RIS call for a conversation failed unexpectedly")
                     return
             self.wake_outbox()
@@ -513,7 +513,7 @@ class SmsEngine:
         correlation_id: str,
         kind: str,
         reply_to: str | None = None,
-    ) -> Outcome:
+    ) -> StepResult:
         with self.metrics.transitions.labels(kind).time():
             outcome = await self.driver.apply(
                 conn, loaded, event, now, correlation_id, reply_to=reply_to

@@ -2,7 +2,7 @@
 
 ``FetchLocations`` → ``LocationsLoaded``, ``FetchSlots`` → ``SlotsLoaded``, ``Book`` →
 ``BookingConfirmed`` / ``BookingRejected``; every failure to get an answer (RIS unreachable, too
-slow, an error or unparseable reply to a query) → ``RisUnavailable``, which the core turns into the
+slow, an error or unparseable reply to a query) → ``RisDown``, which the core turns into the
 call-us text with the order kept for staff. A refusal of the booking itself (AE/AR, HTTP 409) is
 ``BookingRejected(slot_taken)``: the patient is offered fresh times.
 """
@@ -21,11 +21,11 @@ from radsched.conversation.model import (
     Event,
     FetchLocations,
     FetchSlots,
-    Location,
     LocationsLoaded,
+    MenuLocation,
+    MenuSlot,
     RejectReason,
-    RisUnavailable,
-    Slot,
+    RisDown,
     SlotsLoaded,
 )
 from radsched.sms.driver import PendingCall
@@ -66,7 +66,7 @@ class RisCaller:
     async def answer(self, call: PendingCall) -> Event:
         service = self._scheduling()
         if service is None:
-            return RisUnavailable()
+            return RisDown()
         from radsched.scheduling import errors
 
         command = call.command
@@ -92,14 +92,14 @@ class RisCaller:
         except errors.RisFailed:
             # For a booking this is an unreadable answer, never a refusal (AE/AR is SlotUnavailable):
             # the booking stays pending and the RIS resolver re-sends it, so the outcome is unknown.
-            return RisUnavailable()
+            return RisDown()
         except errors.SchedulingError as exc:
             log.warning("RIS call failed", extra={"code": exc.code, "call": type(command).__name__})
-            return RisUnavailable()
+            return RisDown()
         except Exception:
             # A bug must not leave the patient waiting for the busy timeout: hand over now.
             log.exception("RIS call raised unexpectedly", extra={"call": type(command).__name__})
-            return RisUnavailable()
+            return RisDown()
         raise AssertionError(f"not a RIS command: {type(command).__name__}")
 
     @staticmethod
@@ -107,7 +107,7 @@ class RisCaller:
         found = await service.locations(modality)
         return LocationsLoaded(
             tuple(
-                Location(loc.id, loc.name)
+                MenuLocation(loc.id, loc.name)
                 for loc in found
                 if not loc.modalities or modality in loc.modalities
             )
@@ -129,7 +129,7 @@ class RisCaller:
         )
         page = later[: command.count]
         return SlotsLoaded(
-            tuple(Slot(s.id, s.location_id, s.start, s.duration_minutes) for s in page),
+            tuple(MenuSlot(s.id, s.location_id, s.start, s.duration_minutes) for s in page),
             more_available=len(later) > len(page),
         )
 

@@ -64,7 +64,7 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class SenderConfig:
+class SmsSenderConfig:
     batch: int = 16  # texts in flight at once (Twilio's API concurrency limit is far higher)
     sweep_s: float = 30.0  # safety sweep: claims missed wake-ups, recovers interrupted sends
     lease_s: float = 600.0  # a 'sending' row older than this is ambiguous even if its session lives
@@ -145,7 +145,7 @@ class OutboxSender:
         status_callback_base: str | None,
         engine: Callable[[], DeliveryFailureSink | None],
         policy: RetryPolicy | None = None,
-        config: SenderConfig | None = None,
+        config: SmsSenderConfig | None = None,
     ) -> None:
         self._db = db
         self._phi = phi
@@ -155,7 +155,7 @@ class OutboxSender:
         self._callback_base = status_callback_base
         self._engine = engine
         self.policy = policy or RetryPolicy()
-        self.config = config or SenderConfig()
+        self.config = config or SmsSenderConfig()
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None

@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 
 from channels import OrderRef, PatientName, Slot
-from radsched.conversation.model import Book, RisUnavailable, State
+from radsched.conversation.model import Book, RisDown, State
 from radsched.daemon import running
 from radsched.privacy import PhiBox, parse_key
 from radsched.scheduling import bookings
@@ -191,7 +191,7 @@ async def test_unreadable_reply_to_a_booking_is_not_a_rejection(
             caller = RisCaller(lambda: daemon.scheduling, clock=lambda: datetime.now(UTC))
             sim.set_faults(garbage=True)  # not processed; the answer is not HL7
             answer = await caller.answer(call)
-            assert isinstance(answer, RisUnavailable), answer
+            assert isinstance(answer, RisDown), answer
             sim.clear_faults()
             assert await daemon.scheduling.resolve_pending() == 1
             assert len(sim.bookings) == 1  # the "rejected" booking was in fact made

@@ -22,7 +22,7 @@ from channels import parse as parse_hl7
 from channels.batch import parse_batch
 from radsched.hl7metrics import HL7Metrics
 from radsched.inbound.batches import BatchAckMode, BatchListener
-from radsched.inbound.router import InboundContext, InboundRouter, Outcome, Rejected
+from radsched.inbound.router import AckDecision, InboundContext, InboundRouter, Rejected
 from radsched.storage.db import Database
 from tests.channels.hl7check import assert_valid_hl7
 
@@ -55,12 +55,12 @@ async def setup(
         await conn.execute("CREATE TABLE scratch_orders (control_id text PRIMARY KEY)")
     calls: list[str] = []
 
-    async def handler(conn: asyncpg.Connection, msg: Message, ctx: InboundContext) -> Outcome:
+    async def handler(conn: asyncpg.Connection, msg: Message, ctx: InboundContext) -> AckDecision:
         calls.append(msg.control_id)
         await conn.execute("INSERT INTO scratch_orders VALUES ($1)", msg.control_id)
         if msg.control_id.startswith("BAD"):
             raise Rejected("no usable mobile number in PID-13", location="PID-13")
-        return Outcome()
+        return AckDecision()
 
     tz = ZoneInfo("America/New_York")
     router = InboundRouter(db, ME, HL7Metrics(CollectorRegistry()), tz=tz, clock=lambda: FIXED)

@@ -21,7 +21,7 @@ import mllp
 from channels import AckCode, Message, Party, read_ack
 from channels import parse as parse_hl7
 from radsched.hl7metrics import HL7Metrics
-from radsched.inbound.router import InboundContext, InboundRouter, Outcome, Rejected
+from radsched.inbound.router import AckDecision, InboundContext, InboundRouter, Rejected
 from radsched.storage.db import Database
 from tests.channels.hl7check import assert_valid_hl7
 
@@ -52,7 +52,7 @@ async def setup(db: Database) -> AsyncIterator[tuple[mllp.Server, Scratch, Datab
         await conn.execute("CREATE TABLE scratch_orders (control_id text PRIMARY KEY)")
     scratch = Scratch()
 
-    async def handler(conn: asyncpg.Connection, msg: Message, ctx: InboundContext) -> Outcome:
+    async def handler(conn: asyncpg.Connection, msg: Message, ctx: InboundContext) -> AckDecision:
         scratch.calls.append(msg.control_id)
         await conn.execute("INSERT INTO scratch_orders VALUES ($1)", msg.control_id)
         if scratch.fail_next:
@@ -60,7 +60,7 @@ async def setup(db: Database) -> AsyncIterator[tuple[mllp.Server, Scratch, Datab
             raise RuntimeError("database went away")
         if msg.control_id in scratch.reject:
             raise Rejected("no usable mobile number in PID-13", location="PID-13")
-        return Outcome()
+        return AckDecision()
 
     router = InboundRouter(
         db,

@@ -21,8 +21,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radsched.conversation.model import Book, FetchLocations, State
-from radsched.conversation.model import RisUnavailable as RisDown
+from radsched.conversation.model import Book, FetchLocations, RisDown, State
 from radsched.scheduling.errors import (
     RisFailed,
     RisTimeout,

@@ -26,12 +26,12 @@ from radsched.conversation import (
     EndConversation,
     Event,
     InboundText,
-    Location,
+    MenuLocation,
+    MenuSlot,
     OrderReceived,
     RecordConsent,
     ScheduleWake,
     SendText,
-    Slot,
     State,
     TemplateId,
     Tick,
@@ -49,9 +49,9 @@ PRACTICE = "Lakeside Imaging"
 PHONE = "(555) 010-0200"
 
 LOCATIONS = (
-    Location("L1", "Main Street Imaging"),
-    Location("L2", "Northside Clinic"),
-    Location("L3", "Harbor View Center"),
+    MenuLocation("L1", "Main Street Imaging"),
+    MenuLocation("L2", "Northside Clinic"),
+    MenuLocation("L3", "Harbor View Center"),
 )
 
 # Texts an opted-out patient may still receive: the confirmation, HELP, the re-subscribe answer.
@@ -64,10 +64,12 @@ def config(**changes: object) -> ConversationConfig:
 
 def slots(
     n: int, *, location: str = "L2", first: datetime | None = None, prefix: str = "S"
-) -> tuple[Slot, ...]:
+) -> tuple[MenuSlot, ...]:
     """``n`` slots one hour apart, starting the next day at 09:00 New York time."""
     start = first or datetime(2026, 6, 2, 13, 0, tzinfo=UTC)
-    return tuple(Slot(f"{prefix}{i}", location, start + timedelta(hours=i), 30) for i in range(n))
+    return tuple(
+        MenuSlot(f"{prefix}{i}", location, start + timedelta(hours=i), 30) for i in range(n)
+    )
 
 
 class Playbook:

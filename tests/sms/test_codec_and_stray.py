@@ -99,10 +99,10 @@ def _stray_text() -> str:
 def test_events_that_would_mislead_the_patient_cannot_be_built() -> None:
     from datetime import datetime
 
-    from radsched.conversation import BookingConfirmed, Slot
+    from radsched.conversation import BookingConfirmed, MenuSlot
 
     with pytest.raises(ValueError, match="aware"):
-        Slot("S1", "L1", datetime(2026, 6, 2, 9, 0))
+        MenuSlot("S1", "L1", datetime(2026, 6, 2, 9, 0))
     with pytest.raises(ValueError, match="aware"):
         BookingConfirmed("ABC123", start=datetime(2026, 6, 2, 9, 0))
     for bad in ("", "X" * 17, "CÓDIGO", "AB\nCD", "AB{CD}"):

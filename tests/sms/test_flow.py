@@ -13,8 +13,8 @@ from radsched.conversation import (
     DeferToStaff,
     FetchLocations,
     FetchSlots,
-    Location,
     LocationsLoaded,
+    MenuLocation,
     RecordConsent,
     RejectReason,
     SlotsLoaded,
@@ -132,7 +132,7 @@ def test_no_location_offers_the_modality() -> None:
 
 
 def test_long_location_lists_page_with_more() -> None:
-    many = tuple(Location(f"L{i}", f"Radiology Center {i}") for i in range(1, 8))
+    many = tuple(MenuLocation(f"L{i}", f"Radiology Center {i}") for i in range(1, 8))
     play = Playbook().order().patient("yes").ris(LocationsLoaded(many))
     first = play.text()
     assert "1 Radiology Center 1" in first and "MORE for others" in first

@@ -13,12 +13,12 @@ from radsched.conversation import (
     ConsentStatus,
     Event,
     InboundText,
-    Location,
     LocationsLoaded,
+    MenuLocation,
     OrderCancelled,
     OrderReceived,
     RejectReason,
-    RisUnavailable,
+    RisDown,
     SlotsLoaded,
     Tick,
 )
@@ -42,14 +42,14 @@ EVENTS: st.SearchStrategy[Event] = st.one_of(
     st.builds(InboundText, BODIES, st.text(alphabet="SM0123", min_size=1, max_size=4)),
     st.builds(
         LocationsLoaded,
-        st.lists(st.builds(Location, st.sampled_from(["L1", "L2", "L3"]), NAMES), max_size=12).map(
-            tuple
-        ),
+        st.lists(
+            st.builds(MenuLocation, st.sampled_from(["L1", "L2", "L3"]), NAMES), max_size=12
+        ).map(tuple),
     ),
     st.builds(SlotsLoaded, st.integers(0, 5).map(slots), st.booleans()),
     st.builds(BookingConfirmed, st.text(alphabet="ABC234", min_size=1, max_size=12)),
     st.builds(BookingRejected, st.sampled_from(list(RejectReason))),
-    st.just(RisUnavailable()),
+    st.just(RisDown()),
     st.just(OrderCancelled()),
     st.just(Tick()),
 )

@@ -14,7 +14,7 @@ from radsched.conversation import (
     FetchLocations,
     FetchSlots,
     LocationsLoaded,
-    RisUnavailable,
+    RisDown,
     SlotsLoaded,
     State,
     TemplateId,
@@ -46,11 +46,11 @@ def test_ris_known_down_at_order_time_still_sends_the_consent_text() -> None:
 
 def test_ris_down_when_loading_locations_waits_and_continues() -> None:
     play = Playbook().order().patient("yes")
-    play.ris(RisUnavailable()).says(WAITING, template=TemplateId.RIS_WAIT).lacks(DeferToStaff)
+    play.ris(RisDown()).says(WAITING, template=TemplateId.RIS_WAIT).lacks(DeferToStaff)
     play.in_state(State.LOADING_LOCATIONS)
     _retry(play).does(FetchLocations("CR")).silent()
     # Still down: asked again later, and the patient is not told a second time.
-    play.ris(RisUnavailable()).silent().lacks(DeferToStaff)
+    play.ris(RisDown()).silent().lacks(DeferToStaff)
     _retry(play).does(FetchLocations("CR"))
     play.ris(LocationsLoaded(LOCATIONS)).says("1 Main Street Imaging")
     play.in_state(State.CHOOSING_LOCATION)
@@ -59,7 +59,7 @@ def test_ris_down_when_loading_locations_waits_and_continues() -> None:
 
 def test_ris_down_when_loading_slots_asks_for_the_same_page_again() -> None:
     play = to_slot_menu()
-    play.patient("more").ris(RisUnavailable()).says(template=TemplateId.RIS_WAIT)
+    play.patient("more").ris(RisDown()).says(template=TemplateId.RIS_WAIT)
     after = play.conv.slots[-1].start
     _retry(play).does(FetchSlots("L2", "CR", after, 3))
     later = slots(2, first=after + timedelta(hours=1), prefix="T")
@@ -68,7 +68,7 @@ def test_ris_down_when_loading_slots_asks_for_the_same_page_again() -> None:
 
 def test_booking_outcome_unknown_asks_the_ris_again_and_confirms() -> None:
     play = to_slot_menu()
-    play.patient("1").ris(RisUnavailable()).says(template=TemplateId.RIS_WAIT)
+    play.patient("1").ris(RisDown()).says(template=TemplateId.RIS_WAIT)
     play.in_state(State.BOOKING).lacks(DeferToStaff)
     _retry(play).does(Book("S0", "L2", "CR"))
     play.ris(BookingConfirmed("K7M2QX")).says("K7M2QX").ends("booked")
@@ -91,10 +91,10 @@ def test_after_ris_wait_max_the_patient_is_asked_to_call(
     reply: str | None, reason: DeferReason
 ) -> None:
     play = to_slot_menu()
-    play.patient(reply or "more").ris(RisUnavailable()).says(template=TemplateId.RIS_WAIT)
+    play.patient(reply or "more").ris(RisDown()).says(template=TemplateId.RIS_WAIT)
     started = play.now
     while play.now - started < timedelta(minutes=30):
-        _retry(play).ris(RisUnavailable())
+        _retry(play).ris(RisDown())
         if play.conv.is_over:
             break
         play.silent()
@@ -104,32 +104,32 @@ def test_after_ris_wait_max_the_patient_is_asked_to_call(
 
 def test_ris_wait_max_is_a_setting() -> None:
     play = Playbook(config(ris_wait_max=timedelta(seconds=20))).order().patient("yes")
-    play.ris(RisUnavailable()).says(template=TemplateId.RIS_WAIT)
-    _retry(play).ris(RisUnavailable()).silent()
-    _retry(play).ris(RisUnavailable()).says(template=TemplateId.CALL_US).ends("deferred")
+    play.ris(RisDown()).says(template=TemplateId.RIS_WAIT)
+    _retry(play).ris(RisDown()).silent()
+    _retry(play).ris(RisDown()).says(template=TemplateId.CALL_US).ends("deferred")
 
 
 def test_inside_quiet_hours_the_order_goes_to_staff_at_once() -> None:
     night = datetime(2026, 6, 2, 2, 0, tzinfo=UTC)  # 22:00 in New York
     play = Playbook().order().at(night).patient("yes")  # a reply at night is answered at once
-    play.ris(RisUnavailable()).says(template=TemplateId.CALL_US)
+    play.ris(RisDown()).says(template=TemplateId.CALL_US)
     play.does(DeferToStaff(DeferReason.RIS_UNAVAILABLE)).ends("deferred")
 
 
 def test_stop_while_waiting_ends_and_no_retry_follows() -> None:
-    play = Playbook().order().patient("yes").ris(RisUnavailable())
+    play = Playbook().order().patient("yes").ris(RisDown())
     play.patient("STOP").says(template=TemplateId.OPTED_OUT).ends("opted_out")
     assert play.conv.wake_at is None
     play.advance(timedelta(minutes=5)).tick().silent().lacks(FetchLocations)
 
 
 def test_a_reply_while_waiting_is_not_a_menu_choice() -> None:
-    play = to_slot_menu().patient("1").ris(RisUnavailable())
+    play = to_slot_menu().patient("1").ris(RisDown())
     play.patient("2").silent().lacks(Book).in_state(State.BOOKING)
 
 
 def test_the_wait_survives_a_restart_through_the_codec() -> None:
-    play = Playbook().order().patient("yes").ris(RisUnavailable())
+    play = Playbook().order().patient("yes").ris(RisDown())
     restored = load_conversation(dump_conversation(play.conv))
     assert restored == play.conv
     # A row written before the RIS wait existed still loads.

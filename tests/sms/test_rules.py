@@ -23,7 +23,7 @@ from radsched.conversation import (
     OrderReceived,
     RecordConsent,
     RejectReason,
-    RisUnavailable,
+    RisDown,
     ScheduleWake,
     SlotsLoaded,
     State,
@@ -109,7 +109,7 @@ def test_stop_revokes_in_every_state(state: State, body: str) -> None:
 
 def test_nothing_is_sent_after_stop_except_help_and_resubscribe() -> None:
     play = reach(State.CHOOSING_SLOT).patient("stop")
-    for event in (InboundText("1", "SMa"), Tick(), RisUnavailable(), OrderCancelled()):
+    for event in (InboundText("1", "SMa"), Tick(), RisDown(), OrderCancelled()):
         play.feed(event).silent()
     play.patient("more").silent().patient("yes please").in_state(State.DEFERRED_TO_PHONE)
     play.says(template=TemplateId.RESUBSCRIBED).does(RecordConsent(True, "yes"))
@@ -162,7 +162,7 @@ EVENTS: list[Event] = [
     BookingConfirmed("K7M2QX"),
     BookingRejected(RejectReason.SLOT_TAKEN),
     BookingRejected(RejectReason.REJECTED),
-    RisUnavailable(),
+    RisDown(),
     OrderCancelled(),
     Tick(),
 ]

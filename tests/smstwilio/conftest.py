@@ -19,7 +19,7 @@ from radsched.privacy import PhiBox, phone_hash
 from radsched.sms.outbox import enqueue_text
 from radsched.storage.db import Database
 from radsched.twilio.providers import SmsProvider, TwilioProvider
-from radsched.twilio.sender import OutboxSender, RetryPolicy, SenderConfig, SmsMetrics
+from radsched.twilio.sender import OutboxSender, RetryPolicy, SmsMetrics, SmsSenderConfig
 from tests.twilio_double import TwilioDouble
 
 START = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
@@ -103,7 +103,7 @@ class Rig:
         provider: SmsProvider | None = None,
         *,
         policy: RetryPolicy | None = None,
-        config: SenderConfig | None = None,
+        config: SmsSenderConfig | None = None,
     ) -> OutboxSender:
         sender = OutboxSender(
             db=self.db,

@@ -314,9 +314,9 @@ async def test_callback_for_a_5xx_text_twilio_did_accept_cancels_the_retry(rig: 
 async def test_sender_survives_losing_its_database_session(rig: Rig) -> None:
     """PostgreSQL drops the sender's own connection (failover, restart, admin): it reconnects,
     takes a new identity, and carries on; nothing is sent twice."""
-    from radsched.twilio.sender import SenderConfig
+    from radsched.twilio.sender import SmsSenderConfig
 
-    sender = await rig.sender(config=SenderConfig(listen_retry_s=0.05))
+    sender = await rig.sender(config=SmsSenderConfig(listen_retry_s=0.05))
     first = await rig.enqueue("before")
     await rig.double.wait_accepted(1)
     await settle(rig)
