@@ -216,7 +216,8 @@ async def test_ris_down_past_the_wait_defers_to_staff(
                 clock.advance(minutes=2)
                 await flow.engine.fire_due()
                 await flow.engine.drain()
-            assert SCHEDULING_PHONE in flow.texts_to(patient)[-1]
+            # consent, locations, "shortly", then call-us: awaited, the outbox sends after commit
+            assert SCHEDULING_PHONE in (await flow.texts(4))[-1].body
             conv = await flow.conversation(patient)
             assert conv["state"] == "deferred_to_phone" and conv["phi"] is None
             order = (await flow.fetch("SELECT state, deferred_reason FROM orders"))[0]
