@@ -10,7 +10,6 @@ conversations) starts right before that.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -64,6 +63,7 @@ from radsched.storage.db import Database
 from radsched.storage.migrate import migrate
 from radsched.storage.orders import OrderStore
 from radsched.systemd import Notifier, watchdog_interval, watchdog_loop
+from radsched.tasks import spawn
 from radsched.twilio import transport as sms_transport
 from radsched.twilio.transport import SmsOutbox
 from radsched.twilio.webhooks import InboundSink
@@ -413,24 +413,22 @@ async def running(
         # pending are resolved (and their SIUs queued), and conversations left waiting on the RIS
         # get their call again.
         if scheduling is not None:
-            resolver = asyncio.create_task(
-                scheduling.run_resolver(ris_started_at), name="ris-resolver"
-            )
+            resolver = spawn(scheduling.run_resolver(ris_started_at), name="ris-resolver")
             stack.callback(resolver.cancel)
         if lifecycle is not None:
-            change_resolver = asyncio.create_task(
+            change_resolver = spawn(
                 lifecycle.run_resolver(changes_started), name="appointment-resolver"
             )
             stack.callback(change_resolver.cancel)
         if engine is not None:
-            resume = asyncio.create_task(intake.resume_waiting(engine), name="sms-resume")
+            resume = spawn(intake.resume_waiting(engine), name="sms-resume")
             stack.callback(resume.cancel)
         notifier.notify(f"STATUS=listening {status}", "READY=1")
         stack.callback(notifier.notify, "STOPPING=1")
 
         interval = watchdog_interval()
         if interval is not None and notifier.enabled:
-            task = asyncio.create_task(watchdog_loop(notifier, interval), name="watchdog")
+            task = spawn(watchdog_loop(notifier, interval), name="watchdog")
             stack.callback(task.cancel)
         yield Daemon(
             settings,

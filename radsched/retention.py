@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from radsched.settings import Settings
 from radsched.storage.db import Database
+from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.retention")
 
@@ -284,7 +285,7 @@ async def start(
         "When the retention purge last finished (any daemon), Unix time.",
         registry=registry,
     )
-    task = asyncio.create_task(_daily(db, clock, policy, gauge), name="retention")
+    task = spawn(_daily(db, clock, policy, gauge), name="retention")
 
     async def stop() -> None:
         task.cancel()

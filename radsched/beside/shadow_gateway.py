@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -37,6 +37,7 @@ from radsched.scheduling.rest_backend import RestEngineClient, RestScheduling
 from radsched.scheduling.service import BookedAppointment, BookingInput
 from radsched.storage import shadow as shadow_sql
 from radsched.storage.db import Database
+from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.shadow")
 
@@ -216,13 +217,15 @@ class ShadowScheduling:
         self,
         question: _Question,
         ours: Callable[[], Awaitable[list[T]]],
-        theirs: Callable[[], Awaitable[list[T]]],
+        theirs: Callable[[], Coroutine[Any, Any, list[T]]],
         compare: Callable[[list[T], list[T]], list[Mismatch]],
     ) -> list[T]:
         if len(self._background) >= self._max_in_flight:
             self._recorder.comparisons.labels(question.call, "skipped").inc()
             return await ours()
-        asked = asyncio.ensure_future(theirs())  # concurrently: the shadow must not add latency
+        asked = spawn(
+            theirs(), name="shadow-ask", awaited=True
+        )  # concurrently: the shadow must not add latency
         try:
             answer = await ours()
         except asyncio.CancelledError:  # the client went away: nothing to compare
@@ -235,8 +238,8 @@ class ShadowScheduling:
         self._later(self._compare(question, answer, None, asked, compare))
         return answer
 
-    def _later(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = spawn(work, name="shadow-compare")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -42,6 +42,7 @@ from radsched.rest.health import Readiness
 from radsched.scheduling.service import BookingHook
 from radsched.settings import HostPort, Settings
 from radsched.storage.db import Database
+from radsched.tasks import spawn
 
 __all__ = ["EmrOutbox", "start"]
 
@@ -89,8 +90,8 @@ class EmrOutbox:
     async def start(self) -> None:
         await self._coordinator.start()
         for sender in self.senders.values():
-            self._tasks.append(asyncio.create_task(sender.run(), name=f"emr:{sender.name}"))
-        self._tasks.append(asyncio.create_task(self._stats_loop(), name="emr-stats"))
+            self._tasks.append(spawn(sender.run(), name=f"emr:{sender.name}"))
+        self._tasks.append(spawn(self._stats_loop(), name="emr-stats"))
 
     async def refresh_stats(self) -> None:
         """Queue gauges from the shared table (every daemon reports the same numbers)."""

@@ -22,6 +22,7 @@ import asyncpg
 
 from radsched.emr.store import NOTIFY_CHANNEL, LockFence
 from radsched.storage.listen import Listening, listen
+from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.emr.coordinator")
 
@@ -57,7 +58,7 @@ class Coordinator:
 
     async def start(self) -> None:
         await self._connect()
-        self._task = asyncio.create_task(self._keepalive(), name="emr-coordinator")
+        self._task = spawn(self._keepalive(), name="emr-coordinator")
 
     async def _connect(self) -> None:
         session = await listen(

@@ -41,6 +41,7 @@ from radsched.hl7metrics import HL7Metrics
 from radsched.logs import correlated
 from radsched.privacy import PhiBox, PhiBoxError
 from radsched.storage.db import Database
+from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.emr.sender")
 
@@ -209,7 +210,7 @@ class DestinationSender:
                         if len(delivered) >= self._cfg.flush_every:
                             if writing is not None:
                                 await writing
-                            writing = asyncio.create_task(self._flush(delivered))
+                            writing = spawn(self._flush(delivered), name="emr-flush", awaited=True)
                             delivered = []
                         continue
                     if writing is not None:

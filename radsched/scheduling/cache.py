@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from typing import Any, Generic, TypeVar
 
 from channels import Slot
+from radsched.tasks import spawn
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -32,10 +33,10 @@ class SingleFlight(Generic[K, V]):
     def __init__(self) -> None:
         self._loading: dict[K, asyncio.Task[V]] = {}
 
-    async def run(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+    async def run(self, key: K, load: Callable[[], Coroutine[Any, Any, V]]) -> V:
         task = self._loading.get(key)
         if task is None:
-            task = asyncio.ensure_future(load())
+            task = spawn(load(), name="cache-load", awaited=True)
             self._loading[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(task)

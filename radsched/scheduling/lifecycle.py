@@ -43,6 +43,7 @@ from radsched.storage import appointments as store
 from radsched.storage.appointments import AppointmentRow, ChangeRow
 from radsched.storage.db import Database
 from radsched.storage.orders import OrderStore, _seal_payload, _unseal
+from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.lifecycle")
 
@@ -397,7 +398,7 @@ class Lifecycle:
     async def _settle(self, change: ChangeRow, reason: str) -> ChangeOutcome:
         task = self._inflight.get(change.id)
         if task is None:
-            task = asyncio.ensure_future(self._send(change, reason))
+            task = spawn(self._send(change, reason), name="ris-change", awaited=True)
             self._inflight[change.id] = task
             task.add_done_callback(lambda done: self._finished(change.id, done))
         return await asyncio.shield(task)

@@ -40,6 +40,7 @@ from radsched.settings import toml_sections
 from radsched.storage import appointments as records
 from radsched.storage.db import Database
 from radsched.storage.orders import OrderStore
+from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.lifecycle")
 
@@ -216,6 +217,6 @@ async def start(
                 log.exception("appointment gauges failed")
             await asyncio.sleep(GAUGE_INTERVAL_S)
 
-    task = asyncio.create_task(gauges(), name="appointment-gauges")
+    task = spawn(gauges(), name="appointment-gauges")
     stack.callback(task.cancel)
     return lifecycle

@@ -45,6 +45,7 @@ from radsched.scheduling.errors import (
 )
 from radsched.storage.db import Database
 from radsched.storage.orders import OrderStore, StoredOrder
+from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.ris")
 
@@ -276,7 +277,7 @@ class SchedulingService:
         task = self._inflight.get(row.id)
         replayed = task is not None
         if task is None:
-            task = asyncio.ensure_future(self._send_booking(row, stored, mrn))
+            task = spawn(self._send_booking(row, stored, mrn), name="ris-booking", awaited=True)
             self._inflight[row.id] = task
             task.add_done_callback(lambda done: self._finished(row.id, done))
         # Shielded: a caller that goes away (HTTP client disconnect) must not cut the exchange short,

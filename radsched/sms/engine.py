@@ -62,6 +62,7 @@ from radsched.sms.ris_calls import RisCaller
 from radsched.sms.timer import ConversationTimer
 from radsched.storage.db import Database
 from radsched.storage.orders import StoredOrder
+from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.sms.engine")
 
@@ -348,7 +349,7 @@ class SmsEngine:
     # --- RIS calls (outside any transaction) -----------------------------------------------
 
     def _spawn(self, pending: PendingCall) -> None:
-        task = asyncio.create_task(self._ris_loop(pending), name="sms-ris-call")
+        task = spawn(self._ris_loop(pending), name="sms-ris-call")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from radsched.storage.db import Database
+from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.sms.timer")
 
@@ -40,7 +41,7 @@ class ConversationTimer:
         self._planned: datetime | None = None  # when the timer looks next
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sms-timer")
+        self._task = spawn(self._run(), name="sms-timer")
 
     def wake(self) -> None:
         self._wakeup.set()

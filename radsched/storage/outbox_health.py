@@ -19,6 +19,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Gauge
 
 from radsched.storage.db import Database
+from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.storage.outbox_health")
 
@@ -97,7 +98,7 @@ async def start(
 ) -> OutboxHealth:
     """Export the gauges and refresh them in the background until ``stack`` closes."""
     health = OutboxHealth(db, registry)
-    task = asyncio.create_task(health.run(), name="outbox-health")
+    task = spawn(health.run(), name="outbox-health")
 
     async def stop() -> None:
         task.cancel()

@@ -28,6 +28,7 @@ from radsched.logs import correlated
 from radsched.privacy import PhiBox, PhiBoxError
 from radsched.sms import outbox as store
 from radsched.storage.db import Database
+from radsched.tasks import spawn
 from radsched.twilio.providers import (
     ENGINE_CODES,
     ErrorClass,
@@ -186,7 +187,7 @@ class OutboxSender:
             await self._close_listener()
             await self.provider.aclose()
             raise
-        self._task = asyncio.create_task(self._run(), name="sms-outbox-sender")
+        self._task = spawn(self._run(), name="sms-outbox-sender")
 
     async def aclose(self, grace: float) -> None:
         """Stop claiming; let in-flight sends finish within ``grace``; then cancel."""
