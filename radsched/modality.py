@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
+from radsched.storage import scheduling_config
 from radsched.storage.listen import Listening, listen
+from radsched.storage.pg import Connection, PostgresError
 
 log = logging.getLogger("radsched.modality")
 
@@ -151,13 +151,9 @@ class ModalitySetting:
     updated_by: str | None = None
 
 
-async def list_modalities(
-    conn: asyncpg.Connection, defaults: Iterable[str]
-) -> list[ModalitySetting]:
+async def list_modalities(conn: Connection, defaults: Iterable[str]) -> list[ModalitySetting]:
     """Every modality with a row, plus the defaults without one, sorted by code."""
-    rows = await conn.fetch(
-        "SELECT modality, enabled, updated_at, updated_by FROM scheduling_config"
-    )
+    rows = await scheduling_config.read_all(conn)
     found = {
         r["modality"]: ModalitySetting(
             r["modality"], r["enabled"], "config", r["updated_at"], r["updated_by"]
@@ -170,7 +166,7 @@ async def list_modalities(
 
 
 async def set_modality(
-    conn: asyncpg.Connection,
+    conn: Connection,
     code: str,
     *,
     enabled: bool,
@@ -187,36 +183,19 @@ async def set_modality(
     code = check_code(code)
     if not by.strip():
         raise ValueError("--by must name the person making the change")
-    # Serialise concurrent switches of one modality so old -> new in the audit is exact.
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "modality:" + code)
-    current = await conn.fetchval("SELECT enabled FROM scheduling_config WHERE modality = $1", code)
+    current = await scheduling_config.read_locked(conn, code)
     old = bool(current) if current is not None else code in set(defaults)
-    await conn.execute(
-        """
-        INSERT INTO scheduling_config (modality, enabled, updated_at, updated_by)
-        VALUES ($1, $2, $3, $4)
-        ON CONFLICT (modality) DO UPDATE
-            SET enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at,
-                updated_by = EXCLUDED.updated_by
-        """,
+    await scheduling_config.write(
+        conn,
         code,
-        enabled,
-        now,
-        by.strip(),
+        enabled=enabled,
+        by=by.strip(),
+        now=now,
+        old_value=_word(old) if current is not None else f"{_word(old)} (default)",
+        new_value=_word(enabled),
+        note=note,
+        channel=CHANNEL,
     )
-    await conn.execute(
-        """
-        INSERT INTO config_audit (changed_at, changed_by, item, old_value, new_value, note)
-        VALUES ($1, $2, $3, $4, $5, $6)
-        """,
-        now,
-        by.strip(),
-        f"modality:{code}",
-        _word(old) if current is not None else f"{_word(old)} (default)",
-        _word(enabled),
-        note,
-    )
-    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "modality:" + code)
     return old, enabled
 
 
@@ -239,12 +218,12 @@ class ModalityControl:
     def invalidate(self) -> None:
         self._loaded_at = float("-inf")
 
-    async def enabled(self, conn: asyncpg.Connection, code: str) -> bool:
+    async def enabled(self, conn: Connection, code: str) -> bool:
         if time.monotonic() - self._loaded_at > self._ttl:
             await self.reload(conn)
         return code in self._enabled
 
-    async def reload(self, conn: asyncpg.Connection) -> None:
+    async def reload(self, conn: Connection) -> None:
         stamp = time.monotonic()  # taken first: a NOTIFY during the query marks it stale again
         settings = await list_modalities(conn, self._defaults)
         self._enabled = frozenset(s.modality for s in settings if s.enabled)
@@ -256,7 +235,7 @@ class ModalityControl:
             self._listener = await listen(
                 dsn, CHANNEL, self._on_notify, name="radsched-listen", on_lost=self._on_lost
             )
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, PostgresError) as exc:
             log.warning(
                 "modality LISTEN unavailable; changes apply within the cache time",
                 extra={"error": type(exc).__name__, "ttl_s": self._ttl},

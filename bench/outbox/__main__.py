@@ -2,7 +2,7 @@
 
 The SIU outbox (``hl7_outbox``) and the SMS outbox (``sms_outbox``) on a real (embedded) PostgreSQL,
 each taken through N rows (default 100,000) that are enqueued, claimed with radsched's own claim
-(``radsched.emr.store.claim`` in a transaction, ``radsched.sms.outbox.claim_due``), delivered and
+(``radsched.storage.emr_outbox.claim`` in a transaction, ``radsched.storage.sms_outbox.claim_due``), delivered and
 deleted, in batches the size of the senders' batches. Every claim is timed. Then the steady state
 after the churn: one row at a time enqueued and claimed, 2,000 times. Twice, on fresh databases:
 with autovacuum's defaults for these tables (``sql/0007_outbox_autovacuum.sql``'s per-table settings
@@ -101,8 +101,8 @@ async def _enqueue(conn: asyncpg.Connection, table: str, n: int, body: bytes) ->
 
 async def _claim(conn: asyncpg.Connection, table: str, limit: int) -> list[int]:
     """radsched's own claim, as its sender runs it (the SIU sender's in its own transaction)."""
-    from radsched.emr import store as emr_store
-    from radsched.sms import outbox as sms_outbox
+    from radsched.storage import emr_outbox as emr_store
+    from radsched.storage import sms_outbox
 
     if table == "hl7_outbox":
         async with conn.transaction():
@@ -116,7 +116,7 @@ async def _claim(conn: asyncpg.Connection, table: str, limit: int) -> list[int]:
 
 async def _deliver_and_delete(conn: asyncpg.Connection, table: str, ids: list[int]) -> None:
     """Delivered, then deleted (the metadata's retention is the daily job's; here it is the churn)."""
-    from radsched.emr import store as emr_store
+    from radsched.storage import emr_outbox as emr_store
 
     if table == "hl7_outbox":
         now = datetime.now(UTC)

@@ -139,7 +139,7 @@ def loadgen(spec: dict[str, Any], work: Path, daemon_pid: int | None = None) -> 
 
 async def outbox_throughput(dsn: str, phi_key: str, hash_key: str, count: int) -> float:
     from radsched.privacy import PhiBox, phone_hash
-    from radsched.sms.outbox import enqueue_text
+    from radsched.storage.sms_outbox import enqueue_text
 
     phi = PhiBox.from_secret(phi_key)
     key = bytes.fromhex(hash_key)

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 from radsched.settings import Settings
+from radsched.storage.pg import UndefinedTableError
 
 __all__ = ["register"]
 
@@ -29,8 +30,6 @@ def _run(args: argparse.Namespace) -> int:
     from radsched.cli import run_async
 
     async def go(settings: Settings) -> int:
-        import asyncpg
-
         from radsched.console.users import UserError, add_user, disable_user
         from radsched.storage import console as store
         from radsched.storage.connect import storage
@@ -54,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
             except UserError as exc:
                 print(f"radsched admin-user: {exc}", file=sys.stderr)
                 return 2
-            except asyncpg.UndefinedTableError:
+            except UndefinedTableError:
                 print(
                     "radsched admin-user: the database has no console tables yet; "
                     "run `radsched migrate` (or start the daemon) first",

@@ -12,10 +12,10 @@ from aiohttp import web
 
 from radsched.console.app import address, audit_action, deps, page, requires, see_other, visit
 from radsched.console.users import UserError, add_user, disable_user
-from radsched.emr import store as outbox_store
 from radsched.modality import UnknownModality, is_dicom_modality, list_modalities, set_modality
 from radsched.privacy import PhiBox, PhiBoxError
 from radsched.storage import console as store
+from radsched.storage import emr_outbox as outbox_store
 from radsched.storage.console import ROLES, MessageFilter
 
 log = logging.getLogger("radsched.console.pages")

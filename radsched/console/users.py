@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-import asyncpg
-
 from radsched.console.passwords import check_new_password, hash_password, one_time_password
 from radsched.storage import console as store
 from radsched.storage.console import ROLES, AuditEntry, Role, User
+from radsched.storage.pg import Connection, UniqueViolationError
 
 NAME_RULE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FIRST_ADMIN = "admin"
@@ -36,7 +35,7 @@ def check_role(role: str) -> Role:
 
 
 async def add_user(
-    conn: asyncpg.Connection,
+    conn: Connection,
     name: str,
     role: str,
     *,
@@ -66,7 +65,7 @@ async def add_user(
             must_change=one_time is not None,
             now=now,
         )
-    except asyncpg.UniqueViolationError:
+    except UniqueViolationError:
         raise UserError(f"a user named {name!r} exists already") from None
     await store.audit(
         conn,
@@ -77,7 +76,7 @@ async def add_user(
 
 
 async def disable_user(
-    conn: asyncpg.Connection, name: str, *, by: str, now: datetime, address: str | None = None
+    conn: Connection, name: str, *, by: str, now: datetime, address: str | None = None
 ) -> User:
     user = await store.disable_user(conn, name, now=now)
     if user is None:
@@ -90,9 +89,9 @@ async def disable_user(
     return user
 
 
-async def ensure_first_admin(conn: asyncpg.Connection, *, now: datetime) -> str | None:
+async def ensure_first_admin(conn: Connection, *, now: datetime) -> str | None:
     """On a database without console users, create ``admin`` and return its one-time password."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('console:first-admin', 0))")
+    await store.lock_first_admin(conn)
     if await store.count_users(conn):
         return None
     _, one_time = await add_user(

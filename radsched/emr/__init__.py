@@ -27,14 +27,12 @@ from zoneinfo import ZoneInfo
 from prometheus_client import CollectorRegistry
 
 from channels import Party
-from radsched.emr.coordinator import Coordinator
 from radsched.emr.enqueue import OutboxWriter
 from radsched.emr.metrics import EmrMetrics
 from radsched.emr.relay import RELAYED, relay_handler
 from radsched.emr.routes import Routes, parse_routes, sink_routes
 from radsched.emr.sender import DestinationSender, EmrSenderConfig
 from radsched.emr.sink import EmrSink
-from radsched.emr.store import queue_stats
 from radsched.hl7metrics import HL7Metrics
 from radsched.inbound.router import InboundRouter
 from radsched.privacy import PhiBox
@@ -42,6 +40,8 @@ from radsched.rest.health import Readiness
 from radsched.scheduling.service import BookingHook
 from radsched.settings import HostPort, Settings
 from radsched.storage.db import Database
+from radsched.storage.destination_locks import Coordinator
+from radsched.storage.emr_outbox import queue_stats
 from radsched.tasks import spawn
 
 __all__ = ["EmrOutbox", "start"]

@@ -19,16 +19,15 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Protocol
 
-import asyncpg
-
 from channels import Appointment, ChangeKind, OrderRef, Party, build_siu
 from channels.changes import SIU_EVENTS
-from radsched.emr import store as outbox
 from radsched.emr.enqueue import UNROUTED_RECEIVER, Built, seal_body
 from radsched.emr.routes import Route, Routes
 from radsched.logs import correlation_id
 from radsched.privacy import PhiBox
 from radsched.storage import appointments as records
+from radsched.storage import emr_outbox as outbox
+from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.emr")
 
@@ -87,7 +86,7 @@ class ChangeNotifications:
         )
         return Built(out.control_id, out.payload)
 
-    async def on_changed(self, conn: asyncpg.Connection, change: AppointmentChanged) -> None:
+    async def on_changed(self, conn: Connection, change: AppointmentChanged) -> None:
         now = self._clock()
         appointment_id = change.appointment.id
         message_type = f"SIU^{change.kind.siu_trigger}"

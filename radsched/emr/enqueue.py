@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Protocol
 
-import asyncpg
-
 from channels import Appointment, OrderRef, Party, build_siu
 from channels.siu_convert import canonical_version, convert_siu
-from radsched.emr import store
 from radsched.emr.metrics import EmrMetrics
 from radsched.emr.routes import UNROUTED, Route, Routes
 from radsched.logs import correlation_id
 from radsched.privacy import PhiBox
+from radsched.storage import emr_outbox as store
+from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.emr")
 
@@ -89,7 +88,7 @@ class OutboxWriter:
 
     async def enqueue(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         *,
         facility: str | None,
         origin: str,
@@ -132,7 +131,7 @@ class OutboxWriter:
         )
         return ids
 
-    async def on_booked(self, conn: asyncpg.Connection, booked: BookedAppointmentLike) -> None:
+    async def on_booked(self, conn: Connection, booked: BookedAppointmentLike) -> None:
         """The booking hook: runs in the transaction that marks the booking 'booked'."""
         appointment, order = booked.appointment, booked.order
 

@@ -34,7 +34,8 @@ async def list_outbox(
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """Newest first."""
-    from radsched.emr import store
+    from radsched.storage import emr_outbox as store
+    from radsched.storage import sms_outbox
     from radsched.storage.connect import storage
 
     async with AsyncExitStack() as stack:
@@ -45,17 +46,7 @@ async def list_outbox(
                     conn, destination=destination, state=state, limit=limit
                 )
             else:
-                rows = await conn.fetch(
-                    """
-                    SELECT id, template_id, state, attempts, created_at, next_attempt_at,
-                           sent_at, last_error, payload IS NOT NULL AS has_body
-                      FROM sms_outbox
-                     WHERE ($1::text IS NULL OR state = $1)
-                     ORDER BY id DESC LIMIT $2
-                    """,
-                    state,
-                    limit,
-                )
+                rows = await sms_outbox.list_rows(conn, state=state, limit=limit)
     return [dict(r) for r in rows]
 
 
@@ -64,8 +55,8 @@ async def retry_row(
 ) -> str:
     """Queue a row again, due now, same MSH-10. ``to`` sends an ``unrouted`` dead letter to a
     configured destination (MSH-5/6 rewritten for that route; the SIU's version is kept)."""
-    from radsched.emr import store
     from radsched.emr.routes import UNROUTED
+    from radsched.storage import emr_outbox as store
     from radsched.storage.connect import storage
 
     if kind == "sms":
@@ -130,7 +121,8 @@ def _rerouted(settings: Settings, sealed: bytes, control_id: str, destination: s
 
 
 async def drop_row(settings: Settings, row_id: int, *, kind: Kind = "hl7") -> str:
-    from radsched.emr import store
+    from radsched.storage import emr_outbox as store
+    from radsched.storage import sms_outbox
     from radsched.storage.connect import storage
 
     now = datetime.now(UTC)
@@ -138,15 +130,7 @@ async def drop_row(settings: Settings, row_id: int, *, kind: Kind = "hl7") -> st
         db = (await stack.enter_async_context(storage(settings, stack, None, owner=False))).db
         async with db.transaction("cli.outbox_drop") as conn:
             if kind == "sms":
-                done = await conn.fetchval(
-                    """
-                    UPDATE sms_outbox SET state = 'dead', payload = NULL,
-                           last_error = 'dropped by operator'
-                     WHERE id = $1 AND state = 'pending' RETURNING id
-                    """,
-                    row_id,
-                )
-                if done is None:
+                if not await sms_outbox.drop_by_operator(conn, row_id):
                     raise OutboxActionError(
                         f"no pending sms_outbox row {row_id} (only a text not yet being sent can be dropped)"
                     )

@@ -1,6 +1,6 @@
 """The sender of one EMR destination: drains its queue in FIFO order over one MLLP connection.
 
-Only the daemon holding the destination's advisory lock sends (see :mod:`radsched.emr.coordinator`),
+Only the daemon holding the destination's advisory lock sends (see :mod:`radsched.storage.destination_locks`),
 so messages leave in id order even with several daemons on one database. The head of the queue blocks
 the rest: a message is retried until it is delivered or dead-lettered, and only then does the next go.
 
@@ -32,15 +32,15 @@ from typing import Any
 
 import mllp
 from channels import AckCode, ParseError, parse, read_ack, sniff
-from radsched.emr import store
-from radsched.emr.coordinator import Coordinator
 from radsched.emr.enqueue import open_body
 from radsched.emr.metrics import EmrMetrics
 from radsched.emr.routes import Destination, tls_context
 from radsched.hl7metrics import HL7Metrics
 from radsched.logs import correlated
 from radsched.privacy import PhiBox, PhiBoxError
+from radsched.storage import emr_outbox as store
 from radsched.storage.db import Database
+from radsched.storage.destination_locks import Coordinator
 from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.emr.sender")

@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal, Protocol
 
-import asyncpg
-
 import channels
 from channels import ChangeKind, ChangeResult, Dialect, Location, OrderRef, SiuMessage, Slot
 from radsched.logs import correlated, correlation_id
@@ -43,6 +41,7 @@ from radsched.storage import appointments as store
 from radsched.storage.appointments import AppointmentRow, ChangeRow
 from radsched.storage.db import Database
 from radsched.storage.orders import OrderStore, _seal_payload, _unseal
+from radsched.storage.pg import Connection
 from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.lifecycle")
@@ -154,7 +153,7 @@ class AppointmentChanged:
 class ChangeNotifier(Protocol):
     """Queues the SIU of a change to the destinations that got the S12 (radsched.emr)."""
 
-    async def on_changed(self, conn: asyncpg.Connection, change: AppointmentChanged) -> None: ...
+    async def on_changed(self, conn: Connection, change: AppointmentChanged) -> None: ...
 
 
 class SlotLookup(Protocol):
@@ -220,7 +219,7 @@ class Lifecycle:
         return b"appointment:" + appointment_id.encode()
 
     async def record_booked(
-        self, conn: asyncpg.Connection, booked: BookedLike, *, origin: str, order_key: str
+        self, conn: Connection, booked: BookedLike, *, origin: str, order_key: str
     ) -> None:
         """The booking hook (after the EMR hook, so the S12 destinations are known).
 
@@ -260,14 +259,14 @@ class Lifecycle:
         return AppointmentView.of(row)
 
     async def patient(
-        self, conn: asyncpg.Connection, row: AppointmentRow
+        self, conn: Connection, row: AppointmentRow
     ) -> tuple[OrderRef, str | None] | None:
         """The patient identifiers and the number to text (the SMS side, issue 13), while they are kept."""
         if row.phi is None:
             return None
         return _unseal(self._phi.open(row.phi, aad=self._aad(row.appointment_id)))
 
-    async def _patient(self, conn: asyncpg.Connection, row: AppointmentRow) -> OrderRef | None:
+    async def _patient(self, conn: Connection, row: AppointmentRow) -> OrderRef | None:
         """The patient identifiers sealed in the record, else (booked before 0008) in the order."""
         if row.phi is not None:
             order, _phone = _unseal(self._phi.open(row.phi, aad=self._aad(row.appointment_id)))
@@ -549,7 +548,7 @@ class Lifecycle:
 
     async def _notify(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         row: AppointmentRow,
         order: OrderRef,
         kind: ChangeKind,
@@ -611,7 +610,7 @@ class Lifecycle:
 
     # ---- changes made by staff in the RIS ------------------------------------------------------------------
 
-    async def apply_siu(self, conn: asyncpg.Connection, siu: SiuMessage) -> str:
+    async def apply_siu(self, conn: Connection, siu: SiuMessage) -> str:
         """Update a known appointment from an SIU the RIS sent (in the inbound transaction).
 
         Returns what happened (``changed``, ``unchanged``, ``unknown``, ``not_a_change``) for metrics/logs.
@@ -686,7 +685,7 @@ class Lifecycle:
         )
         return "changed"
 
-    async def _learn(self, conn: asyncpg.Connection, siu: SiuMessage) -> str:
+    async def _learn(self, conn: Connection, siu: SiuMessage) -> str:
         """An S12 from the RIS for an appointment we did not book: recorded with origin ``ris`` (no patient
         identifiers: the RIS's own later SIU are what reach the EMRs), so its changes and metrics follow."""
         known = await store.find_by_ids(
@@ -721,9 +720,7 @@ class Lifecycle:
             )
         return "learned"
 
-    async def apply_order(
-        self, conn: asyncpg.Connection, order: channels.Order, order_key: str
-    ) -> str:
+    async def apply_order(self, conn: Connection, order: channels.Order, order_key: str) -> str:
         """An ORM CA/OC/DC from the RIS for an order whose appointment we booked cancels it: S15 to the EMRs
         that got the S12 (the ORM itself is not an SIU, so nothing else tells them)."""
         if channels.change_of_order(order) is not ChangeKind.CANCEL:

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime, tzinfo
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -40,6 +39,7 @@ from radsched.settings import toml_sections
 from radsched.storage import appointments as records
 from radsched.storage.db import Database
 from radsched.storage.orders import OrderStore
+from radsched.storage.pg import Connection
 from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.lifecycle")
@@ -117,9 +117,7 @@ def _siu_follower(
     lifecycle: Lifecycle, tz: tzinfo
 ) -> Callable[[InboundHandler | None], InboundHandler]:
     def wrap(relay: InboundHandler | None) -> InboundHandler:
-        async def handle(
-            conn: asyncpg.Connection, msg: Message, ctx: InboundContext
-        ) -> AckDecision:
+        async def handle(conn: Connection, msg: Message, ctx: InboundContext) -> AckDecision:
             outcome = await relay(conn, msg, ctx) if relay is not None else AckDecision()
             try:
                 siu = parse_siu(msg, tz=tz)
@@ -138,9 +136,7 @@ def _order_follower(
     lifecycle: Lifecycle, dialect: Dialect, orders: OrderStore
 ) -> Callable[[InboundHandler | None], InboundHandler]:
     def wrap(intake: InboundHandler | None) -> InboundHandler:
-        async def handle(
-            conn: asyncpg.Connection, msg: Message, ctx: InboundContext
-        ) -> AckDecision:
+        async def handle(conn: Connection, msg: Message, ctx: InboundContext) -> AckDecision:
             outcome = await intake(conn, msg, ctx) if intake is not None else AckDecision()
             try:
                 order = dialect.parse_order(msg)
@@ -189,7 +185,7 @@ async def start(
     )
     stack.push_async_callback(lifecycle.aclose)
 
-    async def record(conn: asyncpg.Connection, booked: BookedAppointment) -> None:
+    async def record(conn: Connection, booked: BookedAppointment) -> None:
         origin = await records.booking_origin(conn, booked.booking_id)
         await lifecycle.record_booked(conn, booked, origin=origin[0], order_key=origin[1])
 

@@ -27,13 +27,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 
-import asyncpg
-
 import channels
 from channels import BookingResult, Dialect, Location, Slot
 from radsched.logs import correlated
-from radsched.scheduling import bookings
-from radsched.scheduling.bookings import BookingRow
 from radsched.scheduling.cache import KnownSlots, TtlCache
 from radsched.scheduling.client import RisClient
 from radsched.scheduling.control_ids import ControlIds
@@ -43,8 +39,11 @@ from radsched.scheduling.errors import (
     UnknownLocation,
     UnknownOrder,
 )
+from radsched.storage import bookings
+from radsched.storage.bookings import BookingRow
 from radsched.storage.db import Database
 from radsched.storage.orders import OrderStore, StoredOrder
+from radsched.storage.pg import Connection
 from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.ris")
@@ -80,7 +79,7 @@ class BookedAppointment:
     """True when an idempotent repeat returned the stored outcome."""
 
 
-BookingHook = Callable[[asyncpg.Connection, BookedAppointment], Awaitable[None]]
+BookingHook = Callable[[Connection, BookedAppointment], Awaitable[None]]
 Clock = Callable[[], datetime]
 
 

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import asyncpg
-
 from radsched.conversation.codec import dump_conversation, load_conversation
 from radsched.conversation.config import ConversationConfig
 from radsched.conversation.model import (
@@ -45,10 +43,12 @@ from radsched.conversation.model import (
 )
 from radsched.conversation.transition import step
 from radsched.privacy import PhiBox
-from radsched.sms.audit import AuditTrail
-from radsched.sms.consent import record_consent
-from radsched.sms.outbox import enqueue_text
+from radsched.storage import conversations
+from radsched.storage.audit import AuditTrail
+from radsched.storage.consents import record_consent
 from radsched.storage.orders import OrderState, OrderStore
+from radsched.storage.pg import Connection, Record
+from radsched.storage.sms_outbox import enqueue_text
 
 log = logging.getLogger("radsched.sms.driver")
 
@@ -130,33 +130,7 @@ class DriverMetrics(Protocol):
     def text_queued(self, template_id: str) -> None: ...
 
 
-_SELECT = """
-SELECT c.id, c.phone_hash, c.order_key, c.modality, c.facility, c.state_data, c.phi, c.version,
-       pc.consent_state
-  FROM sms_conversations c
-  LEFT JOIN patient_sms_consents pc ON pc.phone_hash = c.phone_hash
-"""
 _CONSENT = {"granted": ConsentStatus.GRANTED, "revoked": ConsentStatus.REVOKED}
-
-
-def _query(where: str) -> str:
-    return _SELECT + where
-
-
-_BY_ID = _query("WHERE c.id = $1 FOR UPDATE OF c")
-_BY_ORDER = _query("WHERE c.order_key = $1 FOR UPDATE OF c")
-_LIVE_FOR_PHONE = _query(
-    "WHERE c.phone_hash = $1 AND c.ended_at IS NULL ORDER BY c.updated_at DESC LIMIT 1 FOR UPDATE OF c"
-)
-_LATEST_FOR_PHONE = _query(
-    "WHERE c.phone_hash = $1 ORDER BY c.updated_at DESC LIMIT 1 FOR UPDATE OF c"
-)
-_DUE = _query(
-    """WHERE c.id = (SELECT id FROM sms_conversations
-                     WHERE ended_at IS NULL AND wake_at <= $1
-                     ORDER BY wake_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-       FOR UPDATE OF c"""
-)
 
 
 class Driver:
@@ -177,27 +151,25 @@ class Driver:
 
     # --- loading ---------------------------------------------------------------------------
 
-    async def load(self, conn: asyncpg.Connection, conversation_id: uuid.UUID) -> Loaded | None:
-        row = await conn.fetchrow(_BY_ID, conversation_id)
+    async def load(self, conn: Connection, conversation_id: uuid.UUID) -> Loaded | None:
+        row = await conversations.by_id(conn, conversation_id)
         return self._loaded(row) if row else None
 
-    async def load_by_order(self, conn: asyncpg.Connection, order_key: str) -> Loaded | None:
-        row = await conn.fetchrow(_BY_ORDER, order_key)
+    async def load_by_order(self, conn: Connection, order_key: str) -> Loaded | None:
+        row = await conversations.by_order(conn, order_key)
         return self._loaded(row) if row else None
 
-    async def load_for_phone(self, conn: asyncpg.Connection, phone_hash: str) -> Loaded | None:
+    async def load_for_phone(self, conn: Connection, phone_hash: str) -> Loaded | None:
         """The live conversation of this phone, else its most recent one (docs/sms.md rule 7)."""
-        row = await conn.fetchrow(_LIVE_FOR_PHONE, phone_hash)
-        if row is None:
-            row = await conn.fetchrow(_LATEST_FOR_PHONE, phone_hash)
+        row = await conversations.for_phone(conn, phone_hash)
         return self._loaded(row) if row else None
 
-    async def load_due(self, conn: asyncpg.Connection, now: datetime) -> Loaded | None:
+    async def load_due(self, conn: Connection, now: datetime) -> Loaded | None:
         """One live conversation whose wake-up is due, skipping rows another worker holds."""
-        row = await conn.fetchrow(_DUE, now)
+        row = await conversations.due(conn, now)
         return self._loaded(row) if row else None
 
-    def _loaded(self, row: asyncpg.Record) -> Loaded:
+    def _loaded(self, row: Record) -> Loaded:
         conv_id: uuid.UUID = row["id"]
         data = row["state_data"]
         conv = load_conversation(json.loads(data) if isinstance(data, str) else data)
@@ -246,7 +218,7 @@ class Driver:
 
     async def apply(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         loaded: Loaded,
         event: Event,
         now: datetime,
@@ -279,7 +251,7 @@ class Driver:
 
     async def record(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         loaded: Loaded,
         conv: Conversation,
         commands: list[Command],
@@ -313,7 +285,7 @@ class Driver:
 
     async def perform(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         commands: list[Command],
         *,
         trail: AuditTrail,
@@ -382,7 +354,7 @@ class Driver:
 
     async def store(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         loaded: Loaded,
         conv: Conversation,
         now: datetime,
@@ -398,7 +370,6 @@ class Driver:
                 if loaded.phi is not None and not ended
                 else None
             )
-            sql = _INSERT
             params: list[Any] = [
                 loaded.id,
                 loaded.phone_hash,
@@ -414,7 +385,6 @@ class Driver:
                 now if ended else None,
             ]
         else:
-            sql = _UPDATE
             params = [
                 loaded.id,
                 conv.state.value,
@@ -424,33 +394,12 @@ class Driver:
                 conv.wake_at,
                 ended or conv.is_over,
             ]
-        audit, audit_params = trail.insert(len(params) + 1) if trail else ("", [])
-        if audit:
-            sql = f"WITH audit AS ({audit}) {sql}"
-            params += [now, *audit_params]
-        await conn.execute(sql, *params)
+        await conversations.write(conn, params, new=loaded.new, trail=trail, now=now)
         if loaded.new:
             loaded.new = False
         else:
             loaded.version += 1
         loaded.conv = conv
-
-
-_INSERT = """
-INSERT INTO sms_conversations
-    (id, phone_hash, order_key, modality, facility, state, state_data, phi,
-     version, created_at, updated_at, expires_at, wake_at, ended_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, 1, $9, $9, $10, $11, $12)
-"""
-# The sealed PHI is never rewritten, only deleted at the end.
-_UPDATE = """
-UPDATE sms_conversations
-   SET state = $2, state_data = $3::jsonb, version = version + 1, updated_at = $4,
-       expires_at = coalesce($5, expires_at), wake_at = $6,
-       ended_at = CASE WHEN $7 THEN coalesce(ended_at, $4) ELSE ended_at END,
-       phi = CASE WHEN $7 THEN NULL ELSE phi END
- WHERE id = $1
-"""
 
 
 def _aad(conversation_id: uuid.UUID) -> bytes:

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-import asyncpg
-
 from radsched.conversation.model import (
     BUSY_STATES,
     Audit,
@@ -54,14 +52,17 @@ from radsched.conversation.stray import stray_reply
 from radsched.logs import correlated
 from radsched.modality import ModalityControl
 from radsched.privacy import normalise_phone, phone_hash
-from radsched.sms.audit import AuditTrail
-from radsched.sms.consent import get_consent, record_consent
 from radsched.sms.driver import ConversationPhi, Driver, Loaded, PendingCall, RisCommand, StepResult
 from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.ris_calls import RisCaller
 from radsched.sms.timer import ConversationTimer
+from radsched.storage import conversations
+from radsched.storage.audit import AuditTrail, recent_endings
+from radsched.storage.consents import get_consent, record_consent
 from radsched.storage.db import Database
-from radsched.storage.orders import StoredOrder
+from radsched.storage.orders import StoredOrder, set_deferred_reason
+from radsched.storage.pg import Connection
+from radsched.storage.sms_outbox import drop_pending
 from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.sms.engine")
@@ -75,12 +76,10 @@ RIS_CALLS_IN_FLIGHT = 4
 _DUE_BATCH = 200
 
 
-_CONSENT = {"granted": ConsentStatus.GRANTED, "revoked": ConsentStatus.REVOKED}
-_PHONE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('phone:' || $1, 0))"
-_PHONE_STATE = """
-SELECT (SELECT consent_state FROM patient_sms_consents WHERE phone_hash = $1) AS consent,
-       EXISTS (SELECT 1 FROM sms_conversations WHERE phone_hash = $1 AND ended_at IS NULL) AS busy
-"""
+_CONSENT: dict[str | None, ConsentStatus] = {
+    "granted": ConsentStatus.GRANTED,
+    "revoked": ConsentStatus.REVOKED,
+}
 
 
 class Waker(Protocol):
@@ -127,7 +126,7 @@ class SmsEngine:
 
     async def start_order(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         order: StoredOrder,
         *,
         phone: str,
@@ -139,12 +138,9 @@ class SmsEngine:
         assert order.order is not None
         now = self._clock()
         hashed = phone_hash(self._hash_key, phone)
-        # Serialise orders for one phone (docs/sms.md rule 7, below). The look comes in the next
-        # statement: under READ COMMITTED only a later statement sees what the lock waited for.
-        await conn.execute(_PHONE_LOCK, hashed)
-        row = await conn.fetchrow(_PHONE_STATE, hashed)
-        consent = _CONSENT.get(row["consent"], ConsentStatus.UNKNOWN)
-        busy = bool(row["busy"])
+        # Serialise orders for one phone (docs/sms.md rule 7, below).
+        consent_state, busy = await conversations.lock_phone(conn, hashed)
+        consent = _CONSENT.get(consent_state, ConsentStatus.UNKNOWN)
         loaded = self.driver.new(
             now=now,
             phone_hash=hashed,
@@ -172,17 +168,11 @@ class SmsEngine:
             reason = outcome.deferred[0].value if outcome.deferred else "other"
             if busy:
                 reason = "phone_busy"
-                await conn.execute(
-                    "UPDATE orders SET deferred_reason = $2 WHERE order_key = $1",
-                    order.order_key,
-                    reason,
-                )
+                await set_deferred_reason(conn, order.order_key, reason)
             return StartResult("deferred_to_phone", "deferred_" + reason)
         return StartResult("accepted", "accepted")  # the order was stored as 'texting'
 
-    async def cancel_order(
-        self, conn: asyncpg.Connection, order_key: str, correlation_id: str
-    ) -> bool:
+    async def cancel_order(self, conn: Connection, order_key: str, correlation_id: str) -> bool:
         """ORC-1 = CA: end the conversation (no text) and drop its unsent texts."""
         loaded = await self.driver.load_by_order(conn, order_key)
         if loaded is None:
@@ -232,7 +222,7 @@ class SmsEngine:
 
     async def _stray(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         hashed: str,
         phone: str,
         event: InboundText,
@@ -241,16 +231,8 @@ class SmsEngine:
         correlation_id: str,
     ) -> None:
         consent = await get_consent(conn, hashed)
-        recent = await conn.fetchval(
-            """
-            SELECT count(*) FROM sms_audit_log
-             WHERE phone_hash = $1 AND direction = 'outbound' AND message_type = 'ended'
-               AND occurred_at > $2
-            """,
-            hashed,
-            now - timedelta(days=1),
-        )
-        commands = stray_reply(event, consent, int(recent), now, self.driver.cfg)
+        recent = await recent_endings(conn, hashed, now - timedelta(days=1))
+        commands = stray_reply(event, consent, recent, now, self.driver.cfg)
         trail = AuditTrail(hashed, None, correlation_id, None, consent.value)
         await self.driver.perform(
             conn,
@@ -297,7 +279,7 @@ class SmsEngine:
 
     async def _end_from_outside(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         loaded: Loaded,
         *,
         opted_out: bool,
@@ -333,18 +315,10 @@ class SmsEngine:
         await self._drop_pending_texts(conn, loaded.id, f"twilio {error_code}")
 
     async def _drop_pending_texts(
-        self, conn: asyncpg.Connection, conversation_id: uuid.UUID, why: str
+        self, conn: Connection, conversation_id: uuid.UUID, why: str
     ) -> str:
         """Unsent texts of an ended conversation are dropped (their sealed payload deleted)."""
-        status: str = await conn.execute(
-            """
-            UPDATE sms_outbox SET state = 'dead', payload = NULL, last_error = $2
-             WHERE conversation_id = $1 AND state = 'pending'
-            """,
-            conversation_id,
-            why,
-        )
-        return status
+        return await drop_pending(conn, conversation_id, why)
 
     # --- RIS calls (outside any transaction) -----------------------------------------------
 
@@ -403,13 +377,7 @@ class SmsEngine:
         Called once at start, after every component (the booking resolver, the SIU hook) is up.
         """
         async with self._db.transaction("sms.resume_waiting") as conn:
-            ids = [
-                r["id"]
-                for r in await conn.fetch(
-                    "SELECT id FROM sms_conversations WHERE ended_at IS NULL AND state = ANY($1)",
-                    [s.value for s in BUSY_STATES],
-                )
-            ]
+            ids = await conversations.live_in_states(conn, [s.value for s in BUSY_STATES])
         resumed = 0
         for conversation_id in ids:
             correlation_id = uuid.uuid4().hex[:16]
@@ -506,7 +474,7 @@ class SmsEngine:
 
     async def _apply(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         loaded: Loaded,
         event: Event,
         *,

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-import asyncpg
-
+from radsched.storage import conversations
 from radsched.storage.db import Database
+from radsched.storage.pg import UNREACHABLE
 from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.sms.timer")
@@ -61,7 +61,7 @@ class ConversationTimer:
             try:
                 await self._fire_due()
                 delay = await self._next_delay()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except UNREACHABLE as exc:
                 log.warning("conversation timer: database error", extra={"error": str(exc)})
                 delay = MAX_SLEEP_S
             self._planned = self._clock() + timedelta(seconds=delay)
@@ -69,10 +69,7 @@ class ConversationTimer:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
 
     async def _next_delay(self) -> float:
-        nearest = await self._db.fetchval(
-            "sms.next_wake",
-            "SELECT min(wake_at) FROM sms_conversations WHERE ended_at IS NULL",
-        )
+        nearest = await conversations.next_wake(self._db)
         if nearest is None:
             return MAX_SLEEP_S
         seconds: float = (nearest - self._clock()).total_seconds()

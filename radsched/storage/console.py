@@ -60,6 +60,11 @@ async def count_users(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM console_users"))
 
 
+async def lock_first_admin(conn: asyncpg.Connection) -> None:
+    """Serialise first starts of several daemons on one database for the caller's transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('console:first-admin', 0))")
+
+
 async def create_user(
     conn: asyncpg.Connection,
     name: str,

@@ -213,3 +213,9 @@ class OrderStore:
             deferred_reason,
             purge_phi,
         )
+
+
+async def set_deferred_reason(conn: asyncpg.Connection, order_key: str, reason: str) -> None:
+    await conn.execute(
+        "UPDATE orders SET deferred_reason = $2 WHERE order_key = $1", order_key, reason
+    )

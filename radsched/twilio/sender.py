@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from radsched.logs import correlated
 from radsched.privacy import PhiBox, PhiBoxError
-from radsched.sms import outbox as store
+from radsched.storage import sms_outbox as store
 from radsched.storage.db import Database
+from radsched.storage.pg import Connection, InterfaceError, PostgresError
 from radsched.tasks import spawn
 from radsched.twilio.providers import (
     ENGINE_CODES,
@@ -41,7 +41,7 @@ from radsched.twilio.providers import (
 log = logging.getLogger("radsched.sms.sender")
 
 MAX_VALIDITY_S = 36_000  # Twilio's maximum (and default) ValidityPeriod
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+DB_ERRORS = (OSError, PostgresError, InterfaceError, TimeoutError)
 STATS_EVERY_S = 1.0  # backlog gauges are refreshed at most this often
 
 
@@ -222,7 +222,7 @@ class OutboxSender:
     def _on_notify(self, _payload: str) -> None:
         self.wake()
 
-    def _conn(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+    def _conn(self) -> AbstractAsyncContextManager[Connection]:
         # Never reopened behind our back: a new session is a new identity (see _run).
         return self._anchor.use(reconnect=False)
 

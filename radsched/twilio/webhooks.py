@@ -27,7 +27,7 @@ from radsched.logs import correlated
 from radsched.privacy import normalise_phone
 from radsched.rest import openapi
 from radsched.rest.errors import error_response
-from radsched.sms import outbox as store
+from radsched.storage import sms_outbox as store
 from radsched.storage.db import Database
 from radsched.twilio.providers import ENGINE_CODES, callback_error_class
 from radsched.twilio.sender import SmsMetrics, report_delivery_failure

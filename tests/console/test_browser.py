@@ -24,7 +24,7 @@ from channels import AckCode
 from radsched.daemon import running
 from radsched.emr.enqueue import seal_body
 from radsched.emr.routes import SINK_DESTINATION
-from radsched.emr.store import NewMessage, insert, notify
+from radsched.storage.emr_outbox import NewMessage, insert, notify
 from radsched.storage.console import AuditEntry, audit
 from tests.conftest import _scratch_database, private_tmp
 from tests.console.helpers import PASSWORD, make_user

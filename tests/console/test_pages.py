@@ -10,7 +10,7 @@ from datetime import timedelta
 from aiohttp.test_utils import TestClient
 
 from channels import OrderRef, PatientName
-from radsched.emr import store as outbox_store
+from radsched.storage import emr_outbox as outbox_store
 from radsched.emr.enqueue import seal_body
 from radsched.privacy import PhiBox, parse_key
 from radsched.storage.db import Database

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 
 from channels import AckCode
-from radsched.sms.consent import record_consent
+from radsched.storage.consents import record_consent
 from tests.smsflow.conftest import ORDER_TOKEN, PRACTICE, SCHEDULING_PHONE, Flow, Patient, orm
 
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from radsched.privacy import PhiBox, phone_hash
-from radsched.sms.outbox import enqueue_text
+from radsched.storage.sms_outbox import enqueue_text
 from radsched.storage.db import Database
 from radsched.twilio.providers import SmsProvider, TwilioProvider
 from radsched.twilio.sender import OutboxSender, RetryPolicy, SmsMetrics, SmsSenderConfig

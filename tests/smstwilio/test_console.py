@@ -14,7 +14,7 @@ from radsched.daemon import running
 from radsched.errors import ConfigError
 from radsched.privacy import phone_hash
 from radsched.settings import Settings
-from radsched.sms.outbox import enqueue_text
+from radsched.storage.sms_outbox import enqueue_text
 from radsched.twilio.providers import ConsoleProvider, TwilioProvider, make_provider, mask_number
 
 BODY = "Lakeside Imaging: reply YES to schedule your exam."

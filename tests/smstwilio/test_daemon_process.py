@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from radsched.privacy import PhiBox, phone_hash
-from radsched.sms.outbox import enqueue_text
+from radsched.storage.sms_outbox import enqueue_text
 from tests.daemonproc import DaemonProcess
 from tests.smstwilio.conftest import PATIENT
 from tests.twilio_double import TwilioDouble

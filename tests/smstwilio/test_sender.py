@@ -205,7 +205,7 @@ async def test_ambiguous_timeout_is_never_resent_and_a_callback_can_prove_it(rig
     assert len(rig.double.requests) == 1
 
     # Twilio's status callback carries ?outbox=<id>: it settles the doubt.
-    from radsched.sms import outbox as store
+    from radsched.storage import sms_outbox as store
 
     async with rig.db.transaction("test.status") as conn:
         change = await store.apply_status(
@@ -284,7 +284,7 @@ async def test_shutdown_lets_an_in_flight_send_finish(rig: Rig) -> None:
 
 async def test_callback_for_a_5xx_text_twilio_did_accept_cancels_the_retry(rig: Rig) -> None:
     """A proxy answered 502 after Twilio had created the message: the callback settles it."""
-    from radsched.sms import outbox as store
+    from radsched.storage import sms_outbox as store
 
     sender = await rig.sender()
     rig.double.fail_next(1, 502)

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from radsched.daemon import Daemon, running
 from radsched.privacy import phone_hash
 from radsched.settings import Settings
-from radsched.sms.outbox import enqueue_text
+from radsched.storage.sms_outbox import enqueue_text
 from radsched.twilio.webhooks import EMPTY_TWIML, MAX_BODY_BYTES
 from tests.smstwilio.conftest import PATIENT, RecordingEngine
 from tests.twilio_double import TwilioDouble, inbound_form, new_sid, sign

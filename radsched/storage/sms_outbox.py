@@ -463,3 +463,46 @@ async def apply_status(
         new_state=new,
         error_code=error_code,
     )
+
+
+async def drop_pending(conn: asyncpg.Connection, conversation_id: uuid.UUID, why: str) -> str:
+    """Unsent texts of an ended conversation are dropped (their sealed payload deleted)."""
+    status: str = await conn.execute(
+        """
+        UPDATE sms_outbox SET state = 'dead', payload = NULL, last_error = $2
+         WHERE conversation_id = $1 AND state = 'pending'
+        """,
+        conversation_id,
+        why,
+    )
+    return status
+
+
+async def list_rows(
+    conn: asyncpg.Connection, *, state: str | None, limit: int
+) -> list[asyncpg.Record]:
+    """Newest first, metadata only (``has_body`` says whether the sealed payload is still kept)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        SELECT id, template_id, state, attempts, created_at, next_attempt_at,
+               sent_at, last_error, payload IS NOT NULL AS has_body
+          FROM sms_outbox
+         WHERE ($1::text IS NULL OR state = $1)
+         ORDER BY id DESC LIMIT $2
+        """,
+        state,
+        limit,
+    )
+    return rows
+
+
+async def drop_by_operator(conn: asyncpg.Connection, row_id: int) -> bool:
+    """Drop one text not yet being sent (body deleted); False when no such pending row."""
+    done = await conn.fetchval(
+        """
+        UPDATE sms_outbox SET state = 'dead', payload = NULL, last_error = 'dropped by operator'
+         WHERE id = $1 AND state = 'pending' RETURNING id
+        """,
+        row_id,
+    )
+    return done is not None

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-__all__ = ["AuditRow", "AuditTrail", "Direction"]
+__all__ = ["AuditRow", "AuditTrail", "Direction", "recent_endings"]
 
 Direction = Literal["inbound", "outbound", "system"]
 _MAX = 64  # constants are short; anything longer is a bug, cut rather than stored
@@ -87,3 +87,17 @@ class AuditTrail:
             [r.outcome for r in rows],
         ]
         return sql, params
+
+
+async def recent_endings(conn: asyncpg.Connection, phone_hash: str, since: datetime) -> int:
+    """How many conversation-ended texts went to this phone since ``since``."""
+    n = await conn.fetchval(
+        """
+        SELECT count(*) FROM sms_audit_log
+         WHERE phone_hash = $1 AND direction = 'outbound' AND message_type = 'ended'
+           AND occurred_at > $2
+        """,
+        phone_hash,
+        since,
+    )
+    return int(n)

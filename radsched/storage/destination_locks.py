@@ -18,9 +18,9 @@ import logging
 import zlib
 from collections.abc import Callable
 
-import asyncpg
+from asyncpg import Connection, InterfaceError, PostgresError
 
-from radsched.emr.store import NOTIFY_CHANNEL, LockFence
+from radsched.storage.emr_outbox import NOTIFY_CHANNEL, LockFence
 from radsched.storage.listen import Listening, listen
 from radsched.tasks import spawn
 
@@ -48,7 +48,7 @@ class Coordinator:
         """Called with the NOTIFY payload (a destination name, or ``*``)."""
         self._keepalive_s = keepalive_s
         self._connect_timeout = connect_timeout
-        self._conn: asyncpg.Connection | None = None
+        self._conn: Connection | None = None
         self._session: Listening | None = None
         self._pid = 0
         self._held: set[str] = set()
@@ -99,7 +99,7 @@ class Coordinator:
                     got = await conn.fetchval(
                         "SELECT pg_try_advisory_lock($1::int4, $2::int4)", classid, objid, timeout=5
                     )
-                except (asyncpg.PostgresError, OSError, TimeoutError, asyncpg.InterfaceError):
+                except (PostgresError, OSError, TimeoutError, InterfaceError):
                     return None
                 if not got:
                     return None
@@ -122,7 +122,7 @@ class Coordinator:
                 self._held.clear()
                 try:
                     await self._connect()
-                except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+                except (PostgresError, OSError, TimeoutError) as exc:
                     log.warning("coordinator reconnect failed", extra={"error": type(exc).__name__})
                     delay = min(delay * 2, 30.0)
                     continue
@@ -136,7 +136,7 @@ class Coordinator:
             return False
         try:
             await conn.fetchval("SELECT 1", timeout=self._keepalive_s)
-        except (asyncpg.PostgresError, OSError, TimeoutError, asyncpg.InterfaceError):
+        except (PostgresError, OSError, TimeoutError, InterfaceError):
             conn.terminate()
             return False
         return True
