@@ -105,6 +105,13 @@ async def test_an_siu_from_another_host_is_refused_and_not_forwarded(
         await eventually(sink_has(s, ["S12"]), what="the S12 at the EMR sink")
 
 
+async def test_the_default_follows_ris_addr(secured: SecuredFactory) -> None:
+    # The RIS at 127.0.0.3 (nothing needs to listen there for this): its host may relay, this one not.
+    async with secured(ris_addr="127.0.0.3:9") as s:
+        assert (await exchange(s, S12)).code is AckCode.AR
+        assert (await exchange(s, S12, "127.0.0.3")).code is AckCode.AA
+
+
 async def test_relay_senders_by_msh3_msh4_from_any_address(
     secured: SecuredFactory, database_url: str
 ) -> None:
