@@ -9,7 +9,10 @@ The order of operations is the whole point of this module:
    in the same transaction, the transaction commits, and only then is the ACK returned to the socket.
    AA therefore means "durably stored". A handler that raises :class:`Rejected` (content we will never
    accept) has its writes rolled back and the message is answered AE — and recorded, so a resend gets
-   the same AE. Any other failure (database down) answers AR "resend later" and records nothing.
+   the same AE. A handler that raises :class:`Refused` (a sender we do not act for: RELAY_SENDERS,
+   a cancel from another sender than the order's) has its writes rolled back and is answered AR with
+   the reason, recorded nowhere but the log and ``radsched_hl7_refused_total``. Any other failure
+   (database down) answers AR "resend later" and records nothing.
 
 In enhanced acknowledgement mode (MSH-15 or MSH-16 set) the same outcomes are sent as accept
 acknowledgements CA/CE/CR when MSH-15 asks for one (AL/SU/ER); since a handler's work is complete at
@@ -65,6 +68,23 @@ class Rejected(Exception):
         self.reason = reason
         self.error_code = error_code
         self.location = location
+
+
+class Refused(Exception):
+    """Raised by a handler for a sender that may not do what the message asks (answered AR).
+
+    Not content the sender must fix but a sender we do not act for: an SIU relay from a sender
+    outside ``RELAY_SENDERS``, a cancel from another sender than the order's. ``metric`` labels
+    ``radsched_hl7_refused_total{reason}``; ``reason`` goes back in MSA-3/ERR (no patient data).
+    The handler's writes are rolled back and nothing is recorded: a resend is judged again, so it is
+    refused the same way until the operator lists the sender, and accepted after that.
+    """
+
+    def __init__(self, metric: str, reason: str, *, error_code: str = "207") -> None:
+        super().__init__(reason)
+        self.metric = metric
+        self.reason = reason
+        self.error_code = error_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +246,15 @@ class InboundRouter:
             self._metrics.duplicates.labels(key).inc()
             log.info("duplicate message; original ACK repeated", extra=extra)
             return dup.ack
+        except Refused as refused:
+            # Rolled back, not recorded (see Refused); no after-commit work runs.
+            self._metrics.refused.labels(refused.metric).inc()
+            self._metrics.inbound.labels(key, "AR").inc()
+            log.warning(
+                "message refused for its sender",
+                extra={**extra, "sender": sender, "refusal": refused.metric},
+            )
+            return self._reply(msg, AckCode.AR, refused.reason, refused.error_code, success=False)
         except Exception:
             # Nothing was committed: tell the sender to try again rather than claim we have it.
             log.exception("inbound processing failed; answered AR", extra=extra)
