@@ -27,8 +27,6 @@ import asyncio
 import logging
 import socket
 
-import asyncpg
-
 from channels import Message, ParseError, Party, parse, parse_siu, random_control_ids
 from channels.siu_convert import SIU_VERSIONS, convert_siu
 from radsched.emr.enqueue import Built, OutboxWriter
@@ -41,6 +39,7 @@ from radsched.inbound.router import (
     Rejected,
 )
 from radsched.settings import HostPort, RelaySenders
+from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.emr.relay")
 
@@ -106,7 +105,7 @@ async def relay_senders(
 
 
 def relay_handler(writer: OutboxWriter, senders: RelaySenders) -> InboundHandler:
-    async def relay(conn: asyncpg.Connection, msg: Message, ctx: InboundContext) -> AckDecision:
+    async def relay(conn: Connection, msg: Message, ctx: InboundContext) -> AckDecision:
         host = ctx.peer.host if ctx.peer is not None else None
         if not senders.allows(msg.sending_application, msg.sending_facility, host):
             raise Refused(

@@ -28,8 +28,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
-import asyncpg
-
 from channels import (
     AckCode,
     Message,
@@ -50,7 +48,9 @@ from channels.ack import (
 from mllp import FramingError, PeerInfo
 from radsched.hl7metrics import HL7Metrics
 from radsched.logs import correlated
+from radsched.storage import inbound_messages
 from radsched.storage.db import Database
+from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.inbound")
 
@@ -103,7 +103,7 @@ class InboundContext:
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
-InboundHandler = Callable[[asyncpg.Connection, Message, InboundContext], Awaitable[AckDecision]]
+InboundHandler = Callable[[Connection, Message, InboundContext], Awaitable[AckDecision]]
 
 
 class _Duplicate(Exception):
@@ -303,28 +303,20 @@ class InboundRouter:
             return None  # MSH-15/16 NE/SU/ER said not to answer this outcome
         return self._ack(msg, code, text, error_code, location)
 
-    async def _lock_and_check(self, conn: asyncpg.Connection, sender: str, control_id: str) -> None:
+    async def _lock_and_check(self, conn: Connection, sender: str, control_id: str) -> None:
         """Serialise one sender + control id across connections and daemons, then look it up.
 
         A resend racing the original waits on the lock and, once the original commits, is answered
         with the stored ACK: a handler never runs twice for one message. The look-up is a separate
         statement so that its snapshot is taken after the lock was granted.
         """
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            f"inbound\x1f{sender}\x1f{control_id}",
-        )
-        stored = await conn.fetchval(
-            "SELECT ack_payload FROM inbound_messages WHERE sender = $1 AND control_id = $2",
-            sender,
-            control_id,
-        )
+        stored = await inbound_messages.lock_and_find(conn, sender, control_id)
         if stored is not None:
-            raise _Duplicate(bytes(stored))
+            raise _Duplicate(stored)
 
     async def _record(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         *,
         msg: Message,
         key: str,
@@ -333,19 +325,15 @@ class InboundRouter:
         code: AckCode,
         ack: bytes,
     ) -> None:
-        await conn.execute(
-            """
-            INSERT INTO inbound_messages
-                (sender, control_id, message_type, received_at, ack_code, ack_payload, correlation_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            """,
-            sender,
-            msg.control_id,
-            key,
-            ctx.received_at,
-            str(code),
-            ack,
-            ctx.correlation_id,
+        await inbound_messages.record(
+            conn,
+            sender=sender,
+            control_id=msg.control_id,
+            message_type=key,
+            received_at=ctx.received_at,
+            ack_code=str(code),
+            ack=ack,
+            correlation_id=ctx.correlation_id,
         )
 
     async def _process(

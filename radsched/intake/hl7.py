@@ -12,13 +12,12 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 
-import asyncpg
-
 from channels import AckCode, Dialect, FieldPath, Message, OrderRef, ParseError, short_control_id
 from channels.changes import ORDER_CANCEL_CONTROLS
 from radsched.inbound.router import AckDecision, InboundContext, Refused, Rejected
 from radsched.intake.choice import choose_phone, resolve_modality
 from radsched.intake.service import OrderIntake
+from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.intake.hl7")
 
@@ -42,9 +41,7 @@ class OrmHandler:
         self._mapping = procedure_modalities
         self._wake = wake
 
-    async def __call__(
-        self, conn: asyncpg.Connection, msg: Message, ctx: InboundContext
-    ) -> AckDecision:
+    async def __call__(self, conn: Connection, msg: Message, ctx: InboundContext) -> AckDecision:
         try:
             order = self._dialect.parse_order(msg)
         except ParseError as exc:

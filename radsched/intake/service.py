@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import asyncpg
-
 from channels import OrderRef
 from radsched.modality import ModalityControl
 from radsched.sms.engine import SmsEngine
 from radsched.sms.engine_metrics import EngineMetrics
 from radsched.storage.orders import OrderSource, OrderStore
+from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.intake")
 
@@ -55,7 +54,7 @@ class OrderIntake:
 
     async def accept(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         order: OrderRef,
         *,
         phone: str,
@@ -99,7 +98,7 @@ class OrderIntake:
         return Decision(started.status, started.outcome, order.modality)
 
     async def cancel(
-        self, conn: asyncpg.Connection, order_id: str, correlation_id: str, *, sender: str
+        self, conn: Connection, order_id: str, correlation_id: str, *, sender: str
     ) -> CancelOutcome:
         """ORC-1 = CA: end the conversation, drop its unsent texts, mark the order cancelled.
 
