@@ -84,6 +84,13 @@ class HL7Metrics:
             ["message_type"],
             registry=registry,
         )
+        self.refused = Counter(
+            "radsched_hl7_refused_total",
+            "Inbound messages answered AR for their sender: relay_sender (an SIU from a sender not in "
+            "RELAY_SENDERS), cancel_sender (an order cancel from another sender than the order's).",
+            ["reason"],
+            registry=registry,
+        )
         self.exchanges = Counter(
             "radsched_hl7_exchanges_total",
             "Outbound HL7 exchanges by peer, message type and outcome (ACK code, timeout, unreachable, ...).",

@@ -56,6 +56,87 @@ class HostPort:
         return f"{host}:{self.port}"
 
 
+@dataclass(frozen=True, slots=True)
+class SenderRule:
+    """One ``RELAY_SENDERS`` entry: MSH-3 (``application``) and MSH-4 (``facility``), ``*`` for any,
+    compared without regard to case; ``peers`` restricts it to addresses (None: from anywhere)."""
+
+    application: str
+    facility: str
+    peers: PeerAllowList | None = None
+
+    def allows(self, application: str, facility: str, host: str | None) -> bool:
+        return (
+            self.application in ("*", application.casefold())
+            and self.facility in ("*", facility.casefold())
+            and (self.peers is None or (host is not None and self.peers(host)))
+        )
+
+    @property
+    def is_open(self) -> bool:
+        """Any sender from any address: the relay is open to everyone who reaches MLLP_LISTEN."""
+        return self.application == self.facility == "*" and self.peers is None
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySenders:
+    """``RELAY_SENDERS``: who may have an SIU relayed to the EMRs (issue 11 item 4, docs/deploy.md).
+
+    Comma-separated entries ``APP^FACILITY[@ADDRESS-OR-CIDR]`` (``*`` for either part, ``*`` alone for
+    ``*^*``, ``@ADDRESS`` alone for ``*^*@ADDRESS``), the word ``ris`` (any MSH-3/4 from the RIS's host,
+    resolved from ``RIS_ADDR`` at start-up, or this host when RIS_ADDR is unset), or ``none`` alone.
+    """
+
+    rules: tuple[SenderRule, ...]
+    ris: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> RelaySenders:
+        entries = [e.strip() for e in text.split(",") if e.strip()]
+        if [e.lower() for e in entries] == ["none"]:
+            return cls(())
+        if not entries:
+            raise ValueError("empty: list senders, or say ris or none")
+        rules: list[SenderRule] = []
+        ris = False
+        for entry in entries:
+            if entry.lower() == "ris":
+                ris = True
+                continue
+            who, at, where = entry.partition("@")
+            who = who.strip() or "*"
+            if who == "*":
+                who = "*^*"
+            app, caret, facility = who.partition("^")
+            app, facility = app.strip(), facility.strip()
+            if not caret or not app or not facility or "^" in facility:
+                raise ValueError(
+                    f"{entry!r} must look like APP^FACILITY[@ADDRESS] (* for any), ris or none"
+                )
+            peers = None
+            if at:
+                try:
+                    peers = PeerAllowList([where])
+                except ValueError as exc:
+                    raise ValueError(f"{entry!r}: {exc}") from None
+            rules.append(SenderRule(app.casefold(), facility.casefold(), peers))
+        return cls(tuple(rules), ris)
+
+    def with_ris(self, addresses: tuple[str, ...]) -> RelaySenders:
+        """The policy with ``ris`` replaced by its addresses (any MSH-3/4 from them)."""
+        if not self.ris:
+            return self
+        extra = tuple(SenderRule("*", "*", PeerAllowList([a])) for a in addresses)
+        return RelaySenders(self.rules + extra)
+
+    def allows(self, application: str, facility: str, host: str | None) -> bool:
+        return any(rule.allows(application, facility, host) for rule in self.rules)
+
+    @property
+    def is_open(self) -> bool:
+        return any(rule.is_open for rule in self.rules)
+
+
 def _default_data_dir() -> Path:
     # systemd's StateDirectory= exports STATE_DIRECTORY (possibly a colon-separated list).
     state = os.environ.get("STATE_DIRECTORY")
@@ -158,6 +239,9 @@ class Settings(BaseSettings):
     mllp_max_connections_per_peer: int = Field(default=16, ge=1, le=10_000)
     mllp_max_framing_errors: int = Field(default=10, ge=1, le=1_000_000)
     mllp_max_field_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024 * 1024)
+    # Who may have an SIU relayed to the EMRs (issue 11 item 4): "ris" (the RIS's host) by default,
+    # "none", or APP^FACILITY[@ADDRESS] entries (RelaySenders above, docs/deploy.md).
+    relay_senders: str = "ris"
     # --- Running beside QIE (issue 17; radsched/beside/roles.py, docs/deploy.md) ---
     # Which parts this daemon runs: gateway (REST facade + RIS client), sms (intake, conversations,
     # texts), emr (SIU outbox and relay).
@@ -272,6 +356,12 @@ class Settings(BaseSettings):
             PeerAllowList.parse(value)  # ValueError names the entry that is not an address
         return value
 
+    @field_validator("relay_senders")
+    @classmethod
+    def _relay_senders(cls, value: str) -> str:
+        RelaySenders.parse(value)  # ValueError names the entry it cannot read
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
@@ -345,6 +435,11 @@ class Settings(BaseSettings):
             if self.mllp_allowed_peers.strip()
             else None
         )
+
+    @property
+    def relay_policy(self) -> RelaySenders:
+        """RELAY_SENDERS parsed; ``ris`` is resolved to addresses by the EMR component at start-up."""
+        return RelaySenders.parse(self.relay_senders)
 
     @property
     def ris_hostport(self) -> HostPort | None:

@@ -29,11 +29,12 @@ from prometheus_client import CollectorRegistry
 from channels import Party
 from radsched.emr.enqueue import OutboxWriter
 from radsched.emr.metrics import EmrMetrics
-from radsched.emr.relay import RELAYED, relay_handler
+from radsched.emr.relay import RELAYED, relay_handler, relay_senders
 from radsched.emr.routes import Routes, parse_routes, sink_routes
 from radsched.emr.sender import DestinationSender, EmrSenderConfig
 from radsched.emr.sink import EmrSink
 from radsched.hl7metrics import HL7Metrics
+from radsched.inbound.exposure import is_loopback
 from radsched.inbound.router import InboundRouter
 from radsched.privacy import PhiBox
 from radsched.rest.health import Readiness
@@ -243,7 +244,17 @@ async def start(
     )
     coordinator.on_notify = outbox.wake
 
-    handler = relay_handler(writer)
+    # Whether another host could pretend to be the RIS: the listener is off loopback and neither an
+    # address allow-list nor client certificates narrow who connects.
+    exposed = not (
+        is_loopback(settings.mllp_addr.host)
+        or settings.mllp_allowed_peers.strip()
+        or settings.mllp_tls_ca is not None
+    )
+    senders_allowed = await relay_senders(
+        settings.relay_policy, settings.ris_hostport, exposed=exposed
+    )
+    handler = relay_handler(writer, senders_allowed)
     for message_type in RELAYED:
         inbound.register(message_type, handler)
     add_booking_hook(writer.on_booked)

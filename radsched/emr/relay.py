@@ -15,17 +15,33 @@ The content is not rewritten otherwise. A route with ``version=`` (``EMR_ROUTES 
 the SIU converted field by field to that version first (``channels.siu_convert``: SCH-11 vs TQ1,
 withdrawn PID fields, XTN); without it the SIU goes in the RIS's version whatever the route's dialect
 (the dialect only chooses how *we* build an SIU from a booking).
+
+Who may relay is ``RELAY_SENDERS`` (:class:`radsched.settings.RelaySenders`): an SIU from anyone else
+is answered AR before anything else happens, so it is neither forwarded nor applied to the
+appointment record (the lifecycle follows an SIU only on top of this handler).
 """
 
 from __future__ import annotations
 
-import asyncpg
+import asyncio
+import logging
+import socket
 
 from channels import Message, ParseError, Party, parse, parse_siu, random_control_ids
 from channels.siu_convert import SIU_VERSIONS, convert_siu
 from radsched.emr.enqueue import Built, OutboxWriter
 from radsched.emr.routes import Route
-from radsched.inbound.router import AckDecision, InboundContext, InboundHandler, Rejected
+from radsched.inbound.router import (
+    AckDecision,
+    InboundContext,
+    InboundHandler,
+    Refused,
+    Rejected,
+)
+from radsched.settings import HostPort, RelaySenders
+from radsched.storage.pg import Connection
+
+log = logging.getLogger("radsched.emr.relay")
 
 RELAYED = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17", "SIU^S26")
 
@@ -44,8 +60,58 @@ def readdress(msg: Message, receiver: Party | None, control_id: str) -> bytes:
     return (sep.join(fields) + text[end:]).encode(msg.codec, errors="replace")
 
 
-def relay_handler(writer: OutboxWriter) -> InboundHandler:
-    async def relay(conn: asyncpg.Connection, msg: Message, ctx: InboundContext) -> AckDecision:
+#: ``ris`` in RELAY_SENDERS when RIS_ADDR is unset (simulated RIS, ``make run``): this host.
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+async def relay_senders(
+    policy: RelaySenders, ris: HostPort | None, *, exposed: bool
+) -> RelaySenders:
+    """``policy`` with ``ris`` resolved to the RIS's addresses, and the start-up warnings.
+
+    ``exposed``: MLLP_LISTEN is reachable from other hosts (the warnings matter only then).
+    """
+    if policy.ris:
+        if ris is None:
+            addresses: tuple[str, ...] = LOOPBACK
+            if exposed:
+                log.warning(
+                    "RELAY_SENDERS=ris and RIS_ADDR is unset: only this host may relay SIU to "
+                    "the EMRs; set RELAY_SENDERS to the RIS's MSH-3^MSH-4@address (docs/deploy.md)"
+                )
+        else:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    ris.host, None, type=socket.SOCK_STREAM
+                )
+                addresses = tuple(sorted({str(info[4][0]) for info in infos}))
+            except OSError as exc:
+                addresses = ()
+                log.warning(
+                    "RELAY_SENDERS=ris: RIS_ADDR host %s does not resolve (%s); SIU relay is "
+                    "refused until restart, or list the RIS in RELAY_SENDERS",
+                    ris.host,
+                    exc,
+                )
+        policy = policy.with_ris(addresses)
+    if policy.is_open and exposed:
+        log.warning(
+            "RELAY_SENDERS lets any sender that reaches MLLP_LISTEN have SIU relayed to the "
+            "EMRs; list the RIS as APP^FACILITY@address (docs/deploy.md)"
+        )
+    elif not policy.rules:
+        log.info("RELAY_SENDERS=none: SIU from the RIS is not relayed (answered AR)")
+    return policy
+
+
+def relay_handler(writer: OutboxWriter, senders: RelaySenders) -> InboundHandler:
+    async def relay(conn: Connection, msg: Message, ctx: InboundContext) -> AckDecision:
+        host = ctx.peer.host if ctx.peer is not None else None
+        if not senders.allows(msg.sending_application, msg.sending_facility, host):
+            raise Refused(
+                "relay_sender",
+                "sender not in RELAY_SENDERS: SIU not relayed",  # MSA-3 is 80 characters in v2.3
+            )
         try:
             siu = parse_siu(msg, tz=writer.tz)
         except ParseError as exc:

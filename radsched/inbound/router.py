@@ -9,7 +9,10 @@ The order of operations is the whole point of this module:
    in the same transaction, the transaction commits, and only then is the ACK returned to the socket.
    AA therefore means "durably stored". A handler that raises :class:`Rejected` (content we will never
    accept) has its writes rolled back and the message is answered AE — and recorded, so a resend gets
-   the same AE. Any other failure (database down) answers AR "resend later" and records nothing.
+   the same AE. A handler that raises :class:`Refused` (a sender we do not act for: RELAY_SENDERS,
+   a cancel from another sender than the order's) has its writes rolled back and is answered AR with
+   the reason, recorded nowhere but the log and ``radsched_hl7_refused_total``. Any other failure
+   (database down) answers AR "resend later" and records nothing.
 
 In enhanced acknowledgement mode (MSH-15 or MSH-16 set) the same outcomes are sent as accept
 acknowledgements CA/CE/CR when MSH-15 asks for one (AL/SU/ER); since a handler's work is complete at
@@ -24,8 +27,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-
-import asyncpg
 
 from channels import (
     AckCode,
@@ -47,7 +48,9 @@ from channels.ack import (
 from mllp import FramingError, PeerInfo
 from radsched.hl7metrics import HL7Metrics
 from radsched.logs import correlated
+from radsched.storage import inbound_messages
 from radsched.storage.db import Database
+from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.inbound")
 
@@ -67,6 +70,23 @@ class Rejected(Exception):
         self.location = location
 
 
+class Refused(Exception):
+    """Raised by a handler for a sender that may not do what the message asks (answered AR).
+
+    Not content the sender must fix but a sender we do not act for: an SIU relay from a sender
+    outside ``RELAY_SENDERS``, a cancel from another sender than the order's. ``metric`` labels
+    ``radsched_hl7_refused_total{reason}``; ``reason`` goes back in MSA-3/ERR (no patient data).
+    The handler's writes are rolled back and nothing is recorded: a resend is judged again, so it is
+    refused the same way until the operator lists the sender, and accepted after that.
+    """
+
+    def __init__(self, metric: str, reason: str, *, error_code: str = "207") -> None:
+        super().__init__(reason)
+        self.metric = metric
+        self.reason = reason
+        self.error_code = error_code
+
+
 @dataclass(frozen=True, slots=True)
 class AckDecision:
     """What a handler decided. ``text`` (MSA-3) must not carry PHI."""
@@ -83,7 +103,7 @@ class InboundContext:
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
-InboundHandler = Callable[[asyncpg.Connection, Message, InboundContext], Awaitable[AckDecision]]
+InboundHandler = Callable[[Connection, Message, InboundContext], Awaitable[AckDecision]]
 
 
 class _Duplicate(Exception):
@@ -226,6 +246,15 @@ class InboundRouter:
             self._metrics.duplicates.labels(key).inc()
             log.info("duplicate message; original ACK repeated", extra=extra)
             return dup.ack
+        except Refused as refused:
+            # Rolled back, not recorded (see Refused); no after-commit work runs.
+            self._metrics.refused.labels(refused.metric).inc()
+            self._metrics.inbound.labels(key, "AR").inc()
+            log.warning(
+                "message refused for its sender",
+                extra={**extra, "sender": sender, "refusal": refused.metric},
+            )
+            return self._reply(msg, AckCode.AR, refused.reason, refused.error_code, success=False)
         except Exception:
             # Nothing was committed: tell the sender to try again rather than claim we have it.
             log.exception("inbound processing failed; answered AR", extra=extra)
@@ -274,28 +303,20 @@ class InboundRouter:
             return None  # MSH-15/16 NE/SU/ER said not to answer this outcome
         return self._ack(msg, code, text, error_code, location)
 
-    async def _lock_and_check(self, conn: asyncpg.Connection, sender: str, control_id: str) -> None:
+    async def _lock_and_check(self, conn: Connection, sender: str, control_id: str) -> None:
         """Serialise one sender + control id across connections and daemons, then look it up.
 
         A resend racing the original waits on the lock and, once the original commits, is answered
         with the stored ACK: a handler never runs twice for one message. The look-up is a separate
         statement so that its snapshot is taken after the lock was granted.
         """
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            f"inbound\x1f{sender}\x1f{control_id}",
-        )
-        stored = await conn.fetchval(
-            "SELECT ack_payload FROM inbound_messages WHERE sender = $1 AND control_id = $2",
-            sender,
-            control_id,
-        )
+        stored = await inbound_messages.lock_and_find(conn, sender, control_id)
         if stored is not None:
-            raise _Duplicate(bytes(stored))
+            raise _Duplicate(stored)
 
     async def _record(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         *,
         msg: Message,
         key: str,
@@ -304,19 +325,15 @@ class InboundRouter:
         code: AckCode,
         ack: bytes,
     ) -> None:
-        await conn.execute(
-            """
-            INSERT INTO inbound_messages
-                (sender, control_id, message_type, received_at, ack_code, ack_payload, correlation_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            """,
-            sender,
-            msg.control_id,
-            key,
-            ctx.received_at,
-            str(code),
-            ack,
-            ctx.correlation_id,
+        await inbound_messages.record(
+            conn,
+            sender=sender,
+            control_id=msg.control_id,
+            message_type=key,
+            received_at=ctx.received_at,
+            ack_code=str(code),
+            ack=ack,
+            correlation_id=ctx.correlation_id,
         )
 
     async def _process(

@@ -2,7 +2,8 @@
 
 AA means the order, its conversation and its first text are committed. AE (never accepted, the
 sender must fix the order): unreadable order, no usable mobile number, modality missing or not a
-DICOM code. AR (try again) is the router's answer to anything unexpected. ORC-1 = CA cancels.
+DICOM code. AR (try again) is the router's answer to anything unexpected. ORC-1 = CA cancels, when it
+comes from the order's sender (MSH-3^MSH-4); from another sender it is refused with AR.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 
-import asyncpg
-
 from channels import AckCode, Dialect, FieldPath, Message, OrderRef, ParseError, short_control_id
-from radsched.inbound.router import AckDecision, InboundContext, Rejected
+from channels.changes import ORDER_CANCEL_CONTROLS
+from radsched.inbound.router import AckDecision, InboundContext, Refused, Rejected
 from radsched.intake.choice import choose_phone, resolve_modality
 from radsched.intake.service import OrderIntake
+from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.intake.hl7")
 
@@ -40,9 +41,7 @@ class OrmHandler:
         self._mapping = procedure_modalities
         self._wake = wake
 
-    async def __call__(
-        self, conn: asyncpg.Connection, msg: Message, ctx: InboundContext
-    ) -> AckDecision:
+    async def __call__(self, conn: Connection, msg: Message, ctx: InboundContext) -> AckDecision:
         try:
             order = self._dialect.parse_order(msg)
         except ParseError as exc:
@@ -54,12 +53,22 @@ class OrmHandler:
             "control_id": short_control_id(order.control_id),
             "order_control": order.order_control,
         }
-        if order.is_cancel:
-            found = await self._intake.cancel(conn, order.order_id, ctx.correlation_id)
+        sender = f"{msg.sending_application}^{msg.sending_facility}"
+        if order.is_cancel or order.order_control in ORDER_CANCEL_CONTROLS:
+            outcome = await self._intake.cancel(
+                conn, order.order_id, ctx.correlation_id, sender=sender
+            )
+            if outcome == "not_sender":
+                # Before the appointment follower: nothing is cancelled, no S15, no text.
+                raise Refused(
+                    "cancel_sender",
+                    "cancel refused: not the sender of the order (MSH-3^MSH-4)",
+                )
             ctx.after_commit.append(lambda: self._intake.metrics.order(order.modality, "cancelled"))
-            log.info("order cancel received", extra={**extra, "known": found})
+            log.info("order cancel received", extra={**extra, "known": outcome == "cancelled"})
             return AckDecision(
-                AckCode.AA, "" if found else "order not known here; nothing to cancel"
+                AckCode.AA,
+                "" if outcome == "cancelled" else "order not known here; nothing to cancel",
             )
         if order.order_control not in _NEW:
             log.info("order message without a new order; nothing to do", extra=extra)
@@ -86,6 +95,7 @@ class OrmHandler:
             source="mllp",
             correlation_id=ctx.correlation_id,
             language=msg.value(_LANGUAGE) or None,
+            sender=sender,
         )
         ctx.after_commit.append(self._intake.count(decision))
         ctx.after_commit.append(self._wake)

@@ -13,19 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import asyncpg
-
 from channels import OrderRef
 from radsched.modality import ModalityControl
 from radsched.sms.engine import SmsEngine
 from radsched.sms.engine_metrics import EngineMetrics
 from radsched.storage.orders import OrderSource, OrderStore
+from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.intake")
 
 __all__ = ["Decision", "OrderIntake"]
 
 Status = Literal["accepted", "duplicate", "deferred_to_phone"]
+CancelOutcome = Literal["cancelled", "unknown", "not_sender"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class OrderIntake:
 
     async def accept(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         order: OrderRef,
         *,
         phone: str,
@@ -62,11 +62,13 @@ class OrderIntake:
         source: OrderSource,
         correlation_id: str,
         language: str | None = None,
+        sender: str | None = None,
     ) -> Decision:
         """Store ``order`` (modality already resolved) and start its conversation.
 
         ``language`` is what the order says about the patient's language (PID-15, e.g. ``SPA``);
-        the texts use it when templates exist for it.
+        the texts use it when templates exist for it. ``sender`` (MSH-3^MSH-4, orders over MLLP) is
+        the only sender whose cancel is honoured later.
         """
         stored = await self._orders.insert(
             conn,
@@ -78,6 +80,7 @@ class OrderIntake:
             received_at=self._clock(),
             # Optimistic: a hand-over to staff in the same transaction overwrites it.
             state="texting",
+            sender=sender,
         )
         if stored is None:
             # Same order id again (a resend with a new control id, or the JSON webhook retried):
@@ -94,15 +97,27 @@ class OrderIntake:
         )
         return Decision(started.status, started.outcome, order.modality)
 
-    async def cancel(self, conn: asyncpg.Connection, order_id: str, correlation_id: str) -> bool:
-        """ORC-1 = CA: end the conversation, drop its unsent texts, mark the order cancelled."""
+    async def cancel(
+        self, conn: Connection, order_id: str, correlation_id: str, *, sender: str
+    ) -> CancelOutcome:
+        """ORC-1 = CA: end the conversation, drop its unsent texts, mark the order cancelled.
+
+        Only from the order's own sender (MSH-3^MSH-4): from anyone else nothing changes and the
+        answer is ``"not_sender"``. An order stored without a sender (``POST /api/orders``, or
+        received before migration 0013) is cancelled by any sender, as before.
+        """
         key = self._orders.key(order_id)
+        # The sender never changes once stored, so this read needs no lock; the locks below are
+        # taken in the order they always were (conversation, then order).
+        ordered_by = await self._orders.sender_of(conn, key)
+        if ordered_by is not None and ordered_by != sender:
+            return "not_sender"
         found = await self._engine.cancel_order(conn, key, correlation_id)
         stored = await self._orders.get_by_key(conn, key, for_update=True)
         if stored is None:
-            return found
+            return "cancelled" if found else "unknown"
         await self._orders.set_state(conn, key, "cancelled", now=self._clock(), purge_phi=True)
-        return True
+        return "cancelled"
 
     def count(self, decision: Decision) -> Callable[[], None]:
         """An after-commit callback: a rolled-back order must not be counted."""

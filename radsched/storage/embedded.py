@@ -5,7 +5,7 @@ back to ``initdb``/``pg_ctl`` on PATH. The cluster listens only on a Unix socket
 started detached with ``pg_ctl`` so that a daemon killed with SIGKILL leaves a healthy server that the
 next start simply reuses; the DATA_DIR lock (see ``datadir.py``) guarantees one daemon per cluster.
 
-Hardening (issue 11, item 5; docs/security.md section 9):
+Hardening (issue 11, item 5; docs/security.md section 10.2):
 
 * PostgreSQL refuses to run as root. When radsched itself runs as root (a container, CI, a demo VM)
   the cluster is owned by and run as a dedicated system account, ``radsched-pg``, created on first

@@ -42,6 +42,8 @@ class StoredOrder:
     """None once the PHI was purged (order ended)."""
     phone: str | None
     """E.164 number to text, when the order carried a usable one."""
+    sender: str | None = None
+    """MSH-3^MSH-4 of the ORM that brought it (None: ``POST /api/orders``, or before migration 0013)."""
 
 
 def _seal_payload(order: OrderRef, phone: str | None) -> dict[str, Any]:
@@ -116,16 +118,19 @@ class OrderStore:
         received_at: datetime,
         state: OrderState = "received",
         deferred_reason: str | None = None,
+        sender: str | None = None,
     ) -> StoredOrder | None:
-        """Insert a new order; None when an order with the same id already exists (a duplicate)."""
+        """Insert a new order; None when an order with the same id already exists (a duplicate).
+
+        ``sender`` is MSH-3^MSH-4 of the ORM (orders over MLLP): only it may cancel the order."""
         key = self.key(order.order_id)
         row_id = uuid.uuid4()
         sealed = self._phi.seal(_seal_payload(order, phone), aad=self._aad(key))
         inserted = await conn.fetchval(
             """
             INSERT INTO orders (id, order_key, source, modality, facility, state, deferred_reason,
-                                phi, received_at, updated_at, correlation_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)
+                                phi, received_at, updated_at, correlation_id, sender)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)
             ON CONFLICT (order_key) DO NOTHING
             RETURNING id
             """,
@@ -139,6 +144,7 @@ class OrderStore:
             sealed,
             received_at,
             correlation_id,
+            sender,
         )
         if inserted is None:
             return None
@@ -153,6 +159,7 @@ class OrderStore:
             correlation_id,
             order,
             phone,
+            sender,
         )
 
     async def get(
@@ -182,7 +189,13 @@ class OrderStore:
             row["correlation_id"],
             order,
             phone,
+            row["sender"],
         )
+
+    async def sender_of(self, conn: asyncpg.Connection, key: str) -> str | None:
+        """MSH-3^MSH-4 that sent the order; None when unknown, unrecorded or not sent over MLLP."""
+        value = await conn.fetchval("SELECT sender FROM orders WHERE order_key = $1", key)
+        return str(value) if value is not None else None
 
     async def set_state(
         self,

@@ -25,10 +25,10 @@ from channels import OrderRef, PatientName, Slot
 from radsched.conversation.model import Book, RisDown, State
 from radsched.daemon import running
 from radsched.privacy import PhiBox, parse_key
-from radsched.storage import bookings
 from radsched.simris import SimRis, default_calendar
 from radsched.sms.driver import PendingCall
 from radsched.sms.ris_calls import RisCaller
+from radsched.storage import bookings
 from radsched.storage.db import Database
 from radsched.storage.orders import OrderStore
 from tests.daemonproc import DaemonProcess

@@ -24,8 +24,8 @@ from channels import AckCode
 from radsched.daemon import running
 from radsched.emr.enqueue import seal_body
 from radsched.emr.routes import SINK_DESTINATION
-from radsched.storage.emr_outbox import NewMessage, insert, notify
 from radsched.storage.console import AuditEntry, audit
+from radsched.storage.emr_outbox import NewMessage, insert, notify
 from tests.conftest import _scratch_database, private_tmp
 from tests.console.helpers import PASSWORD, make_user
 from tests.smsflow.conftest import Clock, Flow, Patient, settings_for

@@ -10,9 +10,9 @@ from datetime import timedelta
 from aiohttp.test_utils import TestClient
 
 from channels import OrderRef, PatientName
-from radsched.storage import emr_outbox as outbox_store
 from radsched.emr.enqueue import seal_body
 from radsched.privacy import PhiBox, parse_key
+from radsched.storage import emr_outbox as outbox_store
 from radsched.storage.db import Database
 from radsched.storage.orders import OrderStore
 from tests.console.helpers import PHI_KEY, PHONE_KEY, Clock, login, make_user, post_form

@@ -54,7 +54,7 @@ class World:
             self.checker.check(method, documented, r.status, r.content_type, body)
             return r.status, body
 
-    async def order(self, order_id: str) -> None:
+    async def order(self, order_id: str, *, sender: str | None = None) -> None:
         ref = OrderRef(
             order_id=order_id,
             mrn="MRN" + order_id,
@@ -76,6 +76,7 @@ class World:
                 phone="+15555550123",
                 correlation_id="test",
                 received_at=self.daemon.clock(),
+                sender=sender,
             )
 
     async def open_slots(self, count: int = 3) -> list[dict[str, Any]]:
@@ -87,8 +88,10 @@ class World:
         assert status == 200, body
         return list(body["slots"][:count])
 
-    async def book(self, order_id: str, slot: dict[str, Any]) -> dict[str, Any]:
-        await self.order(order_id)
+    async def book(
+        self, order_id: str, slot: dict[str, Any], *, sender: str | None = None
+    ) -> dict[str, Any]:
+        await self.order(order_id, sender=sender)
         body = {
             "order_id": order_id,
             "mrn": "MRN" + order_id,
@@ -405,6 +408,41 @@ async def test_an_order_cancel_from_the_ris_cancels_the_booked_appointment(
         frames = await w.emr.wait_for_frames(2)
         assert parse_siu(frames[1]).trigger == "S15"
         assert_valid_hl7(frames[1])
+
+
+async def test_an_order_cancel_from_another_sender_leaves_the_appointment_booked(
+    data_dir: Path, database_url: str
+) -> None:
+    # Issue 11 item 4: before, any MLLP peer's ORC-1 CA cancelled the appointment and sent the S15.
+    async with world(data_dir, database_url, "ch10-2.5.1") as w:
+        slot = (await w.open_slots(1))[0]
+        appointment = await w.book("PLC9041", slot, sender="SYNAPSERIS^RADCO")
+        await w.emr.wait_for_frames(1)
+
+        def cancel(sender: str, control_id: str) -> bytes:
+            return (
+                f"MSH|^~\\&|{sender.replace('^', '|')}|RADSCHED|RADSCHED|20261201120000||ORM^O01|"
+                f"{control_id}|P|2.3\r"
+                "PID|1||MRNPLC9041^^^RADCO^MR||TESTPATIENT^ALPHA||19800101|F\r"
+                "ORC|CA|PLC9041|ACCPLC9041||CA\r"
+                "OBR|1|PLC9041|ACCPLC9041|74177^CT ABD/PELVIS W CONTRAST^C4||||||||||||||||||||CT\r"
+            ).encode()
+
+        mllp_addr = w.daemon.listening["mllp"]
+        client = mllp.Client(mllp_addr.host, mllp_addr.port)
+        try:
+            forged = await client.request(cancel("OTHER^LAB", "EVIL-ORM-1"), timeout=5)
+            assert b"MSA|AR|EVIL-ORM-1|cancel refused: not the sender of the order" in forged
+            _, record = await w.call("GET", f"/api/ris/appointments/{appointment['id']}")
+            assert record["appointment"]["status"] == "booked"
+            genuine = await client.request(cancel("SYNAPSERIS^RADCO", "RIS-ORM-2"), timeout=5)
+            assert b"MSA|AA|RIS-ORM-2" in genuine
+        finally:
+            await client.aclose()
+        _, record = await w.call("GET", f"/api/ris/appointments/{appointment['id']}")
+        assert record["appointment"]["status"] == "cancelled"
+        frames = await w.emr.wait_for_frames(2)
+        assert [parse_siu(f).trigger for f in frames] == ["S12", "S15"]
 
 
 async def test_an_appointment_booked_at_the_ris_is_learned_and_followed(

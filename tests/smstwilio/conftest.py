@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from radsched.privacy import PhiBox, phone_hash
-from radsched.storage.sms_outbox import enqueue_text
 from radsched.storage.db import Database
+from radsched.storage.sms_outbox import enqueue_text
 from radsched.twilio.providers import SmsProvider, TwilioProvider
 from radsched.twilio.sender import OutboxSender, RetryPolicy, SmsMetrics, SmsSenderConfig
 from tests.twilio_double import TwilioDouble
