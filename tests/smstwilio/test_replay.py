@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +19,8 @@ import pytest
 
 from radsched.privacy import phone_hash
 from radsched.retention import policy_from, run_job
-from radsched.twilio.webhooks import EMPTY_TWIML
+from radsched.storage.webhook_signatures import WebhookSignatures
+from radsched.twilio.webhooks import CLAIM_STALE_S, EMPTY_TWIML
 from tests.smsflow.conftest import Clock, Flow, start_flow
 from tests.twilio_double import Message, TwilioDouble, inbound_form, sign
 
@@ -134,3 +136,25 @@ async def test_a_status_callback_replayed_after_the_sid_window_is_ignored(
         assert await post(flow, form, signature, path) == (200, EMPTY_TWIML)
     assert flow.counter("radsched_sms_webhooks_total", endpoint="status", outcome="accepted") == 1
     assert flow.counter("radsched_sms_webhooks_total", endpoint="status", outcome="replayed") == 1
+
+
+async def test_a_retry_after_the_daemon_died_mid_text_is_still_processed(
+    opted_out: Opted,
+) -> None:
+    # The first attempt claimed the MessageSid and the signature, then the daemon died before the
+    # engine's transition: Twilio's retry, a minute later, must not be taken for a replay.
+    flow, clock, phone = opted_out.flow, opted_out.clock, opted_out.phone
+    form = inbound_form(flow.twilio.account_sid, from_=phone, body="START", to=TWILIO_NUMBER)
+    signature = sign(flow.twilio.auth_token, inbound_url(flow), form)
+    died_at = clock() - timedelta(seconds=CLAIM_STALE_S + 1)
+    async with flow.daemon.db.transaction("test.died") as conn:
+        await conn.execute(
+            "INSERT INTO sms_inbound (message_sid, event, received_at, claimed_at, correlation_id)"
+            " VALUES ($1, 'inbound', $2, $2, $1)",
+            form["MessageSid"],
+            died_at,
+        )
+        assert await WebhookSignatures().claim(conn, signature, died_at)
+    assert await post(flow, form, signature) == (200, EMPTY_TWIML)
+    assert await consent(flow, phone) == "granted"
+    assert flow.counter("radsched_sms_webhooks_total", endpoint="inbound", outcome="accepted") == 2
