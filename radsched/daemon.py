@@ -62,6 +62,7 @@ from radsched.storage.connect import storage
 from radsched.storage.db import Database
 from radsched.storage.migrate import migrate
 from radsched.storage.orders import OrderStore
+from radsched.storage.webhook_signatures import WebhookSignatures
 from radsched.systemd import Notifier, watchdog_interval, watchdog_loop
 from radsched.tasks import spawn
 from radsched.twilio import transport as sms_transport
@@ -311,6 +312,7 @@ async def running(
                 db=db,
                 dsn=dsn,
                 phi=phi,
+                signatures=WebhookSignatures(),
                 registry=metrics.registry,
                 app=app,
                 engine=sms_engine or (lambda: started_engine),

@@ -3,6 +3,11 @@
 Logs never carry a phone number, name, MRN or message body; callers log control ids and correlation
 ids. As a second line of defence a filter replaces any configured secret that reaches a log record
 with ``[redacted]`` — a secret in a log file is a breach even when the log is "internal".
+
+One record is one line: JSON escapes control characters itself, and the text format escapes them
+in the message and every field (``\n``, ``\r``, ``\t``, ``\x0b``, ``\x1c``, ``\u2028`` …), so
+an LF inside an MSH-10 or a webhook field cannot forge a second record (issue 11, item 6). Only
+a traceback continues on further lines, each indented, so none of them can pass for a record.
 """
 
 from __future__ import annotations
@@ -101,23 +106,45 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+# C0 controls, DEL, C1 controls (NEL among them) and the Unicode line and paragraph separators:
+# everything a terminal, journald, a log shipper or str.splitlines() may take for a line break.
+_ESCAPES = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
+    **{ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"},
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control or line-breaking character spelt as a Python-style escape."""
+    return text.translate(_ESCAPES)
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        # logging.Formatter.format, with the message and fields escaped and the trace indented.
+        record.message = escape_controls(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
         extras = [
-            f"{k}={v}"
+            f"{k}={escape_controls(str(v))}"
             for k, v in record.__dict__.items()
             if k not in _STANDARD_ATTRS and k != "correlation_id" and not k.startswith("_")
         ]
         cid = getattr(record, "correlation_id", None)
         if cid:
-            extras.insert(0, f"cid={cid}")
+            extras.insert(0, f"cid={escape_controls(str(cid))}")
         if extras:
-            first, nl, rest = line.partition("\n")
-            line = f"{first} [{' '.join(extras)}]{nl}{rest}"
+            line = f"{line} [{' '.join(extras)}]"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for trace in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)):
+            if trace:
+                line += "".join(f"\n    {escape_controls(part)}" for part in trace.split("\n"))
         return line
 
 

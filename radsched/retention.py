@@ -21,6 +21,8 @@ dead-lettered SIU bodies                     after ``dead_letter_body_days`` (de
                                              fix a route and ``radsched outbox retry``
 inbound duplicate log (``inbound_messages``,  older than ``DUPLICATE_WINDOW_DAYS`` (default 30): a resend
 ``sms_inbound``)                             after that is treated as a new message
+Twilio webhook signatures seen               older than 400 days: see ``webhook_signature_days``
+(``webhook_signatures``, SHA-256 only)
 ==========================================  ==========================================================
 
 Several daemons share one database: the job runs under a transaction-level advisory lock and records
@@ -42,6 +44,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Gauge
 
 from radsched.settings import Settings
+from radsched.storage import webhook_signatures
 from radsched.storage.db import Database
 from radsched.tasks import spawn
 
@@ -62,6 +65,12 @@ class RetentionPolicy:
     duplicate_window_days: int = 30
     dead_letter_body_days: int = 30
     open_order_days: int = 30
+    # A captured Twilio webhook replays only while its signature verifies, i.e. until the Auth
+    # Token that signed it is rotated (or PUBLIC_URL changes); signatures carry no time. A row is
+    # worth keeping as long as that token may still be in use: docs/twilio.md asks for a rotation
+    # at least yearly, and 400 days is that year plus a month's slack. The rows are 32-byte
+    # hashes, no PHI: a year's texts cost a few MB.
+    webhook_signature_days: int = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +88,7 @@ def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...
     dup = timedelta(days=p.duplicate_window_days)
     dead = timedelta(days=p.dead_letter_body_days)
     open_orders = timedelta(days=p.open_order_days)
+    signatures = timedelta(days=p.webhook_signature_days)
     return [
         (
             "sms_audit_log rows",
@@ -167,6 +177,7 @@ def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...
             "DELETE FROM inbound_messages WHERE received_at < $1::timestamptz - $2::interval",
             (dup,),
         ),
+        ("webhook_signatures rows", webhook_signatures.PRUNE, (signatures,)),
     ]
 
 

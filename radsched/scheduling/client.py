@@ -21,6 +21,7 @@ from typing import TypeVar
 import mllp
 from channels import ControlIdMismatch, OutboundMessage, ParseError, ResponseError, sniff
 from radsched.hl7metrics import HL7Metrics
+from radsched.scheduling.cache import Monotonic, TtlCache
 from radsched.scheduling.errors import RisFailed, RisTimeout, RisUnavailable
 
 log = logging.getLogger("radsched.ris.client")
@@ -29,6 +30,9 @@ T = TypeVar("T")
 PEER = "ris"
 #: How long a transport failure makes :attr:`RisClient.reachable` say False.
 RECHECK_S = 15.0
+#: How long /readyz reuses one probe's answer while the RIS connection is down. A probe is a TCP (and
+#: TLS) handshake with the RIS; without this, anyone polling /readyz made us open one per request.
+READY_CACHE_S = 2.0
 
 
 def control_id_of(payload: bytes) -> bytes:
@@ -60,6 +64,7 @@ class RisClient:
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         connect_timeout: float = 5.0,
+        monotonic: Monotonic = time.monotonic,
     ) -> None:
         self.host = host
         self.port = port
@@ -72,6 +77,10 @@ class RisClient:
         self._foreign: set[bytes] = set()
         # perf_counter() of the last transport failure (unreachable, lost, timed out), or None.
         self._failed_at: float | None = None
+        # One probe at a time, its answer kept READY_CACHE_S (a tuple: the healthy answer is None).
+        self._probes: TtlCache[str, tuple[str | None]] = TtlCache(
+            READY_CACHE_S, monotonic=monotonic
+        )
         self._client = mllp.Client(
             host,
             port,
@@ -155,6 +164,8 @@ class RisClient:
             self._foreign.discard(cid)
             if result_label in ("unreachable", "connection_lost", "timeout"):
                 self._failed_at = time.perf_counter()
+                # A probe's "reachable" from before this failure no longer stands.
+                self._probes.invalidate()
             elif result_label != "error":
                 self._failed_at = None  # the RIS answered (whatever it said)
             elapsed = time.perf_counter() - started
@@ -179,9 +190,17 @@ class RisClient:
         return failed is None or time.perf_counter() - failed > RECHECK_S
 
     async def ready(self) -> str | None:
-        """Readiness: None when the RIS accepts connections, else a reason (no PHI)."""
+        """Readiness: None when the RIS accepts connections, else a reason (no PHI).
+
+        Connected: no probe. Otherwise concurrent callers share one probe connection, and its
+        answer stands for ``READY_CACHE_S``.
+        """
         if self._client.connected:
             return None
+        (reason,) = await self._probes.get("ris", self._probe)
+        return reason
+
+    async def _probe(self) -> tuple[str | None]:
         try:
             async with asyncio.timeout(min(2.0, self._connect_timeout)):
                 _, writer = await asyncio.open_connection(
@@ -189,12 +208,12 @@ class RisClient:
                 )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            return f"RIS {self.address} unreachable ({reason})"
+            return (f"RIS {self.address} unreachable ({reason})",)
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await writer.wait_closed()
         self._failed_at = None
-        return None
+        return (None,)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from radsched.privacy import PhiBox
 from radsched.settings import Settings
 from radsched.storage.db import Database
+from radsched.storage.webhook_signatures import WebhookSignatures
 from radsched.twilio import webhooks
 from radsched.twilio.providers import make_provider
 from radsched.twilio.sender import OutboxSender, SmsMetrics
@@ -49,6 +50,7 @@ async def start(
     db: Database,
     dsn: str,
     phi: PhiBox,
+    signatures: WebhookSignatures,
     registry: CollectorRegistry,
     app: web.Application,
     engine: Callable[[], webhooks.InboundSink | None],
@@ -84,6 +86,7 @@ async def start(
         public_url=settings.public_url,
         auth_token=auth_token,
         metrics=metrics,
+        signatures=signatures,
         engine=engine,
         clock=clock,
         account_sid=settings.twilio_account_sid,

@@ -5,12 +5,15 @@ path and query Twilio called (never ``request.url``: behind a TLS-terminating pr
 ``http://127.0.0.1:3010``, Twilio signed ``https://sched.example.org``), and answer 403 when it does
 not verify. MessageSid must be SM|MM + 32 hex digits and agree with SmsSid/SmsMessageSid (a
 looser check lets a captured webhook be re-split). A repeated webhook (same MessageSid, or same
-MessageSid and status) is acknowledged and ignored. Replies to the patient never go in the webhook answer: it is always an empty
-``<Response/>``, and texts leave through the outbox.
+MessageSid and status) is acknowledged and ignored, and so is a replayed one: a request whose
+``X-Twilio-Signature`` was seen before, whatever its fields (``radsched.storage.webhook_signatures``).
+Replies to the patient never go in the webhook answer: it is always an empty ``<Response/>``, and
+texts leave through the outbox.
 """
 
 from __future__ import annotations
 
+import enum
 import hmac
 import logging
 import re
@@ -29,6 +32,7 @@ from radsched.rest import openapi
 from radsched.rest.errors import error_response
 from radsched.storage import sms_outbox as store
 from radsched.storage.db import Database
+from radsched.storage.webhook_signatures import WebhookSignatures
 from radsched.twilio.providers import ENGINE_CODES, callback_error_class
 from radsched.twilio.sender import SmsMetrics, report_delivery_failure
 
@@ -50,6 +54,7 @@ CLAIM_STALE_S = 60.0
 _SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
 _SID_FIELDS = ("MessageSid", "SmsSid", "SmsMessageSid")
 _STATUS = re.compile(r"[a-z_]{1,32}")
+SIGNATURE_HEADER = "X-Twilio-Signature"
 # message_enum_status of Twilio's API spec (reference/sms.md 1.3); anything else is counted as
 # "other" so that the metric's label set stays bounded.
 KNOWN_STATUSES = frozenset(
@@ -127,7 +132,7 @@ class SignedForms:
         except UnicodeDecodeError:
             raise _Refused(400, "bad_request", "form body is not UTF-8") from None
         form: MultiDict[str] = MultiDict(pairs)
-        signature = request.headers.get("X-Twilio-Signature", "")
+        signature = request.headers.get(SIGNATURE_HEADER, "")
         # The URL Twilio called: our public base plus the path and query exactly as received.
         url = self._public_url + request.raw_path
         if not signature or not self._verifies(url, form, signature):
@@ -156,11 +161,13 @@ class Webhooks:
         db: Database,
         dsn: str,
         forms: SignedForms,
+        signatures: WebhookSignatures,
         metrics: SmsMetrics,
         engine: Callable[[], InboundSink | None],
         clock: Callable[[], datetime],
     ) -> None:
         self._db = db
+        self._signatures = signatures
         # De-duplication rows are written outside the pool, without waiting for the WAL flush:
         # losing one in a PostgreSQL crash can only let a retried webhook through, and the SMS
         # engine itself ignores a MessageSid it has seen (docs/twilio.md).
@@ -194,14 +201,19 @@ class Webhooks:
                 log.info("inbound text from a non-phone sender ignored", extra={"message_sid": sid})
                 self._metrics.webhooks.labels("inbound", "unusable_sender").inc()
                 return twiml()
-            if not await self._claim(sid, "inbound"):
+            signature = request.headers.get(SIGNATURE_HEADER, "")
+            claim = await self._claim(sid, "inbound", signature)
+            if claim is _Claim.DUPLICATE:
                 self._metrics.webhooks.labels("inbound", "duplicate").inc()
                 return twiml()
+            if claim is _Claim.REPLAY:
+                await self._complete(sid, "inbound")
+                return self._replayed("inbound", sid)
             try:
                 await engine.on_inbound_text(sender, form.get("Body", ""), sid, sid)
             except Exception:
-                # Release the claim so a retry of this webhook is processed, not ignored.
-                await self._release(sid, "inbound")
+                # Release the claims so a retry of this webhook is processed, not ignored.
+                await self._release(sid, "inbound", signature)
                 log.exception("SMS engine failed on an inbound text", extra={"message_sid": sid})
                 self._metrics.webhooks.labels("inbound", "error").inc()
                 return error_response(500, "internal", "inbound text not processed")
@@ -226,9 +238,12 @@ class Webhooks:
                 # A status lost in a PostgreSQL crash leaves the row one step behind; not worth
                 # a WAL flush wait per callback.
                 await conn.execute("SET LOCAL synchronous_commit TO off")
-                if not await _claim(conn, sid, message_status, now, done=True):
+                if await _claim(conn, sid, message_status, now, done=True) is None:
                     self._metrics.webhooks.labels("status", "duplicate").inc()
                     return twiml()
+                signature = request.headers.get(SIGNATURE_HEADER, "")
+                if not await self._signatures.claim(conn, signature, now):
+                    return self._replayed("status", sid)
                 klass = callback_error_class(error_code)
                 change = await store.apply_status(
                     conn,
@@ -278,12 +293,27 @@ class Webhooks:
                 extra={"outbox_id": change.outbox_id},
             )
 
+    def _replayed(self, endpoint: str, sid: str) -> web.Response:
+        # Answered like a duplicate, so that a replay teaches its sender nothing.
+        log.warning("replayed webhook ignored (signature seen before)", extra={"message_sid": sid})
+        self._metrics.webhooks.labels(endpoint, "replayed").inc()
+        return twiml()
+
     async def aclose(self) -> None:
         await self._dedup.close()
 
-    async def _claim(self, sid: str, event: str) -> bool:
+    async def _claim(self, sid: str, event: str, signature: str) -> _Claim:
+        now = self._clock()
         async with self._dedup.use(reconnect=True) as conn:
-            return await _claim(conn, sid, event, self._clock(), done=False)
+            fresh = await _claim(conn, sid, event, now, done=False)
+            if fresh is None:
+                return _Claim.DUPLICATE
+            new_signature = await self._signatures.claim(conn, signature, now)
+        # A stale claim retaken is Twilio retrying a webhook we died on: its signature is ours.
+        if new_signature or not fresh:
+            return _Claim.OWNED
+        # A MessageSid not seen (or no longer remembered) under a signature seen before.
+        return _Claim.REPLAY
 
     async def _complete(self, sid: str, event: str) -> None:
         async with self._dedup.use(reconnect=True) as conn:
@@ -294,20 +324,28 @@ class Webhooks:
                 self._clock(),
             )
 
-    async def _release(self, sid: str, event: str) -> None:
+    async def _release(self, sid: str, event: str, signature: str) -> None:
         async with self._dedup.use(reconnect=True) as conn:
             await conn.execute(
                 "DELETE FROM sms_inbound WHERE message_sid = $1 AND event = $2 AND completed_at IS NULL",
                 sid,
                 event,
             )
+            await self._signatures.release(conn, signature)
+
+
+class _Claim(enum.Enum):
+    OWNED = "owned"
+    DUPLICATE = "duplicate"
+    REPLAY = "replay"
 
 
 async def _claim(
     conn: asyncpg.Connection, sid: str, event: str, now: datetime, *, done: bool
-) -> bool:
-    """True when this request owns the webhook: first time, or an earlier claim went stale."""
-    owned = await conn.fetchval(
+) -> bool | None:
+    """None when another request owns the webhook; True when this one is the first, False when
+    it took over an earlier claim that went stale."""
+    owned: bool | None = await conn.fetchval(
         """
         INSERT INTO sms_inbound AS s (message_sid, event, received_at, claimed_at, completed_at,
                                       correlation_id)
@@ -315,7 +353,7 @@ async def _claim(
         ON CONFLICT (message_sid, event) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
             WHERE s.completed_at IS NULL
               AND s.claimed_at < $3::timestamptz - make_interval(secs => $5::float8)
-        RETURNING true
+        RETURNING xmax = 0
         """,
         sid,
         event,
@@ -323,7 +361,7 @@ async def _claim(
         done,
         CLAIM_STALE_S,
     )
-    return bool(owned)
+    return owned
 
 
 def _message_sid(form: MultiDict[str]) -> str:
@@ -357,7 +395,8 @@ def openapi_fragment() -> dict[str, Any]:
             "summary": summary,
             "operationId": op_id,
             "description": "Called by Twilio. X-Twilio-Signature must verify against PUBLIC_URL "
-            "plus the path and query; a repeated MessageSid is acknowledged and ignored.",
+            "plus the path and query; a repeated MessageSid, or a signature seen before (a "
+            "replay), is acknowledged with empty TwiML and ignored.",
             "parameters": [
                 {
                     "name": "X-Twilio-Signature",
@@ -430,6 +469,7 @@ def add_routes(
     public_url: str,
     auth_token: str,
     metrics: SmsMetrics,
+    signatures: WebhookSignatures,
     engine: Callable[[], InboundSink | None],
     clock: Callable[[], datetime],
     account_sid: str | None = None,
@@ -438,6 +478,7 @@ def add_routes(
         db=db,
         dsn=dsn,
         forms=SignedForms(public_url, auth_token, account_sid),
+        signatures=signatures,
         metrics=metrics,
         engine=engine,
         clock=clock,

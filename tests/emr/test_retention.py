@@ -113,6 +113,12 @@ async def seed(conn: asyncpg.Connection) -> None:
             cid,
             received,
         )
+    for digest, received in ((b"O" * 32, ago(days=401)), (b"N" * 32, ago(days=399))):
+        await conn.execute(
+            "INSERT INTO webhook_signatures (signature_sha256, received_at) VALUES ($1, $2)",
+            digest,
+            received,
+        )
 
 
 async def test_purge_removes_exactly_what_it_should(db: Database) -> None:
@@ -129,6 +135,7 @@ async def test_purge_removes_exactly_what_it_should(db: Database) -> None:
     assert removed["hl7_outbox dead-letter bodies"] == 1
     assert removed["sms_outbox sent bodies"] == 2
     assert removed["inbound_messages rows"] == 1
+    assert removed["webhook_signatures rows"] == 1
 
     async with db.transaction("test.check") as conn:
         assert [r["outcome"] for r in await conn.fetch("SELECT outcome FROM sms_audit_log")] == [
@@ -155,6 +162,8 @@ async def test_purge_removes_exactly_what_it_should(db: Database) -> None:
         assert [r["body"] for r in sms] == [False, True, False, True]
         inbound = await conn.fetch("SELECT control_id FROM inbound_messages")
         assert [r["control_id"] for r in inbound] == ["NEW"]
+        signatures = await conn.fetch("SELECT signature_sha256 FROM webhook_signatures")
+        assert [bytes(r["signature_sha256"]) for r in signatures] == [b"N" * 32]
         run = await conn.fetchrow("SELECT * FROM maintenance_runs WHERE job = 'retention'")
         assert run["finished_at"] == NOW and json.loads(run["result"]) == removed
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from radsched.daemon import running
-from radsched.logs import configure_logging, correlated
+from radsched.logs import TextFormatter, configure_logging, correlated
 from radsched.settings import Settings
 
 
@@ -50,6 +52,51 @@ async def test_no_secret_setting_ever_reaches_the_log(data_dir: Path) -> None:
         assert secret not in text
     for line in text.splitlines():
         assert "logger" in json.loads(line)
+
+
+@contextmanager
+def text_log(name: str) -> Iterator[Callable[[], list[str]]]:
+    """LOG_FORMAT=text lines of one logger, without touching the root logger (caplog's)."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        # splitlines() breaks at every line boundary Python knows (\x0b, \x1c, \x85, \u2028 …).
+        yield lambda: out.getvalue().splitlines()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+
+
+FORGED = "\r\n2026-12-07 INFO forged"
+
+
+def test_a_text_line_cannot_be_forged_by_control_characters() -> None:
+    with text_log("radsched.test.forge") as lines:
+        log = logging.getLogger("radsched.test.forge")
+        log.warning("refused %s", FORGED, extra={"control_id": "C1\n\x0b\x1c\x1d\x85\u2028\x00x"})
+        log.info("ok", extra={"correlation_id": "cid\nforged"})
+    first, second = lines()
+    assert first.endswith(
+        "refused \\r\\n2026-12-07 INFO forged [control_id=C1\\n\\x0b\\x1c\\x1d\\x85\\u2028\\x00x]"
+    )
+    assert second.endswith("ok [cid=cid\\nforged]")
+
+
+def test_a_traceback_continues_only_on_indented_lines() -> None:
+    with text_log("radsched.test.trace") as lines:
+        try:
+            raise ValueError("bad control id" + FORGED)
+        except ValueError:
+            logging.getLogger("radsched.test.trace").exception("failed")
+    first, *trace = lines()
+    assert first.endswith("failed") and trace
+    assert all(line.startswith("    ") for line in trace)
+    # The message's own LF breaks the trace's line, but what follows it is indented like the rest.
+    assert trace[-2:] == ["    ValueError: bad control id\\r", "    2026-12-07 INFO forged"]
 
 
 @pytest.fixture(autouse=True)
