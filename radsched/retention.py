@@ -40,37 +40,31 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Gauge
 
 from radsched.settings import Settings
-from radsched.storage import webhook_signatures
+from radsched.storage import retention as store
 from radsched.storage.db import Database
+from radsched.storage.retention import LOCK_KEY, RetentionPolicy, purge
 from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.retention")
 
+__all__ = [
+    "LOCK_KEY",
+    "PurgeReport",
+    "RetentionPolicy",
+    "last_run",
+    "policy_from",
+    "purge",
+    "run_job",
+    "start",
+]
+
 JOB = "retention"
-# Two-int4 advisory lock key ("RSE2", 1): singleton maintenance jobs.
-LOCK_KEY = (0x52534532, 1)
 DAILY = timedelta(hours=24)
 CHECK_EVERY_S = 3600.0
 FIRST_CHECK_AFTER_S = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionPolicy:
-    audit_days: int = 2555
-    conversation_hours: int = 24
-    duplicate_window_days: int = 30
-    dead_letter_body_days: int = 30
-    open_order_days: int = 30
-    # A captured Twilio webhook replays only while its signature verifies, i.e. until the Auth
-    # Token that signed it is rotated (or PUBLIC_URL changes); signatures carry no time. A row is
-    # worth keeping as long as that token may still be in use: docs/twilio.md asks for a rotation
-    # at least yearly, and 400 days is that year plus a month's slack. The rows are 32-byte
-    # hashes, no PHI: a year's texts cost a few MB.
-    webhook_signature_days: int = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,133 +73,6 @@ class PurgeReport:
     """False when another daemon held the lock (``wait=False``) or the daily run was not due."""
     removed: dict[str, int]
     started_at: datetime
-
-
-# (name, SQL, intervals): $1 is now, $2... the intervals in order.
-def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...]]]:
-    audit = timedelta(days=p.audit_days)
-    conv = timedelta(hours=p.conversation_hours)
-    dup = timedelta(days=p.duplicate_window_days)
-    dead = timedelta(days=p.dead_letter_body_days)
-    open_orders = timedelta(days=p.open_order_days)
-    signatures = timedelta(days=p.webhook_signature_days)
-    return [
-        (
-            "sms_audit_log rows",
-            "DELETE FROM sms_audit_log WHERE occurred_at < $1::timestamptz - $2::interval",
-            (audit,),
-        ),
-        (
-            "config_audit rows",
-            "DELETE FROM config_audit WHERE changed_at < $1::timestamptz - $2::interval",
-            (audit,),
-        ),
-        (
-            "hl7_outbox rows",
-            "DELETE FROM hl7_outbox WHERE state IN ('delivered', 'dead') AND created_at < $1::timestamptz - $2::interval",
-            (audit,),
-        ),
-        (
-            "conversation PHI",
-            """UPDATE sms_conversations SET phi = NULL
-                WHERE phi IS NOT NULL
-                  AND (ended_at <= $1 OR expires_at <= $1 OR created_at <= $1::timestamptz - $2::interval)""",
-            (conv,),
-        ),
-        (
-            "order PHI",
-            """UPDATE orders o SET phi = NULL
-                WHERE o.phi IS NOT NULL
-                  AND (o.received_at <= $1::timestamptz - $3::interval
-                       OR (o.received_at <= $1::timestamptz - $2::interval
-                           AND (o.state IN ('booked', 'cancelled', 'ended')
-                                OR EXISTS (SELECT 1 FROM sms_conversations c
-                                            WHERE c.order_key = o.order_key
-                                              AND (c.ended_at <= $1 OR c.expires_at <= $1)))))""",
-            (conv, open_orders),
-        ),
-        (
-            "appointment PHI",
-            # One day after the start, or at the cancel (then phi_expires_at is the cancel time).
-            "UPDATE appointments SET phi = NULL WHERE phi IS NOT NULL AND phi_expires_at <= $1",
-            (),
-        ),
-        (
-            "appointment_events rows",
-            "DELETE FROM appointment_events WHERE at < $1::timestamptz - $2::interval",
-            (audit,),
-        ),
-        (
-            "appointment_changes rows",
-            """DELETE FROM appointment_changes c USING appointments a
-                WHERE a.appointment_id = c.appointment_id AND c.state <> 'pending'
-                  AND a.start_at < $1::timestamptz - $2::interval""",
-            (audit,),
-        ),
-        (
-            "appointments rows",
-            """DELETE FROM appointments a
-                WHERE a.start_at < $1::timestamptz - $2::interval
-                  AND NOT EXISTS (SELECT 1 FROM appointment_changes c
-                                   WHERE c.appointment_id = a.appointment_id)
-                  AND NOT EXISTS (SELECT 1 FROM appointment_events e
-                                   WHERE e.appointment_id = a.appointment_id)""",
-            (audit,),
-        ),
-        (
-            "hl7_outbox delivered bodies",
-            """UPDATE hl7_outbox SET payload = NULL
-                WHERE state = 'delivered' AND payload IS NOT NULL AND delivered_at <= $1""",
-            (),
-        ),
-        (
-            "hl7_outbox dead-letter bodies",
-            """UPDATE hl7_outbox SET payload = NULL
-                WHERE state = 'dead' AND payload IS NOT NULL AND dead_at < $1::timestamptz - $2::interval""",
-            (dead,),
-        ),
-        (
-            "sms_outbox sent bodies",
-            """UPDATE sms_outbox SET payload = NULL
-                WHERE payload IS NOT NULL
-                  AND (state IN ('sent', 'delivered')
-                       OR (state IN ('failed', 'dead') AND created_at < $1::timestamptz - $2::interval))""",
-            (conv,),
-        ),
-        (
-            "inbound_messages rows",
-            "DELETE FROM inbound_messages WHERE received_at < $1::timestamptz - $2::interval",
-            (dup,),
-        ),
-        ("webhook_signatures rows", webhook_signatures.PRUNE, (signatures,)),
-    ]
-
-
-# Tables of components that may not be installed in this schema: (name, table, SQL).
-_OPTIONAL = (
-    (
-        "sms_inbound rows",
-        "sms_inbound",
-        "DELETE FROM sms_inbound WHERE received_at < $1::timestamptz - $2::interval",
-    ),
-)
-
-
-def _affected(tag: str) -> int:
-    last = tag.rsplit(" ", 1)[-1]
-    return int(last) if last.isdigit() else 0
-
-
-async def purge(conn: asyncpg.Connection, now: datetime, policy: RetentionPolicy) -> dict[str, int]:
-    """Apply the policy on ``conn`` (inside the caller's transaction); return rows affected per item."""
-    removed: dict[str, int] = {}
-    for name, sql, intervals in _statements(policy):
-        removed[name] = _affected(await conn.execute(sql, now, *intervals))
-    window = timedelta(days=policy.duplicate_window_days)
-    for name, table, sql in _OPTIONAL:
-        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
-            removed[name] = _affected(await conn.execute(sql, now, window))
-    return removed
 
 
 async def run_job(
@@ -222,31 +89,14 @@ async def run_job(
     ``only_if_due``: skip when a run finished less than 24 hours ago (the daily timer).
     """
     async with db.transaction("retention.purge") as conn:
-        if wait:
-            await conn.execute("SELECT pg_advisory_xact_lock($1::int4, $2::int4)", *LOCK_KEY)
-        elif not await conn.fetchval(
-            "SELECT pg_try_advisory_xact_lock($1::int4, $2::int4)", *LOCK_KEY
-        ):
+        if not await store.lock(conn, wait=wait):
             return PurgeReport(False, {}, now)
         if only_if_due:
-            last = await conn.fetchval(
-                "SELECT finished_at FROM maintenance_runs WHERE job = $1", JOB
-            )
+            last = await store.finished_at(conn, JOB)
             if last is not None and now - last < DAILY:
                 return PurgeReport(False, {}, now)
         removed = await purge(conn, now, policy)
-        await conn.execute(
-            """
-            INSERT INTO maintenance_runs (job, started_at, finished_at, result)
-            VALUES ($1, $2, $2, $3::jsonb)
-            ON CONFLICT (job) DO UPDATE
-               SET started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
-                   result = EXCLUDED.result
-            """,
-            JOB,
-            now,
-            json.dumps(removed),
-        )
+        await store.record_run(conn, JOB, now, removed)
     log.info("retention purge done", extra={"removed": json.dumps(removed)})
     return PurgeReport(True, removed, now)
 
@@ -257,9 +107,7 @@ def policy_from(duplicate_window_days: int) -> RetentionPolicy:
 
 async def last_run(db: Database) -> datetime | None:
     async with db.transaction("retention.last_run") as conn:
-        finished: datetime | None = await conn.fetchval(
-            "SELECT finished_at FROM maintenance_runs WHERE job = $1", JOB
-        )
+        finished = await store.finished_at(conn, JOB)
     return finished
 
 

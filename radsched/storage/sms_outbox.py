@@ -188,6 +188,12 @@ FROM pg_stat_activity WHERE pid = pg_backend_pid()
 """
 
 
+async def session_identity(conn: asyncpg.Connection) -> str:
+    """This session's ``pid@backend start`` (what ``claimed_by`` holds while it sends)."""
+    identity: str = await conn.fetchval(SESSION_IDENTITY_SQL)
+    return identity
+
+
 async def claim_due(
     conn: asyncpg.Connection, *, now: datetime, limit: int, claimed_by: str
 ) -> list[ClaimedText]:

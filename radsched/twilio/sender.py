@@ -211,7 +211,7 @@ class OutboxSender:
     async def _connect_listener(self) -> None:
         conn = await self._anchor.open()
         try:
-            self.identity = await conn.fetchval(store.SESSION_IDENTITY_SQL)
+            self.identity = await store.session_identity(conn)
         except BaseException:
             await self._anchor.close()
             raise

@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-import asyncpg
 from aiohttp import web
 from multidict import MultiDict
 
@@ -30,6 +29,7 @@ from radsched.logs import correlated
 from radsched.privacy import normalise_phone
 from radsched.rest import openapi
 from radsched.rest.errors import error_response
+from radsched.storage import sms_inbound
 from radsched.storage import sms_outbox as store
 from radsched.storage.db import Database
 from radsched.storage.webhook_signatures import WebhookSignatures
@@ -237,8 +237,11 @@ class Webhooks:
             async with self._db.transaction("sms_status_callback") as conn:
                 # A status lost in a PostgreSQL crash leaves the row one step behind; not worth
                 # a WAL flush wait per callback.
-                await conn.execute("SET LOCAL synchronous_commit TO off")
-                if await _claim(conn, sid, message_status, now, done=True) is None:
+                await sms_inbound.relax_durability(conn)
+                claimed = await sms_inbound.claim(
+                    conn, sid, message_status, now, done=True, stale_s=CLAIM_STALE_S
+                )
+                if claimed is None:
                     self._metrics.webhooks.labels("status", "duplicate").inc()
                     return twiml()
                 signature = request.headers.get(SIGNATURE_HEADER, "")
@@ -305,7 +308,9 @@ class Webhooks:
     async def _claim(self, sid: str, event: str, signature: str) -> _Claim:
         now = self._clock()
         async with self._dedup.use(reconnect=True) as conn:
-            fresh = await _claim(conn, sid, event, now, done=False)
+            fresh = await sms_inbound.claim(
+                conn, sid, event, now, done=False, stale_s=CLAIM_STALE_S
+            )
             if fresh is None:
                 return _Claim.DUPLICATE
             new_signature = await self._signatures.claim(conn, signature, now)
@@ -317,20 +322,11 @@ class Webhooks:
 
     async def _complete(self, sid: str, event: str) -> None:
         async with self._dedup.use(reconnect=True) as conn:
-            await conn.execute(
-                "UPDATE sms_inbound SET completed_at = $3 WHERE message_sid = $1 AND event = $2",
-                sid,
-                event,
-                self._clock(),
-            )
+            await sms_inbound.complete(conn, sid, event, self._clock())
 
     async def _release(self, sid: str, event: str, signature: str) -> None:
         async with self._dedup.use(reconnect=True) as conn:
-            await conn.execute(
-                "DELETE FROM sms_inbound WHERE message_sid = $1 AND event = $2 AND completed_at IS NULL",
-                sid,
-                event,
-            )
+            await sms_inbound.release(conn, sid, event)
             await self._signatures.release(conn, signature)
 
 
@@ -338,30 +334,6 @@ class _Claim(enum.Enum):
     OWNED = "owned"
     DUPLICATE = "duplicate"
     REPLAY = "replay"
-
-
-async def _claim(
-    conn: asyncpg.Connection, sid: str, event: str, now: datetime, *, done: bool
-) -> bool | None:
-    """None when another request owns the webhook; True when this one is the first, False when
-    it took over an earlier claim that went stale."""
-    owned: bool | None = await conn.fetchval(
-        """
-        INSERT INTO sms_inbound AS s (message_sid, event, received_at, claimed_at, completed_at,
-                                      correlation_id)
-        VALUES ($1, $2, $3, $3, CASE WHEN $4 THEN $3::timestamptz END, $1)
-        ON CONFLICT (message_sid, event) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
-            WHERE s.completed_at IS NULL
-              AND s.claimed_at < $3::timestamptz - make_interval(secs => $5::float8)
-        RETURNING xmax = 0
-        """,
-        sid,
-        event,
-        now,
-        done,
-        CLAIM_STALE_S,
-    )
-    return owned
 
 
 def _message_sid(form: MultiDict[str]) -> str:

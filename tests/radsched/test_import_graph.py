@@ -113,3 +113,44 @@ def test_the_import_contracts_hold() -> None:
     exe = Path(sys.executable).with_name("lint-imports")
     run = subprocess.run([str(exe), "--no-cache"], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_asyncpg_contract_covers_every_room_but_storage() -> None:
+    """A new room left out of the "only storage imports asyncpg" contract would escape it unseen."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    [contract] = [
+        c
+        for c in config["tool"]["importlinter"]["contracts"]
+        if c["name"] == "only storage imports asyncpg"
+    ]
+    rooms = {
+        "radsched." + (p.stem if p.suffix == ".py" else p.name)
+        for p in (root / "radsched").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()
+    }
+    assert set(contract["source_modules"]) == rooms - {"radsched.storage"}
+
+
+def test_no_sql_outside_storage() -> None:
+    """Every statement lives in radsched/storage (docs/architecture.md): a query written elsewhere
+    is caught here, by its SQL text or by a call on a connection."""
+    import re
+    from pathlib import Path
+
+    sql = re.compile(
+        r"\b(SELECT\s+\S|INSERT\s+INTO|UPDATE\s+[a-z_]+\s+SET|DELETE\s+FROM)\b"
+        r"|\bconn\.(fetch|fetchrow|fetchval|execute|executemany)\("
+    )
+    root = Path(__file__).resolve().parents[2] / "radsched"
+    found = [
+        f"{path.relative_to(root.parent)}:{n}"
+        for path in sorted(root.rglob("*.py"))
+        if "storage" not in path.relative_to(root).parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if sql.search(line)
+    ]
+    assert found == []
