@@ -9,7 +9,6 @@ an MRN), 401 without a known token.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from radsched.intake.choice import resolve_modality
 from radsched.intake.service import OrderIntake
 from radsched.logs import correlation_id
 from radsched.privacy import normalise_phone
+from radsched.rest.bodies import BadInput, read_json_object
 from radsched.rest.errors import error_response
 from radsched.storage.db import Database
 
@@ -89,11 +89,9 @@ def add_order_route(
         if request.content_length is not None and request.content_length > _MAX_BODY:
             return error_response(413, "too_large", f"body larger than {_MAX_BODY} bytes")
         try:
-            raw: Any = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            return error_response(400, "invalid_request", "body: not valid JSON")
-        if not isinstance(raw, dict):
-            return error_response(400, "invalid_request", "body: must be a JSON object")
+            raw = await read_json_object(request)
+        except BadInput as exc:
+            return error_response(400, "invalid_request", str(exc))
         try:
             body = OrderRequest.model_validate(raw)
         except ValidationError as exc:

@@ -12,7 +12,6 @@ Same ``X-API-Key``, same JSON errors; the paths join ``/api/openapi.json``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import tzinfo
 from typing import Annotated, Any
@@ -20,8 +19,9 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from radsched.rest.bodies import BadInput, read_json_object
 from radsched.rest.errors import error_response
-from radsched.rest.scheduling import BadRequest, Identifier, _validate
+from radsched.rest.scheduling import Identifier, _validate
 from radsched.scheduling.errors import SchedulingError
 from radsched.scheduling.lifecycle import ChangeOutcome, Lifecycle
 
@@ -68,25 +68,15 @@ class LifecycleApi:
             web.get("/api/ris/appointments/{appointment_id}", self.show, allow_head=False),
         ]
 
-    @staticmethod
-    async def _body(request: web.Request) -> dict[str, Any]:
-        try:
-            data = await request.json(loads=json.loads)
-        except ValueError:
-            raise BadRequest("body: not valid JSON") from None
-        if not isinstance(data, dict):
-            raise BadRequest("body: must be a JSON object")
-        return data
-
     async def cancel(self, request: web.Request) -> web.Response:
         if (denied := self._authorise(request)) is not None:
             return denied
         try:
-            body = _validate(CancelBody, await self._body(request))
+            body = _validate(CancelBody, await read_json_object(request))
             outcome = await self._lifecycle.cancel(
                 body.appointment_id, origin="rest", reason=body.reason
             )
-        except BadRequest as exc:
+        except BadInput as exc:
             return error_response(400, "invalid_request", str(exc))
         except SchedulingError as exc:
             return error_response(exc.http_status, exc.code, exc.message)
@@ -96,11 +86,11 @@ class LifecycleApi:
         if (denied := self._authorise(request)) is not None:
             return denied
         try:
-            body = _validate(RescheduleBody, await self._body(request))
+            body = _validate(RescheduleBody, await read_json_object(request))
             outcome = await self._lifecycle.reschedule(
                 body.appointment_id, body.slot_id, origin="rest"
             )
-        except BadRequest as exc:
+        except BadInput as exc:
             return error_response(400, "invalid_request", str(exc))
         except SchedulingError as exc:
             return error_response(exc.http_status, exc.code, exc.message)

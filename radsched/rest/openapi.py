@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from radsched import __version__
+from radsched.rest.bodies import MAX_DEPTH
 
 OPENAPI_PATH = "/api/openapi.json"
 DOCUMENT = web.AppKey("openapi_document", dict)
@@ -126,7 +127,8 @@ def _base() -> dict[str, Any]:
                             "name": "date",
                             "in": "query",
                             "required": True,
-                            "description": "First local day (TIMEZONE), YYYY-MM-DD.",
+                            "description": "First local day (TIMEZONE), YYYY-MM-DD, "
+                            "from 1900-01-01 to 9998-12-31.",
                             "schema": {"type": "string", "format": "date"},
                         },
                         {
@@ -238,7 +240,9 @@ def _base() -> dict[str, Any]:
             },
             "responses": {
                 "BadRequest": _error_response(
-                    "Invalid input; the message names the field (code invalid_request)."
+                    "Invalid input; the message names the field (code invalid_request). Bodies "
+                    f"must be one UTF-8 JSON object nested at most {MAX_DEPTH} levels deep, and no "
+                    "text in a body or query may hold control characters or lone surrogates."
                 ),
                 "Unauthorized": _error_response(
                     "Missing or unknown X-API-Key (code unauthorized)."

@@ -9,7 +9,6 @@ errors map to their status and code; the shapes are in :mod:`radsched.rest.opena
 from __future__ import annotations
 
 import hmac
-import json
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Annotated, Any, TypeVar
 
@@ -25,6 +24,8 @@ from pydantic import (
 
 from channels import Location, Slot
 from radsched.logs import correlation_id
+from radsched.rest import bodies
+from radsched.rest.bodies import BadInput
 from radsched.rest.errors import error_response
 from radsched.scheduling.errors import SchedulingError
 from radsched.scheduling.service import BookedAppointment, BookingInput, SchedulingService
@@ -40,6 +41,9 @@ Identifier = Annotated[
     ),
 ]
 MAX_DAYS = 31
+# A window that stays representable (date.max is 9999-12-31) in every time zone and every backend.
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9998, 12, 31)
 MAX_SLOTS = 500
 
 M = TypeVar("M", bound=BaseModel)
@@ -62,7 +66,9 @@ class SlotsQuery(BaseModel):
     @field_validator("date")
     @classmethod
     def _real_date(cls, value: str) -> str:
-        date.fromisoformat(value)  # ValueError for 2026-02-30 becomes a 400 naming the field
+        day = date.fromisoformat(value)  # ValueError for 2026-02-30 becomes a 400 naming the field
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise ValueError(f"out of range ({FIRST_DAY} to {LAST_DAY})")
         return value
 
 
@@ -75,10 +81,6 @@ class BookingBody(BaseModel):
     slot_id: Identifier
 
 
-class BadRequest(Exception):
-    pass
-
-
 def _validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
@@ -88,7 +90,7 @@ def _validate(model: type[M], data: Any) -> M:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "string_pattern_mismatch":
             message = "has characters or a format that are not allowed"
-        raise BadRequest(f"{field}: {message}") from None
+        raise BadInput(f"{field}: {message}") from None
 
 
 def _start(moment: datetime, tz: tzinfo) -> str:
@@ -161,9 +163,9 @@ class RisApi:
         if (denied := self._authorised(request)) is not None:
             return denied
         try:
-            query = _validate(LocationsQuery, dict(request.query))
+            query = _validate(LocationsQuery, bodies.query(request.query))
             found = await self._service.locations(query.modality)
-        except BadRequest as exc:
+        except BadInput as exc:
             return error_response(400, "invalid_request", str(exc))
         except SchedulingError as exc:
             return error_response(exc.http_status, exc.code, exc.message)
@@ -173,14 +175,14 @@ class RisApi:
         if (denied := self._authorised(request)) is not None:
             return denied
         try:
-            query = _validate(SlotsQuery, dict(request.query))
+            query = _validate(SlotsQuery, bodies.query(request.query))
             day = date.fromisoformat(query.date)
             start = datetime.combine(day, time(0), tzinfo=self._tz)
             end = datetime.combine(day + timedelta(days=query.days), time(0), tzinfo=self._tz)
             found = await self._service.slots(
                 query.location, query.modality, start=start, end=end, limit=query.limit
             )
-        except BadRequest as exc:
+        except BadInput as exc:
             return error_response(400, "invalid_request", str(exc))
         except SchedulingError as exc:
             return error_response(exc.http_status, exc.code, exc.message)
@@ -190,13 +192,7 @@ class RisApi:
         if (denied := self._authorised(request)) is not None:
             return denied
         try:
-            try:
-                data = await request.json(loads=json.loads)
-            except ValueError:
-                raise BadRequest("body: not valid JSON") from None
-            if not isinstance(data, dict):
-                raise BadRequest("body: must be a JSON object")
-            body = _validate(BookingBody, data)
+            body = _validate(BookingBody, await bodies.read_json_object(request))
             booked = await self._service.book(
                 BookingInput(
                     order_id=body.order_id,
@@ -208,7 +204,7 @@ class RisApi:
                     correlation_id=correlation_id.get() or "",
                 )
             )
-        except BadRequest as exc:
+        except BadInput as exc:
             return error_response(400, "invalid_request", str(exc))
         except SchedulingError as exc:
             return error_response(exc.http_status, exc.code, exc.message)
