@@ -89,7 +89,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     async def go(settings: Settings) -> int:
         async with AsyncExitStack() as stack:
-            store = await stack.enter_async_context(storage(settings, stack, None, owner=False))
+            store = await stack.enter_async_context(
+                storage(settings, stack, None, owner=False, create=True)
+            )
             async with store.db.pool.acquire() as conn:
                 applied = await migrate(conn)
                 version = await current_version(conn)

@@ -2,7 +2,9 @@
 
 On embedded defaults (no DATABASE_URL) a newcomer must not have to invent keys, so missing secrets are
 generated with ``secrets`` and written to ``DATA_DIR/secrets/NAME`` with mode 0600, then reused on every
-start. In production (DATABASE_URL set) the phone-hash and PHI keys must be configured explicitly: a
+start. Only the daemon generates: a command beside it reads one secret with :func:`stored_secret`,
+which says so when there is nothing (:class:`~radsched.errors.NoDaemonData`) instead of inventing a
+key of its own. In production (DATABASE_URL set) the phone-hash and PHI keys must be configured explicitly: a
 generated key that silently changes with a new DATA_DIR would orphan every stored hash and ciphertext.
 """
 
@@ -15,10 +17,11 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from radsched.errors import ConfigError
+from radsched.errors import ConfigError, NoDaemonData
 from radsched.settings import Settings
 
 _GENERATED = ("API_KEYS", "ORDER_TOKENS", "PHONE_HASH_KEY", "PHI_KEY", "TWILIO_AUTH_TOKEN")
+_REQUIRED = ("PHONE_HASH_KEY", "PHI_KEY")  # with DATABASE_URL: configured, never generated
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -45,7 +48,7 @@ class Secrets:
         )
 
 
-def _split(value: str) -> tuple[str, ...]:
+def split_list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
@@ -59,14 +62,17 @@ def secrets_dir(data_dir: Path) -> Path:
     return data_dir / "secrets"
 
 
+def _load(directory: Path, name: str) -> str | None:
+    try:
+        return (directory / name).read_text(encoding="ascii").strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 def _load_or_create(directory: Path, name: str) -> str:
     path = directory / name
-    try:
-        value = path.read_text(encoding="ascii").strip()
-        if value:
-            return value
-    except FileNotFoundError:
-        pass
+    if value := _load(directory, name):
+        return value
     value = _generate(name)
     # O_EXCL + 0600: created private, never world-readable even for an instant.
     tmp = directory / f".{name}.tmp"
@@ -80,21 +86,9 @@ def _load_or_create(directory: Path, name: str) -> str:
 
 def resolve_secrets(settings: Settings) -> Secrets:
     """Return every secret, generating the missing ones on embedded defaults."""
-    configured: dict[str, str | None] = {
-        "API_KEYS": _secret(settings.api_keys),
-        "ORDER_TOKENS": _secret(settings.order_tokens),
-        "PHONE_HASH_KEY": _secret(settings.phone_hash_key),
-        "PHI_KEY": _secret(settings.phi_key),
-        "TWILIO_AUTH_TOKEN": _secret(settings.twilio_auth_token),
-    }
+    configured = {name: _configured(settings, name) for name in _GENERATED}
     if not settings.embedded:
-        missing = [n for n in ("PHONE_HASH_KEY", "PHI_KEY") if not configured[n]]
-        if missing:
-            names = " and ".join(f"RADSCHED_{n}" for n in missing)
-            raise ConfigError(
-                f"{names}: required when RADSCHED_DATABASE_URL is set "
-                "(generate with: python -c 'import secrets; print(secrets.token_hex(32))')"
-            )
+        _require([n for n in _REQUIRED if not configured[n]])
         if not settings.console_sms and not configured["TWILIO_AUTH_TOKEN"]:
             raise ConfigError(
                 "RADSCHED_TWILIO_AUTH_TOKEN: required when RADSCHED_TWILIO_ACCOUNT_SID is set"
@@ -109,12 +103,40 @@ def resolve_secrets(settings: Settings) -> Secrets:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             resolved[name] = _load_or_create(directory, name)
     return Secrets(
-        api_keys=_split(resolved["API_KEYS"]),
-        order_tokens=_split(resolved["ORDER_TOKENS"]),
+        api_keys=split_list(resolved["API_KEYS"]),
+        order_tokens=split_list(resolved["ORDER_TOKENS"]),
         phone_hash_key=resolved["PHONE_HASH_KEY"],
         phi_key=resolved["PHI_KEY"],
         twilio_auth_token=resolved["TWILIO_AUTH_TOKEN"],
     )
+
+
+def stored_secret(settings: Settings, name: str) -> str:
+    """One secret as the daemon resolved it (``name`` as in ``_GENERATED``), for a command beside it.
+
+    Configured, else read from ``DATA_DIR/secrets``; never generated. Nothing there means no daemon
+    has run with this DATA_DIR: :class:`~radsched.errors.NoDaemonData`, and nothing is created.
+    """
+    if value := _configured(settings, name):
+        return value
+    if not settings.embedded and name in _REQUIRED:
+        _require([name])
+    if stored := _load(secrets_dir(settings.data_dir), name):
+        return stored
+    raise NoDaemonData(settings.data_dir)
+
+
+def _require(missing: list[str]) -> None:
+    if missing:
+        names = " and ".join(f"RADSCHED_{n}" for n in missing)
+        raise ConfigError(
+            f"{names}: required when RADSCHED_DATABASE_URL is set "
+            "(generate with: python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+
+
+def _configured(settings: Settings, name: str) -> str | None:
+    return _secret(getattr(settings, name.lower()))
 
 
 def _secret(value: object) -> str | None:

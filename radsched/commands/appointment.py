@@ -91,7 +91,7 @@ def _cancel(args: argparse.Namespace) -> int:
     import aiohttp
 
     from radsched.commands.text import _daemon_url
-    from radsched.secrets_store import resolve_secrets
+    from radsched.secrets_store import split_list, stored_secret
     from radsched.settings import load_settings
 
     settings = load_settings()
@@ -100,7 +100,7 @@ def _cancel(args: argparse.Namespace) -> int:
         print("radsched appointment: --by names who cancels (audited)", file=sys.stderr)
         return 2
     base = _daemon_url(settings.http_listen)
-    keys = resolve_secrets(settings).api_keys
+    keys = split_list(stored_secret(settings, "API_KEYS"))
     if base is None or not keys:
         print(
             "radsched appointment: needs the daemon's fixed RADSCHED_HTTP_LISTEN and an API key",

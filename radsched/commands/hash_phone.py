@@ -23,12 +23,15 @@ def hash_phone(number: str, key: bytes, region: str = "US") -> tuple[str, str] |
 def _run(args: argparse.Namespace) -> int:
     from radsched.errors import ConfigError
     from radsched.privacy import KeyFormatError, parse_key
-    from radsched.secrets_store import resolve_secrets
+    from radsched.secrets_store import stored_secret
     from radsched.settings import load_settings
 
     settings = load_settings()
     try:
-        key = parse_key(resolve_secrets(settings).phone_hash_key, setting="RADSCHED_PHONE_HASH_KEY")
+        key = parse_key(
+            stored_secret(settings, "PHONE_HASH_KEY"),
+            setting="RADSCHED_PHONE_HASH_KEY",
+        )
     except KeyFormatError as exc:
         raise ConfigError(str(exc)) from None
     result = hash_phone(args.number, key, args.region)

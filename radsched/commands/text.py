@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     import aiohttp
 
     from radsched.privacy import normalise_phone
-    from radsched.secrets_store import resolve_secrets
+    from radsched.secrets_store import stored_secret
     from radsched.settings import load_settings
 
     settings = load_settings()
@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     if base is None:
         print("radsched text: RADSCHED_HTTP_LISTEN has port 0; pass --url", file=sys.stderr)
         return 2
-    token = resolve_secrets(settings).twilio_auth_token
+    token = stored_secret(settings, "TWILIO_AUTH_TOKEN")
     form = inbound_sms_form(
         account_sid=settings.twilio_account_sid or "AC" + "0" * 32,
         from_=args.sender,

@@ -102,7 +102,7 @@ def _rerouted(settings: Settings, sealed: bytes, control_id: str, destination: s
     from radsched.emr.relay import readdress
     from radsched.emr.routes import UNROUTED, parse_routes
     from radsched.privacy import PhiBox
-    from radsched.secrets_store import resolve_secrets
+    from radsched.secrets_store import stored_secret
 
     if not settings.emr_routes:
         raise OutboxActionError(
@@ -113,7 +113,7 @@ def _rerouted(settings: Settings, sealed: bytes, control_id: str, destination: s
     ]
     if not routes:
         raise OutboxActionError(f"{destination!r} is not a destination in RADSCHED_EMR_ROUTES")
-    phi = PhiBox.from_secret(resolve_secrets(settings).phi_key)
+    phi = PhiBox.from_secret(stored_secret(settings, "PHI_KEY"))
     message = parse(open_body(phi, UNROUTED, control_id, sealed))
     return seal_body(
         phi, destination, control_id, readdress(message, routes[0].receiver, control_id)

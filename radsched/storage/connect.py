@@ -3,6 +3,10 @@
 With embedded PostgreSQL the daemon owns the cluster through the DATA_DIR lock. A command run beside
 a running daemon must not start a second server: it connects to the running one's Unix socket. When
 no daemon is running, the command takes the lock, starts the cluster, and stops it when done.
+
+Only the daemon and ``migrate`` (``create=True``) create DATA_DIR and the embedded cluster. Any other
+command needs a daemon's data there and otherwise stops with :class:`~radsched.errors.NoDaemonData`;
+with DATABASE_URL it does not touch DATA_DIR at all.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 
 from radsched.datadir import DataDirLock, prepare_data_dir
-from radsched.errors import StartupError
+from radsched.errors import NoDaemonData, StartupError
 from radsched.settings import Settings
 from radsched.storage import embedded
 from radsched.storage.db import Database
@@ -46,9 +50,19 @@ async def storage(
     registry: CollectorRegistry | None,
     *,
     owner: bool,
+    create: bool = False,
 ) -> AsyncIterator[Storage]:
-    """Yield an open database. ``owner=True`` (the daemon) insists on holding the DATA_DIR lock."""
-    data_dir = prepare_data_dir(settings.data_dir)
+    """Yield an open database. ``owner=True`` (the daemon) insists on holding the DATA_DIR lock.
+
+    ``create`` (implied by ``owner``): DATA_DIR and the embedded cluster may be made here.
+    """
+    create = create or owner
+    embedded_data = settings.data_dir / "pg"
+    if not create and settings.database_url is None and not embedded.initialised(embedded_data):
+        raise NoDaemonData(settings.data_dir)
+    # A command on an external database needs nothing from DATA_DIR (the lock is the daemon's).
+    needs_dir = create or settings.database_url is None
+    data_dir = prepare_data_dir(settings.data_dir) if needs_dir else settings.data_dir
     # A daemon's sessions say which roles it runs (radsched/storage/roles.py reads them); a one-shot
     # command's sessions run none.
     name = session_name(settings.role_set) if owner else "radsched"

@@ -338,6 +338,11 @@ async def _adopt(bin_dir: Path, root: Path, user: str | None) -> None:
             os.chown(Path(dirpath) / name, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
+def initialised(root: Path) -> bool:
+    """Whether ``root`` holds a cluster a daemon made (its data directory), without reading it."""
+    return (root / "data").is_dir()
+
+
 def running_dsn(root: Path) -> str:
     """DSN of a cluster another process (the running daemon) owns, for one-shot commands."""
     preferred = root / "run"
