@@ -178,7 +178,9 @@ def _base() -> dict[str, Any]:
                             "Booked (or the stored outcome of the same request).", "Booking"
                         ),
                         "404": _error_response(
-                            "Unknown location or order (codes unknown_location, unknown_order)."
+                            "Unknown location (code unknown_location), or no open order with that "
+                            "order_id and MRN (code unknown_order: an unknown id, another MRN and "
+                            "an order that is over get the same body)."
                         ),
                         "409": _error_response(
                             "The slot is no longer available (code slot_unavailable)."

@@ -48,10 +48,21 @@ class UnknownLocation(SchedulingError):
 
 
 class UnknownOrder(SchedulingError):
-    """No such order, or the MRN does not match it (the two are not told apart, on purpose)."""
+    """No such order, the MRN does not match it, or it is over: never told apart, on purpose.
+
+    A caller without the order's MRN must not learn that an order id exists, so every refusal of
+    ours carries :data:`UNKNOWN_ORDER` (the same status and body bytes); only the RIS's own 404,
+    after the MRN matched, says more.
+    """
 
     http_status = 404
     code = "unknown_order"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or UNKNOWN_ORDER)
+
+
+UNKNOWN_ORDER = "no open order with that id and MRN"
 
 
 class SlotUnavailable(SchedulingError):

@@ -224,11 +224,12 @@ class SchedulingService:
         async with self._db.transaction("ris.booking_lookup") as conn:
             stored = await self._orders.get_by_key(conn, key)
             row = await bookings.get(conn, key, request.slot_id)
-        if stored is None or (stored.order is not None and stored.order.mrn != request.mrn):
-            raise UnknownOrder("no such order for that MRN")
+        # Unknown, another patient's, or over: one answer, so an order id alone tells nothing.
+        if stored is None or not self._orders.mrn_matches(stored, request.mrn):
+            raise UnknownOrder()
         if row is None:
             if stored.order is None or stored.state == "cancelled":
-                raise UnknownOrder("the order is closed or cancelled")
+                raise UnknownOrder()
             if stored.state == "booked":
                 # One appointment per order: a second slot would leave two RIS appointments for one exam.
                 raise SlotUnavailable("the order is already booked into another slot")
@@ -295,7 +296,7 @@ class SchedulingService:
     ) -> BookedAppointment:
         order = stored.order
         if order is None:
-            raise UnknownOrder("the order is closed")
+            raise UnknownOrder()
         slot = row.slot()
         out = self._ids.build_with(
             row.control_id, lambda: self.dialect.build_booking(order, slot, row.appointment_id)

@@ -3,7 +3,9 @@
 Every component that needs an order (the SMS engine texting about it, the REST facade booking it, the
 SIU builder notifying EMRs of it) reads it through here, so the sealing format lives in one place.
 Rows are found by ``order_key`` = HMAC(PHONE_HASH_KEY, "order:" + order id): the clear order id never
-sits in an index, yet a cancel or a booking for the same order finds its row in one look-up.
+sits in an index, yet a cancel or a booking for the same order finds its row in one look-up. Beside it
+``mrn_key`` = HMAC(PHONE_HASH_KEY, "mrn:" + order_key + ":" + MRN) outlives the sealed PHI, so a booking
+can prove the caller knows the patient after the order has ended (:meth:`OrderStore.mrn_matches`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def order_key(hash_key: bytes, order_id: str) -> str:
     return hmac.new(hash_key, b"order:" + order_id.encode(), hashlib.sha256).hexdigest()
 
 
+def mrn_key(hash_key: bytes, order_key_value: str, mrn: str) -> str:
+    """The order's MRN, keyed and bound to the order: equal MRNs of two orders do not match."""
+    message = b"mrn:" + order_key_value.encode() + b":" + mrn.encode()
+    return hmac.new(hash_key, message, hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class StoredOrder:
     id: uuid.UUID
@@ -44,6 +52,8 @@ class StoredOrder:
     """E.164 number to text, when the order carried a usable one."""
     sender: str | None = None
     """MSH-3^MSH-4 of the ORM that brought it (None: ``POST /api/orders``, or before migration 0013)."""
+    mrn_key: str | None = None
+    """:func:`mrn_key` of the order's MRN; None for orders stored before it was kept."""
 
 
 def _seal_payload(order: OrderRef, phone: str | None) -> dict[str, Any]:
@@ -102,6 +112,17 @@ class OrderStore:
     def key(self, order_id: str) -> str:
         return order_key(self._hash_key, order_id)
 
+    def mrn_matches(self, stored: StoredOrder, mrn: str) -> bool:
+        """Whether ``mrn`` is the order's (in constant time); False when nothing is left to tell."""
+        given = mrn_key(self._hash_key, stored.order_key, mrn)
+        if stored.mrn_key is not None:
+            return hmac.compare_digest(given, stored.mrn_key)
+        if stored.order is not None:  # stored before mrn_key: the sealed MRN is still there
+            return hmac.compare_digest(
+                given, mrn_key(self._hash_key, stored.order_key, stored.order.mrn)
+            )
+        return False
+
     @staticmethod
     def _aad(order_key_value: str) -> bytes:
         return b"order:" + order_key_value.encode()
@@ -126,11 +147,12 @@ class OrderStore:
         key = self.key(order.order_id)
         row_id = uuid.uuid4()
         sealed = self._phi.seal(_seal_payload(order, phone), aad=self._aad(key))
+        hashed_mrn = mrn_key(self._hash_key, key, order.mrn)
         inserted = await conn.fetchval(
             """
             INSERT INTO orders (id, order_key, source, modality, facility, state, deferred_reason,
-                                phi, received_at, updated_at, correlation_id, sender)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)
+                                phi, received_at, updated_at, correlation_id, sender, mrn_key)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12)
             ON CONFLICT (order_key) DO NOTHING
             RETURNING id
             """,
@@ -145,6 +167,7 @@ class OrderStore:
             received_at,
             correlation_id,
             sender,
+            hashed_mrn,
         )
         if inserted is None:
             return None
@@ -160,6 +183,7 @@ class OrderStore:
             order,
             phone,
             sender,
+            hashed_mrn,
         )
 
     async def get(
@@ -190,6 +214,7 @@ class OrderStore:
             order,
             phone,
             row["sender"],
+            row["mrn_key"],
         )
 
     async def sender_of(self, conn: asyncpg.Connection, key: str) -> str | None:

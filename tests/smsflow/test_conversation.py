@@ -41,8 +41,8 @@ async def converse(flow: Flow, patient: Patient, body: str) -> str:
     return texts[-1].body
 
 
-async def book_by_text(flow: Flow, patient: Patient) -> str:
-    assert (await flow.order(new_order_id(), patient)).code is AckCode.AA
+async def book_by_text(flow: Flow, patient: Patient, order_id: str | None = None) -> str:
+    assert (await flow.order(order_id or new_order_id(), patient)).code is AckCode.AA
     assert "YES" in (await flow.texts(len(flow.twilio.accepted) or 1))[-1].body
     menu = await converse(flow, patient, "Yes")
     assert "1 Downtown Imaging" in menu
