@@ -23,6 +23,7 @@ from aiohttp import web
 from radsched.console.limiter import LoginLimiter
 from radsched.console.session import COOKIE_NAME, CookieCodec, SessionState
 from radsched.privacy import PhiBox
+from radsched.rest import bodies
 from radsched.storage import console as store
 from radsched.storage.console import AuditEntry, Role, User
 from radsched.storage.db import Database
@@ -270,6 +271,16 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
                 status=403,
             )
             return _with_cookie(request, response, v)
+
+    try:  # what the database cannot store (NUL) never reaches it
+        bodies.query(request.query)
+        if request.method not in SAFE_METHODS:
+            bodies.form(await request.post())
+    except bodies.BadInput as exc:
+        response = page(
+            request, "error.html", {"title": "Invalid input", "message": str(exc)}, status=400
+        )
+        return _with_cookie(request, response, v)
 
     if v.user is None and request.path not in PUBLIC_PATHS:
         target = "/login?expired=1" if v.expired in ("idle", "absolute") else "/login"

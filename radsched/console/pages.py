@@ -214,9 +214,10 @@ def _day(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         return None
+    return day if day.year < 9999 else None  # the day after 9999-12-31 does not exist
 
 
 async def messages(request: web.Request) -> web.StreamResponse:

@@ -5,6 +5,7 @@
 * Text may not hold C0 control characters, DEL or lone surrogates (``"\\u0000"``, ``"\\ud800"``):
   PostgreSQL ``text`` cannot store NUL, a lone surrogate cannot be encoded as UTF-8, and no field of
   these APIs is free text where a tab or newline would mean anything. Keys are checked like values.
+  HTML forms (the console's notes are textareas) may hold tabs and line breaks: :func:`form`.
 
 Errors are :class:`BadInput` with a message ``"<field>: <what is wrong>"`` that never quotes the
 value (it may be an MRN or a phone number); callers answer it as a 400 ``invalid_request``.
@@ -19,7 +20,15 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["MAX_DEPTH", "BadInput", "check_text", "json_object", "query", "read_json_object"]
+__all__ = [
+    "MAX_DEPTH",
+    "BadInput",
+    "check_text",
+    "form",
+    "json_object",
+    "query",
+    "read_json_object",
+]
 
 MAX_DEPTH = 8  # every body we accept is a flat object; 8 leaves room and bounds the parser
 NOT_ALLOWED = "has characters that are not allowed"
@@ -27,6 +36,7 @@ NOT_ALLOWED = "has characters that are not allowed"
 # A JSON string (possibly unterminated), or one of the characters that nest or name a key.
 _TOKENS = re.compile(r'"(?:[^"\\]+|\\.)*"?|[\[\]{}:]', re.DOTALL)
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_FORBIDDEN_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
@@ -69,10 +79,13 @@ def _too_deep(text: str, max_depth: int) -> str | None:
     return None
 
 
-def check_text(value: Any, field: str) -> None:
-    """Refuse control characters and lone surrogates anywhere in ``value`` (strings, keys, items)."""
+def check_text(value: Any, field: str, *, multiline: bool = False) -> None:
+    """Refuse control characters and lone surrogates anywhere in ``value`` (strings, keys, items).
+
+    ``multiline``: tab, CR and LF are allowed (a textarea's text).
+    """
     if isinstance(value, str):
-        if _FORBIDDEN.search(value):
+        if (_FORBIDDEN_MULTILINE if multiline else _FORBIDDEN).search(value):
             raise BadInput(f"{field}: {NOT_ALLOWED}")
     elif isinstance(value, dict):
         for key, item in value.items():
@@ -107,11 +120,20 @@ def json_object(raw: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
 def query(values: Mapping[str, str]) -> dict[str, str]:
     """A query string as a dict, refusing control characters and lone surrogates in any value."""
     out = dict(values)
-    for key, value in out.items():
-        name = key if _NAME.match(key) else "query"
-        check_text(key, name)
-        check_text(value, name)
+    _check_fields(out, "query", multiline=False)
     return out
+
+
+def form(values: Mapping[str, Any]) -> None:
+    """Refuse NUL, control characters but tab and line breaks, and lone surrogates in a form."""
+    _check_fields(values, "form", multiline=True)
+
+
+def _check_fields(values: Mapping[str, Any], whole: str, *, multiline: bool) -> None:
+    for key, value in values.items():
+        name = key if _NAME.match(key) else whole
+        check_text(key, name)
+        check_text(value, name, multiline=multiline)
 
 
 async def read_json_object(request: web.Request, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
