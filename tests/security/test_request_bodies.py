@@ -68,7 +68,7 @@ async def test_json_nested_deeply_is_a_400_naming_the_field(live: Secured, path:
 
 
 @pytest.mark.parametrize("path", list(VALID))
-@pytest.mark.parametrize("char", ["\x00", "\x1b", "\ud800"])
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x7f", "\ud800"])
 async def test_control_characters_and_lone_surrogates_are_a_400_naming_the_field(
     live: Secured, path: str, char: str
 ) -> None:
