@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import time
 
 from prometheus_client import (
     CollectorRegistry,
@@ -16,6 +17,19 @@ from prometheus_client import (
 import radsched
 
 
+class ProcessMetrics(ProcessCollector):
+    """``process_*`` metrics that survive systemd's ``ProcSubset=pid`` (systemd/radsched.service).
+
+    prometheus_client reads the boot time from ``/proc/stat`` and, when it cannot, silently exports no
+    process metrics at all. ``ProcSubset=pid`` hides ``/proc/stat`` (only ``/proc/PID`` stays), so the
+    daemon's memory and CPU would vanish from the dashboard. The boot time follows from the clocks
+    (what the kernel itself prints as ``btime``), with or without ``/proc/stat``.
+    """
+
+    def _boot_time(self) -> float:
+        return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 class Metrics:
     """Owns the registry. Components register their own metrics on ``registry``.
 
@@ -25,7 +39,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=self.registry)
+        ProcessMetrics(registry=self.registry)
         PlatformCollector(registry=self.registry)
         Info("radsched_build", "Build information.", registry=self.registry).info(
             {"version": radsched.__version__, "python": platform.python_version()}

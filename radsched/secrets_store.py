@@ -6,10 +6,18 @@ start. Only the daemon generates: a command beside it reads one secret with :fun
 which says so when there is nothing (:class:`~radsched.errors.NoDaemonData`) instead of inventing a
 key of its own. In production (DATABASE_URL set) the phone-hash and PHI keys must be configured explicitly: a
 generated key that silently changes with a new DATA_DIR would orphan every stored hash and ciphertext.
+
+Any secret may instead come from a ``*_FILE`` or a systemd credential (radsched/settings.py); then
+nothing is written here. The phone-hash and PHI keys in particular belong outside DATA_DIR: with a copy
+of DATA_DIR (a backup, a disk image) and the key beside the database, the ten-digit phone space is
+searched in seconds and every phone hash reversed. So a key configured elsewhere while a copy still sits
+in ``DATA_DIR/secrets`` is warned about at every start, and an embedded database that was written with
+a key is never given a freshly generated one (docs/deploy.md).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -18,10 +26,20 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from radsched.errors import ConfigError, NoDaemonData
-from radsched.settings import Settings
+from radsched.settings import (
+    SECRET_SETTINGS,
+    Settings,
+    credential_name,
+    loose_secret_files,
+)
+
+log = logging.getLogger("radsched.secrets")
 
 _GENERATED = ("API_KEYS", "ORDER_TOKENS", "PHONE_HASH_KEY", "PHI_KEY", "TWILIO_AUTH_TOKEN")
 _REQUIRED = ("PHONE_HASH_KEY", "PHI_KEY")  # with DATABASE_URL: configured, never generated
+# Keys that protect what the database holds (phone hashes, encrypted PHI): never kept beside it once
+# configured elsewhere, and never replaced by a new one under an existing embedded database.
+_DATA_KEYS = ("PHONE_HASH_KEY", "PHI_KEY")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -93,13 +111,19 @@ def resolve_secrets(settings: Settings) -> Secrets:
             raise ConfigError(
                 "RADSCHED_TWILIO_AUTH_TOKEN: required when RADSCHED_TWILIO_ACCOUNT_SID is set"
             )
+    for warning in loose_secret_files(SECRET_SETTINGS, os.environ):
+        log.warning(warning)
     resolved: dict[str, str] = {}
     directory = secrets_dir(settings.data_dir)
     for name in _GENERATED:
         value = configured[name]
         if value:
             resolved[name] = value
+            if name in _DATA_KEYS:
+                _warn_if_copy_beside_database(directory, name)
         elif settings.embedded or name in ("API_KEYS", "ORDER_TOKENS", "TWILIO_AUTH_TOKEN"):
+            if name in _DATA_KEYS:
+                _refuse_new_key_for_old_database(settings.data_dir, name)
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             resolved[name] = _load_or_create(directory, name)
     return Secrets(
@@ -137,6 +161,31 @@ def _require(missing: list[str]) -> None:
 
 def _configured(settings: Settings, name: str) -> str | None:
     return _secret(getattr(settings, name.lower()))
+
+
+def _warn_if_copy_beside_database(directory: Path, name: str) -> None:
+    path = directory / name
+    if path.exists():
+        log.warning(
+            "%s: a %s is still stored in DATA_DIR although RADSCHED_%s is configured; whoever "
+            "copies DATA_DIR gets the key beside the database: delete the file once the configured "
+            "key is known to be this one (docs/deploy.md, secrets outside DATA_DIR)",
+            path,
+            name,
+            name,
+        )
+
+
+def _refuse_new_key_for_old_database(data_dir: Path, name: str) -> None:
+    """A missing key under an embedded database that exists was moved out, not never made."""
+    if (secrets_dir(data_dir) / name).exists():
+        return
+    if (data_dir / "pg" / "data" / "PG_VERSION").exists():
+        raise ConfigError(
+            f"RADSCHED_{name}: not configured and not in {secrets_dir(data_dir)}, but the embedded "
+            f"database in {data_dir / 'pg'} was written with one; supply it (RADSCHED_{name}_FILE, "
+            f"the systemd credential {credential_name(name)} or RADSCHED_{name})"
+        )
 
 
 def _secret(value: object) -> str | None:

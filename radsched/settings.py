@@ -4,6 +4,12 @@ Precedence (highest first): environment variables with the ``RADSCHED_`` prefix,
 named by ``RADSCHED_CONFIG``, then defaults. Secrets are ``SecretStr`` so that they never appear in a
 repr, a log line or an error message. ``load_settings`` turns every validation problem into a
 ``ConfigError`` whose message names the setting.
+
+A secret setting (every ``SecretStr`` field, :data:`SECRET_SETTINGS`) may also come from a file, so
+that it need not sit in the environment: when ``RADSCHED_NAME`` is unset or empty, from the file named
+by ``RADSCHED_NAME_FILE``, else from the systemd credential ``radsched.name`` in
+``$CREDENTIALS_DIRECTORY`` (``LoadCredential=``, systemd/radsched.service), else the TOML file and,
+for the generated ones, ``DATA_DIR/secrets`` (radsched/secrets_store.py). docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -11,14 +17,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 import tomllib
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +43,11 @@ ENV_PREFIX = "RADSCHED_"
 _NON_SETTING_ENV = {"RADSCHED_CONFIG", "RADSCHED_TEST_DATABASE_URL"}
 DIALECTS = ("ch10-2.5.1", "qie-2.3")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")  # an RFC 9110 token
+# A secret's systemd credential is ``radsched.`` + the setting's lower-case name (``radsched.phi_key``):
+# one name for the credential id, the file in /etc/credstore and $CREDENTIALS_DIRECTORY.
+CREDENTIAL_PREFIX = "radsched."
+FILE_SUFFIX = "_FILE"
+_MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +157,107 @@ def _default_data_dir() -> Path:
     if state:
         return Path(state.split(":")[0])
     return Path("var")
+
+
+def credential_name(setting: str) -> str:
+    """The systemd credential id of a secret setting (``phi_key`` -> ``radsched.phi_key``)."""
+    return CREDENTIAL_PREFIX + setting.lower()
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    return field.annotation is SecretStr or SecretStr in get_args(field.annotation)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretFile:
+    """Where a secret setting is read from when its environment variable is empty."""
+
+    setting: str  # the field name, e.g. "phi_key"
+    label: str  # what an error names: "RADSCHED_PHI_KEY_FILE" or "RADSCHED_PHI_KEY (credential …)"
+    path: Path
+    credential: bool  # True: systemd's $CREDENTIALS_DIRECTORY, which systemd keeps private
+
+
+def secret_files(secrets: tuple[str, ...], environ: Mapping[str, str]) -> list[SecretFile]:
+    """The file each secret comes from: ``RADSCHED_NAME`` wins, then ``_FILE``, then a credential.
+
+    Setting both ``RADSCHED_NAME`` and ``RADSCHED_NAME_FILE`` is a mistake (which one did the operator
+    mean?) and raises ``ConfigError``. A credential that systemd did not load is simply absent.
+    """
+    env = {key.upper(): value for key, value in environ.items()}
+    credentials = environ.get("CREDENTIALS_DIRECTORY", "")
+    found: list[SecretFile] = []
+    for name in secrets:
+        var = ENV_PREFIX + name.upper()
+        from_file = env.get(var + FILE_SUFFIX, "").strip()
+        if env.get(var, "").strip():
+            if from_file:
+                raise ConfigError(f"{var} and {var}{FILE_SUFFIX} are both set: keep one")
+            continue
+        if from_file:
+            found.append(SecretFile(name, var + FILE_SUFFIX, Path(from_file), credential=False))
+            continue
+        if credentials:
+            path = Path(credentials) / credential_name(name)
+            if path.exists() or path.is_symlink():
+                label = f"{var} (credential {credential_name(name)})"
+                found.append(SecretFile(name, label, path, credential=True))
+    return found
+
+
+def read_secret_file(source: SecretFile) -> str:
+    """The secret in ``source.path`` without its trailing newline; errors name the setting, never the value."""
+    label, path = source.label, source.path
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(_MAX_SECRET_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{label}: {path} is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigError(f"{label}: file {path} is not readable by this user") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > _MAX_SECRET_FILE_BYTES:
+        raise ConfigError(f"{label}: file {path} is larger than 64 KiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: file {path} is not UTF-8 text") from None
+    text = text.rstrip("\r\n")  # the newline an editor or `echo` leaves
+    if not text.strip():
+        raise ConfigError(f"{label}: file {path} is empty")
+    return text
+
+
+def loose_secret_files(secrets: tuple[str, ...], environ: Mapping[str, str]) -> list[str]:
+    """Warnings for ``*_FILE`` secrets that group or others may read (credentials are systemd's)."""
+    warnings: list[str] = []
+    for source in secret_files(secrets, environ):
+        if source.credential:
+            continue
+        try:
+            mode = stat.S_IMODE(source.path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            warnings.append(
+                f"{source.label}: {source.path} is readable by group or others (mode {mode:04o}); "
+                "make it 0600 or 0400, or use a systemd credential (docs/deploy.md)"
+            )
+    return warnings
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """Secret settings read from ``RADSCHED_NAME_FILE`` or ``$CREDENTIALS_DIRECTORY``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every secret at once
+
+    def __call__(self) -> dict[str, Any]:
+        names = tuple(n for n, f in self.settings_cls.model_fields.items() if _is_secret(f))
+        return {s.setting: read_secret_file(s) for s in secret_files(names, os.environ)}
 
 
 class Settings(BaseSettings):
@@ -403,8 +518,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment wins over the TOML file; the TOML file arrives as init kwargs.
-        return (env_settings, init_settings)
+        # Environment wins over the TOML file; the TOML file arrives as init kwargs. Secret files and
+        # credentials come first but answer only for a secret whose variable is unset or empty.
+        return (_SecretFilesSource(settings_cls), env_settings, init_settings)
 
     # Derived views -------------------------------------------------------------------------
 
@@ -454,6 +570,12 @@ class Settings(BaseSettings):
         return not self.twilio_account_sid
 
 
+#: The secret settings (field names): each may come from a ``_FILE`` or a systemd credential.
+SECRET_SETTINGS: tuple[str, ...] = tuple(
+    name for name, field in Settings.model_fields.items() if _is_secret(field)
+)
+
+
 def _setting_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + str(loc[0]).upper() if loc else "settings"
 
@@ -494,6 +616,7 @@ def toml_sections() -> dict[str, Any]:
 def load_settings() -> Settings:
     """Read and validate the settings, or raise ``ConfigError`` naming the offending setting."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    known |= {ENV_PREFIX + name.upper() + FILE_SUFFIX for name in SECRET_SETTINGS}
     unknown = sorted(
         key
         for key in os.environ

@@ -43,6 +43,8 @@ class DaemonProcess:
             if not k.startswith("RADSCHED_") or k == "RADSCHED_TEST_DATABASE_URL"
         }
         env.pop("RADSCHED_TEST_DATABASE_URL", None)
+        # A test runner under systemd keeps its own credentials to itself.
+        env.pop("CREDENTIALS_DIRECTORY", None)
         env.update(
             {
                 "RADSCHED_DATA_DIR": str(self.data_dir),

@@ -96,3 +96,43 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
     problems = [ln for ln in result.stderr.splitlines() if "radsched.service" in ln]
     assert not problems, result.stderr
+
+
+# `systemd-analyze security --offline=true systemd/radsched.service` with systemd 252, as recorded in
+# docs/deploy.md: 1.4 before the credentials and PrivateMounts=, 1.2 after. Lower is better.
+RECORDED_EXPOSURE = 1.2
+
+
+def test_systemd_unit_loads_a_credential_for_every_secret_setting() -> None:
+    from radsched.settings import SECRET_SETTINGS, credential_name
+
+    lines = (ROOT / "systemd" / "radsched.service").read_text().splitlines()
+    loaded = [
+        ln.removeprefix("LoadCredential=") for ln in lines if ln.startswith("LoadCredential=")
+    ]
+    assert sorted(loaded) == sorted(credential_name(name) for name in SECRET_SETTINGS)
+    # Credential names, never absolute paths: systemd refuses to start the unit when an absolute
+    # source is missing, and most sites set only some of the secrets.
+    assert not [ln for ln in loaded if "/" in ln or ":" in ln]
+    for directive in ("ProtectProc=invisible", "ProcSubset=pid", "PrivateMounts=yes"):
+        assert directive in lines, directive
+    assert "#IPAddressDeny=any" in lines  # guidance only: the allow-list is the site's
+
+
+def test_systemd_unit_exposure_is_no_worse_than_recorded(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed")
+    copy = tmp_path / "radsched.service"
+    shutil.copy(ROOT / "systemd" / "radsched.service", copy)
+    result = subprocess.run(
+        [analyze, "security", "--offline=true", "--no-pager", str(copy)],
+        capture_output=True,
+        text=True,
+    )
+    if "--offline" in result.stderr:
+        pytest.skip(f"this systemd-analyze has no --offline: {result.stderr.strip()}")
+    overall = [ln for ln in result.stdout.splitlines() if "Overall exposure level" in ln]
+    assert overall, result.stdout + result.stderr
+    score = float(overall[0].split(":")[1].split()[0])
+    assert score <= RECORDED_EXPOSURE, overall[0]
