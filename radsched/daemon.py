@@ -57,6 +57,7 @@ from radsched.scheduling.service import SchedulingService
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
 from radsched.sms.engine import SmsEngine
+from radsched.sms.news import NewsTexts
 from radsched.storage import outbox_health
 from radsched.storage.connect import storage
 from radsched.storage.db import Database
@@ -357,6 +358,8 @@ async def running(
                 me=me,
                 tz=tz,
                 clock=clock,
+                # Patients who booked by text hear of the RIS's cancels and moves (sms role only).
+                news=NewsTexts(engine.driver, hash_key, clock) if engine is not None else None,
             )
         changes_started = clock()
         # Daily purge, one daemon at a time.

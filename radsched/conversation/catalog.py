@@ -76,6 +76,14 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
         "ris_wait": (
             "{practice_name}: we're having trouble reaching the schedule; we'll text you shortly."
         ),
+        "appointment_cancelled": (
+            "{practice_name}: your {procedure_type} on {time} is no longer booked. To book "
+            "again, call {scheduling_phone}."
+        ),
+        "appointment_moved": (
+            "Your {procedure_type} was moved to {time}. New code {code}. To change, call "
+            "{scheduling_phone}."
+        ),
     },
     "es": {
         "consent_request": (
@@ -132,6 +140,14 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
         "hint_more_locations": "MAS para otros",
         "hint_more_times": "MAS para mas tarde",
         "ris_wait": ("{practice_name}: no logramos consultar la agenda; le escribiremos en breve."),
+        "appointment_cancelled": (
+            "{practice_name}: su {procedure_type} del {time} ya no esta reservado. Para otra "
+            "cita, llame al {scheduling_phone}."
+        ),
+        "appointment_moved": (
+            "Su {procedure_type} se cambio al {time}. Nuevo codigo {code}. Para cambiarlo, "
+            "llame al {scheduling_phone}."
+        ),
     },
 }
 

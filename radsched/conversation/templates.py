@@ -65,6 +65,9 @@ class TemplateId(enum.StrEnum):
     HINT_MORE_LOCATIONS = "hint_more_locations"
     HINT_MORE_TIMES = "hint_more_times"
     RIS_WAIT = "ris_wait"  # the RIS is down; the conversation waits for it (ris_wait.py)
+    # After the booking: the RIS cancelled or moved an appointment booked by text (news.py).
+    APPOINTMENT_CANCELLED = "appointment_cancelled"
+    APPOINTMENT_MOVED = "appointment_moved"
 
 
 # The allow-list, with the longest value each may take (characters; values are cut to this).
@@ -100,6 +103,8 @@ ALLOWED: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.HINT_MORE_LOCATIONS: frozenset(),
     TemplateId.HINT_MORE_TIMES: frozenset(),
     TemplateId.RIS_WAIT: _GLOBAL,
+    TemplateId.APPOINTMENT_CANCELLED: _GLOBAL | {"procedure_type", "time"},
+    TemplateId.APPOINTMENT_MOVED: _GLOBAL | {"procedure_type", "time", "code"},
 }
 # What each template must contain, as placeholders and as (normalised) words.
 _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
@@ -112,6 +117,8 @@ _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.SLOT_MENU: frozenset({"menu"}),
     TemplateId.SLOT_TAKEN: frozenset({"menu"}),
     TemplateId.CONFIRMATION: frozenset({"location_name", "time", "code"}),
+    TemplateId.APPOINTMENT_CANCELLED: frozenset({"time", "scheduling_phone"}),
+    TemplateId.APPOINTMENT_MOVED: frozenset({"time", "code"}),
 }
 _REQUIRED_WORDS: Mapping[TemplateId, str] = {
     TemplateId.CONSENT_REQUEST: "stop",

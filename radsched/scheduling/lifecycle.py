@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol
 
 import channels
 from channels import ChangeKind, ChangeResult, Dialect, Location, OrderRef, SiuMessage, Slot
+from radsched.conversation.news import AppointmentNews, NewsKind
 from radsched.logs import correlated, correlation_id
 from radsched.privacy import PhiBox, confirmation_code
 from radsched.scheduling.client import RisClient
@@ -156,6 +157,13 @@ class ChangeNotifier(Protocol):
     async def on_changed(self, conn: Connection, change: AppointmentChanged) -> None: ...
 
 
+class PatientNews(Protocol):
+    """Texts the patient of an appointment booked by text about a change made at the RIS
+    (radsched.sms; issue 13 item 4), in the transaction that records the change."""
+
+    async def on_ris_change(self, conn: Connection, phone: str, news: AppointmentNews) -> None: ...
+
+
 class SlotLookup(Protocol):
     """The scheduling service's view of open slots (known from listings, else asked of the RIS)."""
 
@@ -195,12 +203,14 @@ class Lifecycle:
         tz: tzinfo,
         clock: Clock,
         notifier: ChangeNotifier | None = None,
+        news: PatientNews | None = None,
         match: Sequence[str] = ("filler", "placer"),
         metrics: LifecycleMetrics | None = None,
     ) -> None:
         self.dialect = dialect
         self.tz = tz
         self.notifier = notifier
+        self.news = news
         self.metrics = metrics or LifecycleMetrics()
         self._db = db
         self._orders = orders
@@ -633,12 +643,15 @@ class Lifecycle:
         if row.ended:
             return "unchanged"  # e.g. an S15 for an appointment we already cancelled
         now = self._clock()
+        phone = await self._texted_phone(conn, row)
         if kind is ChangeKind.RESCHEDULE and siu.start is not None:
             if (
                 siu.start == row.start_at
                 and (siu.duration_minutes or row.duration_minutes) == row.duration_minutes
             ):
                 return "unchanged"
+            # The patient was texted a code for the old time; the new time gets its own.
+            new_code = confirmation_code() if phone is not None else None
             await store.move(
                 conn,
                 row.appointment_id,
@@ -647,7 +660,7 @@ class Lifecycle:
                 start_at=siu.start,
                 duration_minutes=siu.duration_minutes or row.duration_minutes,
                 filler_appointment_id=siu.filler_appointment_id,
-                confirmation_code=None,
+                confirmation_code=new_code,
                 changed_by="ris",
                 phi_expires_at=siu.start + PHI_AFTER_START,
                 now=now,
@@ -661,6 +674,8 @@ class Lifecycle:
                 previous_start=row.start_at,
                 now=now,
             )
+            if phone is not None and new_code is not None:
+                await self._tell(conn, phone, row, NewsKind.MOVED, start=siu.start, code=new_code)
         elif kind is ChangeKind.MODIFY:
             await store.set_status(
                 conn, row.appointment_id, status=row.status, changed_by="ris", now=now
@@ -676,6 +691,8 @@ class Lifecycle:
             await store.add_event(
                 conn, row.appointment_id, status, "ris", start_at=row.start_at, now=now
             )
+            if phone is not None:
+                await self._tell(conn, phone, row, NewsKind.CANCELLED, start=row.start_at)
         else:
             return "unchanged"
         self.metrics.changes(f"ris_{kind.value}", "ris", "done")
@@ -684,6 +701,27 @@ class Lifecycle:
             extra={"appointment_id": row.appointment_id, "kind": kind.value},
         )
         return "changed"
+
+    async def _texted_phone(self, conn: Connection, row: AppointmentRow) -> str | None:
+        """The number of a live appointment booked by text, read before a cancel erases it; None
+        for appointments booked by other means (they get no text) or when nobody sends texts."""
+        if self.news is None or row.origin != "sms" or row.ended:
+            return None
+        patient = await self.patient(conn, row)
+        return patient[1] if patient is not None else None
+
+    async def _tell(
+        self,
+        conn: Connection,
+        phone: str,
+        row: AppointmentRow,
+        kind: NewsKind,
+        *,
+        start: datetime,
+        code: str = "",
+    ) -> None:
+        assert self.news is not None
+        await self.news.on_ris_change(conn, phone, AppointmentNews(kind, row.modality, start, code))
 
     async def _learn(self, conn: Connection, siu: SiuMessage) -> str:
         """An S12 from the RIS for an appointment we did not book: recorded with origin ``ris`` (no patient
@@ -730,6 +768,7 @@ class Lifecycle:
             return "unknown"
         now = self._clock()
         patient = await self._patient(conn, row)
+        phone = await self._texted_phone(conn, row)
         if patient is not None:
             await self._notify(conn, row, patient, ChangeKind.CANCEL, reason="Cancelled at the RIS")
         await store.set_status(
@@ -738,6 +777,8 @@ class Lifecycle:
         await store.add_event(
             conn, row.appointment_id, "cancelled", "ris", start_at=row.start_at, now=now
         )
+        if phone is not None:
+            await self._tell(conn, phone, row, NewsKind.CANCELLED, start=row.start_at)
         self.metrics.changes("ris_cancel", "ris", "done")
         log.info(
             "appointment cancelled by an order cancel", extra={"appointment_id": row.appointment_id}

@@ -33,7 +33,7 @@ from radsched.privacy import PhiBox
 from radsched.rest import openapi
 from radsched.rest.errors import error_response
 from radsched.rest.lifecycle import LifecycleApi, openapi_fragment
-from radsched.scheduling.lifecycle import Lifecycle, LifecycleMetrics
+from radsched.scheduling.lifecycle import Lifecycle, LifecycleMetrics, PatientNews
 from radsched.scheduling.service import BookedAppointment, SchedulingService
 from radsched.settings import toml_sections
 from radsched.storage import appointments as records
@@ -166,6 +166,7 @@ async def start(
     tz: tzinfo,
     clock: Callable[[], datetime],
     match: Sequence[str] | None = None,
+    news: PatientNews | None = None,
 ) -> Lifecycle:
     if match is None:
         match = siu_match(dict(toml_sections().get("appointments", {})))
@@ -180,6 +181,7 @@ async def start(
         tz=tz,
         clock=clock,
         notifier=ChangeNotifications(routes, phi, me=me, tz=tz, clock=clock),
+        news=news,
         match=match,
         metrics=lifecycle_metrics(registry),
     )

@@ -352,6 +352,33 @@ class Driver:
                     pass  # wake_at is stored with the state; RIS calls are the engine's
         return outcome
 
+    async def perform_outside(
+        self,
+        conn: Connection,
+        commands: list[Command],
+        *,
+        trail: AuditTrail,
+        phone: str,
+        now: datetime,
+        modality: str | None = None,
+        state_after: str | None = None,
+    ) -> StepResult:
+        """Perform texts that belong to no conversation (a stray reply, news of an appointment)
+        and write their audit rows."""
+        outcome = await self.perform(
+            conn,
+            commands,
+            trail=trail,
+            phone=phone,
+            now=now,
+            conversation_id=None,
+            order_key=None,
+            modality=modality,
+            state_after=state_after,
+        )
+        await trail.flush(conn, now)
+        return outcome
+
     async def store(
         self,
         conn: Connection,

@@ -234,18 +234,9 @@ class SmsEngine:
         recent = await recent_endings(conn, hashed, now - timedelta(days=1))
         commands = stray_reply(event, consent, recent, now, self.driver.cfg)
         trail = AuditTrail(hashed, None, correlation_id, None, consent.value)
-        await self.driver.perform(
-            conn,
-            commands,
-            trail=trail,
-            phone=phone,
-            now=now,
-            conversation_id=None,
-            order_key=None,
-            modality=None,
-            state_after="no_conversation",
+        await self.driver.perform_outside(
+            conn, commands, trail=trail, phone=phone, now=now, state_after="no_conversation"
         )
-        await trail.flush(conn, now)
 
     async def on_delivery_failure(
         self, phone_hash: str, error_code: int, correlation_id: str

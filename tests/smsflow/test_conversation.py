@@ -42,8 +42,9 @@ async def converse(flow: Flow, patient: Patient, body: str) -> str:
 
 
 async def book_by_text(flow: Flow, patient: Patient, order_id: str | None = None) -> str:
+    before = len(flow.twilio.accepted)
     assert (await flow.order(order_id or new_order_id(), patient)).code is AckCode.AA
-    assert "YES" in (await flow.texts(len(flow.twilio.accepted) or 1))[-1].body
+    assert "YES" in (await flow.texts(before + 1))[-1].body
     menu = await converse(flow, patient, "Yes")
     assert "1 Downtown Imaging" in menu
     slots = await converse(flow, patient, "1")
