@@ -132,6 +132,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "radsched.commands.outbox",
     "radsched.commands.purge",
     "radsched.commands.appointment",
+    "radsched.commands.requests",
     "radsched.commands.shadow",
     "radsched.commands.admin_user",
 )

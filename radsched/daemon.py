@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -45,6 +45,7 @@ from radsched.logs import RedactingFilter
 from radsched.metrics import Metrics
 from radsched.privacy import KeyFormatError, PhiBox, parse_key
 from radsched.rest import openapi
+from radsched.rest import staff_requests as staff_requests_api
 from radsched.rest.app import build_app
 from radsched.rest.health import Readiness, add_health_routes
 from radsched.rest.ratelimit import RateLimiter
@@ -56,6 +57,7 @@ from radsched.scheduling.rest_backend import RestMetrics
 from radsched.scheduling.service import SchedulingService
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
+from radsched.sms.after_booking import StaffDesk
 from radsched.sms.engine import SmsEngine
 from radsched.sms.news import NewsTexts
 from radsched.storage import outbox_health
@@ -360,6 +362,20 @@ async def running(
                 clock=clock,
                 # Patients who booked by text hear of the RIS's cancels and moves (sms role only).
                 news=NewsTexts(engine.driver, hash_key, clock) if engine is not None else None,
+            )
+        if lifecycle is not None and engine is not None:
+            # Patients' requests after booking (issue 13 item 3): decided by a person.
+            await staff_requests_api.install(
+                stack,
+                app=app,
+                desk=StaffDesk(
+                    db=db, driver=engine.driver, phi=phi, lifecycle=lifecycle, clock=clock
+                ),
+                authorise=lifecycle_component.authoriser(secrets.api_keys),
+                db=db,
+                registry=metrics.registry,
+                overdue_after=timedelta(minutes=settings.staff_request_overdue_min),
+                clock=clock,
             )
         changes_started = clock()
         # Daily purge, one daemon at a time.

@@ -21,6 +21,8 @@ dead-lettered SIU bodies                     after ``dead_letter_body_days`` (de
                                              fix a route and ``radsched outbox retry``
 inbound duplicate log (``inbound_messages``,  older than ``DUPLICATE_WINDOW_DAYS`` (default 30): a resend
 ``sms_inbound``)                             after that is treated as a new message
+number to answer a staff request on          with the decision, the appointment's identifiers, or
+(``staff_requests.phi``)                     after ``open_order_days``
 Twilio webhook signatures seen               older than 400 days: see ``webhook_signature_days``
 (``webhook_signatures``, SHA-256 only)
 ==========================================  ==========================================================

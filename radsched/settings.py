@@ -312,6 +312,8 @@ class Settings(BaseSettings):
     quiet_hours: str = "20:00-09:00"
     # Issue 13: a RIS outage waits this long before the patient is asked to call (ris_wait.py).
     ris_wait_max_min: int = Field(default=30, ge=1, le=1440)
+    # Issue 13 item 3: a staff request waiting longer than this is counted as overdue.
+    staff_request_overdue_min: int = Field(default=240, ge=1, le=10080)
     log_format: Literal["json", "text"] | None = None
     # Beyond the public table: operational limits with safe defaults.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=300)

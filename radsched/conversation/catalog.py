@@ -84,6 +84,19 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
             "Your {procedure_type} was moved to {time}. New code {code}. To change, call "
             "{scheduling_phone}."
         ),
+        "reply_confirmed": (
+            "Thank you: your {procedure_type} on {time} is confirmed. To change, call "
+            "{scheduling_phone}."
+        ),
+        "request_taken": "{practice_name}: we'll ask the scheduling team and text you back.",
+        "request_approved": (
+            "{practice_name}: as you asked, your {procedure_type} on {time} is no longer booked. "
+            "To book again, call {scheduling_phone}."
+        ),
+        "request_denied": (
+            "{practice_name}: the scheduling team could not make that change by text. Please "
+            "call {scheduling_phone}."
+        ),
     },
     "es": {
         "consent_request": (
@@ -147,6 +160,19 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
         "appointment_moved": (
             "Su {procedure_type} se cambio al {time}. Nuevo codigo {code}. Para cambiarlo, "
             "llame al {scheduling_phone}."
+        ),
+        "reply_confirmed": (
+            "Gracias: su {procedure_type} del {time} esta confirmado. Para cambiarlo, llame al "
+            "{scheduling_phone}."
+        ),
+        "request_taken": "{practice_name}: consultaremos al equipo de citas y le escribiremos.",
+        "request_approved": (
+            "{practice_name}: como pidio, su {procedure_type} del {time} ya no esta reservado. "
+            "Para otra cita, llame al {scheduling_phone}."
+        ),
+        "request_denied": (
+            "{practice_name}: el equipo de citas no pudo hacer ese cambio por texto. Llame al "
+            "{scheduling_phone}."
         ),
     },
 }

@@ -68,6 +68,11 @@ class TemplateId(enum.StrEnum):
     # After the booking: the RIS cancelled or moved an appointment booked by text (news.py).
     APPOINTMENT_CANCELLED = "appointment_cancelled"
     APPOINTMENT_MOVED = "appointment_moved"
+    # Replies to an appointment booked by text, and staff's answer (after_booking.py).
+    REPLY_CONFIRMED = "reply_confirmed"
+    REQUEST_TAKEN = "request_taken"
+    REQUEST_APPROVED = "request_approved"
+    REQUEST_DENIED = "request_denied"
 
 
 # The allow-list, with the longest value each may take (characters; values are cut to this).
@@ -105,6 +110,10 @@ ALLOWED: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.RIS_WAIT: _GLOBAL,
     TemplateId.APPOINTMENT_CANCELLED: _GLOBAL | {"procedure_type", "time"},
     TemplateId.APPOINTMENT_MOVED: _GLOBAL | {"procedure_type", "time", "code"},
+    TemplateId.REPLY_CONFIRMED: _GLOBAL | {"procedure_type", "time"},
+    TemplateId.REQUEST_TAKEN: _GLOBAL,
+    TemplateId.REQUEST_APPROVED: _GLOBAL | {"procedure_type", "time"},
+    TemplateId.REQUEST_DENIED: _GLOBAL,
 }
 # What each template must contain, as placeholders and as (normalised) words.
 _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
@@ -119,6 +128,8 @@ _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.CONFIRMATION: frozenset({"location_name", "time", "code"}),
     TemplateId.APPOINTMENT_CANCELLED: frozenset({"time", "scheduling_phone"}),
     TemplateId.APPOINTMENT_MOVED: frozenset({"time", "code"}),
+    TemplateId.REQUEST_APPROVED: frozenset({"time"}),
+    TemplateId.REQUEST_DENIED: frozenset({"scheduling_phone"}),
 }
 _REQUIRED_WORDS: Mapping[TemplateId, str] = {
     TemplateId.CONSENT_REQUEST: "stop",

@@ -37,6 +37,7 @@ from radsched.modality import ModalityControl
 from radsched.privacy import PhiBox
 from radsched.scheduling.service import SchedulingService
 from radsched.settings import Settings, toml_sections
+from radsched.sms.after_booking import AfterBooking
 from radsched.sms.driver import Driver
 from radsched.sms.engine import SmsEngine
 from radsched.sms.engine_metrics import EngineMetrics
@@ -125,6 +126,7 @@ async def start(
         clock=clock,
         metrics=metrics,
         outbox=outbox.current,
+        after_booking=AfterBooking(driver, phi, clock),
     )
     engine.modalities = modalities
     intake = OrderIntake(

@@ -255,6 +255,8 @@ class Lifecycle:
             dialect=self.dialect.name,
             phi=sealed,
             phi_expires_at=appt.slot.start + PHI_AFTER_START,
+            # Replies to the patient's texts (1 confirm, 3 cancel) find the appointment by this.
+            phone_hash=self._orders.hash_phone(phone) if origin == "sms" and phone else None,
         )
         if await store.insert(conn, new, now=now):
             await store.add_event(

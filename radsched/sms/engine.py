@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
+from radsched.conversation.after_booking import reply_of
+from radsched.conversation.keywords import Stop, classify
 from radsched.conversation.model import (
     BUSY_STATES,
     Audit,
@@ -52,6 +54,7 @@ from radsched.conversation.stray import stray_reply
 from radsched.logs import correlated
 from radsched.modality import ModalityControl
 from radsched.privacy import normalise_phone, phone_hash
+from radsched.sms.after_booking import AfterBooking
 from radsched.sms.driver import ConversationPhi, Driver, Loaded, PendingCall, RisCommand, StepResult
 from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.ris_calls import RisCaller
@@ -105,8 +108,11 @@ class SmsEngine:
         clock: Callable[[], datetime],
         metrics: EngineMetrics,
         outbox: Callable[[], Waker | None],
+        after_booking: AfterBooking | None = None,
     ) -> None:
         self._db = db
+        self.after_booking = after_booking
+        """Replies to an appointment booked by text ("1", "3", STOP): issue 13 items 2 and 3."""
         self.driver = driver
         self._ris = ris
         self._hash_key = hash_key
@@ -200,7 +206,26 @@ class SmsEngine:
             now = self._clock()
             async with self._db.transaction("sms.inbound") as conn:
                 loaded = await self.driver.load_for_phone(conn, hashed)
-                if loaded is None:
+                after = self.after_booking
+                over = loaded is None or loaded.conv.is_over
+                reply = reply_of(body) if over else None
+                stop = isinstance(classify(body), Stop)
+                upcoming = (
+                    await after.upcoming(conn, hashed)
+                    if after is not None and (reply is not None or stop)
+                    else []
+                )
+                if after is not None and reply is not None and upcoming:
+                    await after.on_reply(
+                        conn,
+                        reply,
+                        upcoming,
+                        phone=phone,
+                        phone_hash=hashed,
+                        correlation=correlation_id,
+                    )
+                    pending = None
+                elif loaded is None:
                     await self._stray(
                         conn, hashed, phone, event, now=now, correlation_id=correlation_id
                     )
@@ -216,6 +241,11 @@ class SmsEngine:
                         reply_to=phone,
                     )
                     pending = outcome.pending
+                if after is not None and stop and upcoming:
+                    # Revoked above like any STOP; a person decides about the appointments.
+                    await after.on_opted_out(
+                        conn, upcoming, phone=phone, phone_hash=hashed, correlation=correlation_id
+                    )
             self.wake_outbox()
             if pending is not None:
                 self._spawn(pending)

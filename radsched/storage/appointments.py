@@ -143,6 +143,8 @@ class NewAppointment:
     dialect: str
     phi: bytes | None
     phi_expires_at: datetime
+    phone_hash: str | None = None
+    """The keyed hash of the number a text booking came from (replies find it by this)."""
 
 
 async def insert(conn: asyncpg.Connection, new: NewAppointment, *, now: datetime) -> bool:
@@ -153,11 +155,11 @@ async def insert(conn: asyncpg.Connection, new: NewAppointment, *, now: datetime
         INSERT INTO appointments (appointment_id, filler_appointment_id, order_key, booking_id, slot_id,
                                   location_id, modality, start_at, duration_minutes, origin,
                                   confirmation_code, dialect, phi, phi_expires_at, emr_destinations,
-                                  created_at, updated_at)
+                                  created_at, updated_at, phone_hash)
         VALUES ($1, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, $10, nullif($11, ''), $12, $13, $14,
                 COALESCE((SELECT array_agg(DISTINCT destination ORDER BY destination) FROM hl7_outbox
                            WHERE appointment_id = $1 AND message_type = 'SIU^S12'), '{}'),
-                $15, $15)
+                $15, $15, $16)
         ON CONFLICT (appointment_id) DO NOTHING
         RETURNING 1
         """,
@@ -176,8 +178,33 @@ async def insert(conn: asyncpg.Connection, new: NewAppointment, *, now: datetime
         new.phi,
         new.phi_expires_at,
         now,
+        new.phone_hash,
     )
     return done is not None
+
+
+async def upcoming_for_phone(
+    conn: asyncpg.Connection, phone_hash: str, *, now: datetime
+) -> list[AppointmentRow]:
+    """The live appointments booked by text from this phone that have not started, earliest first."""
+    records = await conn.fetch(
+        """
+        SELECT * FROM appointments
+         WHERE phone_hash = $1 AND start_at > $2 AND status IN ('booked', 'rescheduled')
+         ORDER BY start_at
+        """,
+        phone_hash,
+        now,
+    )
+    return [_appointment(r) for r in records]
+
+
+async def mark_confirmed(conn: asyncpg.Connection, appointment_id: str, *, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE appointments SET confirmed_at = coalesce(confirmed_at, $2) WHERE appointment_id = $1",
+        appointment_id,
+        now,
+    )
 
 
 async def get(

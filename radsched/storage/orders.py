@@ -20,7 +20,7 @@ from typing import Any, Literal
 import asyncpg
 
 from channels import OrderRef, PatientName
-from radsched.privacy import PhiBox
+from radsched.privacy import PhiBox, phone_hash
 
 OrderSource = Literal["mllp", "api"]
 OrderState = Literal["received", "texting", "deferred", "booked", "cancelled", "ended"]
@@ -111,6 +111,10 @@ class OrderStore:
 
     def key(self, order_id: str) -> str:
         return order_key(self._hash_key, order_id)
+
+    def hash_phone(self, phone: str) -> str:
+        """The keyed phone hash (the same everywhere: conversations, consent, appointments)."""
+        return phone_hash(self._hash_key, phone)
 
     def mrn_matches(self, stored: StoredOrder, mrn: str) -> bool:
         """Whether ``mrn`` is the order's (in constant time); False when nothing is left to tell."""

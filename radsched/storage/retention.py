@@ -132,6 +132,18 @@ def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...
             "DELETE FROM inbound_messages WHERE received_at < $1::timestamptz - $2::interval",
             (dup,),
         ),
+        (
+            "staff request PHI",
+            # The number to answer a request on: gone with the decision, else with the appointment's
+            # identifiers, else after the open-order window (a request that names no appointment).
+            """UPDATE staff_requests r SET phi = NULL
+                WHERE r.phi IS NOT NULL
+                  AND (r.created_at < $1::timestamptz - $2::interval
+                       OR EXISTS (SELECT 1 FROM appointments a
+                                   WHERE a.appointment_id = r.appointment_id
+                                     AND (a.phi_expires_at <= $1 OR a.phi IS NULL)))""",
+            (open_orders,),
+        ),
         ("webhook_signatures rows", webhook_signatures.PRUNE, (signatures,)),
     ]
 
