@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print("docs/performance.md's summary left alone (--only or --no-docs)", file=sys.stderr)
     else:
         _results.rewrite_doc(DOC, text)
-        print(f"summary written to {DOC.relative_to(HERE.parent)}", file=sys.stderr)
+        print(f"summary written to {DOC}", file=sys.stderr)
     return 1 if failed else 0
 
 

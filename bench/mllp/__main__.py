@@ -438,7 +438,7 @@ def record_targets(
         return out
 
     def also(found: list[tuple[str, float]], fmt: str) -> str:
-        return "".join(f" ({loop} {format(r, fmt)})" for loop, r in found[1:])
+        return "".join(f" ({loop} {format(r, fmt)}×)" for loop, r in found[1:])
 
     for conns in (1, 8):
         node = pair("radsched", "node", conns)
