@@ -42,6 +42,8 @@ typecheck:
 contracts:
 	$(BIN)/lint-imports
 
+# Every benchmark with its defaults, then one table of the targets, written into docs/performance.md's
+# summary. `.venv/bin/python -m bench --only mllp,ack` runs some; `--summary` reprints the last results.
 bench: $(STAMP_DEV)
 	$(BIN)/python -m bench
 

@@ -37,7 +37,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-from bench import _docs
+from bench import _docs, _results
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "performance.md"
@@ -501,6 +501,21 @@ def render(results: list[Result], seconds: float, before: str, after: str, parts
     return "\n".join(lines)
 
 
+def record_targets(results: list[Result]) -> None:
+    """The targets' figures for the summary (bench/_results.py): the uncached slot rows."""
+    rows = {(r.name, r.clients): r for r in results}
+    mix = "queries of 36, 18 and 36 slots in turn"
+    if one := rows.get(("slots", 1)):
+        _results.record("16.3-cpu", f"{one.daemon_cpu_ms:.2f} ms ({mix})", one.daemon_cpu_ms / 0.4)
+        own = one.pct(0.5) - one.ris_p50_us / 1000
+        _results.record("4-own", f"{own:.2f} ms (CPU {one.daemon_cpu_ms:.2f} ms)", own / 1)
+    if many := rows.get(("slots", 32)):
+        p99 = many.pct(0.99)
+        rate = f"{p99:.1f} ms ({len(many.latencies) / many.seconds:,.0f} req/s)"
+        _results.record("16.3-p99", rate, p99 / 20)
+        _results.record("4-slots-p99", rate, p99 / 5)
+
+
 def print_profile(path: Path, requests: int) -> None:
     """The daemon's top functions by own time and by cumulative time, per slot query."""
     import pstats
@@ -535,6 +550,8 @@ def main() -> None:
         print_profile(args.profile, len(results[0].latencies) if results else 1)
         return
     results, loads = asyncio.run(run(args.seconds))
+    record_targets(results)
+    _results.save("gateway")
     text = render(results, args.seconds, before, loads["after"], breakdown())
     print(text)
     if not args.no_docs:

@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import _results
 from radsched.storage import embedded
 from tests.chaos.run import Config, run
 from tests.chaos.soak import replace_between
@@ -91,6 +92,9 @@ async def orders(count: int) -> str:
         await embedded.stop(pg)
         shutil.rmtree(root, ignore_errors=True)
     verdict = "under" if idle / 1024 < IDLE_TARGET_MB else "**over**"
+    _results.record(
+        "7-idle", f"{mb(idle)} ({mb(after)} after {count:,} orders)", idle / 1024 / IDLE_TARGET_MB
+    )
     return (
         f"| idle, 10 s after READY | {mb(idle)} ({verdict} the {IDLE_TARGET_MB} MB target) |\n"
         f"| right after {count:,} MR orders over MLLP ({sent['per_s']}/s, ACKs {sent['codes']}) "
@@ -116,6 +120,7 @@ async def life(seconds: float) -> str:
     last = samples[-1][1]
     growth = (last - warm) / warm
     verdict = "within" if growth <= GROWTH_TARGET else "**beyond**"
+    _results.record("7-growth", f"{mb(warm)} → {mb(last)} over {seconds:.0f} s", growth)
     peak = max(kb for _, kb in samples)
     holds = "all held" if result.ok else "**some failed** (see docs/reliability.md)"
     return (
@@ -145,6 +150,7 @@ def main() -> int:
         print(text, flush=True)
         if not args.no_docs:
             replace_between(PERFORMANCE, LIFE_START, LIFE_END, text)
+    _results.save("memory")
     print(f"bench.memory: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 

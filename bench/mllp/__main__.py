@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import _docs
+from bench import _docs, _results
 from bench.mllp.messages import ORM_O01
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -417,6 +417,85 @@ def _targets(results: dict[tuple[str, bool, int], list[Run]]) -> list[str]:
     return out
 
 
+def record_targets(
+    results: dict[tuple[str, bool, int], list[Run]], large: tuple[list[Timing], int, int] | None
+) -> None:
+    """The targets' figures for the summary (bench/_results.py), on the daemon's loop (uvloop
+    when installed), the other loop beside in the text."""
+    uv = _have_uvloop()
+    loops = [uv, not uv] if uv else [False]
+
+    def pair(ours: str, peer: str, conns: int) -> list[tuple[str, float]]:
+        """(loop, paired msgs/s ratio) on the daemon's loop, then the other; [] without the first."""
+        out = []
+        for loop in loops:
+            a = results.get((ours, loop, conns))
+            b = results.get((peer, False if peer == "node" else loop, conns))
+            if a and b:
+                out.append((_loop(ours, loop), _paired(a, b)))
+            elif loop == uv:
+                return []
+        return out
+
+    def also(found: list[tuple[str, float]], fmt: str) -> str:
+        return "".join(f" ({loop} {format(r, fmt)}×)" for loop, r in found[1:])
+
+    for conns in (1, 8):
+        node = pair("radsched", "node", conns)
+        if node and (theirs := results.get(("node", False, conns))):
+            ours = results[("radsched", uv, conns)]
+            _results.record(
+                f"16.1-node-{conns}",
+                f"{node[0][0]} {_median(ours):,.0f} vs node {_median(theirs):,.0f} msgs/s"
+                + also(node, ".2f"),
+                node[0][1],
+            )
+        for ours, target in (("radsched", "16.1"), ("mllp", "3")):
+            hl7 = pair(ours, "hl7", conns)
+            if hl7:
+                med = _median(results[(ours, uv, conns)])
+                peer = _median(results[("hl7", uv, conns)])
+                _results.record(
+                    f"{target}-hl7-{conns}",
+                    f"{hl7[0][0]} {med:,.0f} vs {peer:,.0f} msgs/s" + also(hl7, ".1f"),
+                    hl7[0][1],
+                )
+        bare = [
+            (loop, _paired(a, b), _paired_cpu(a, b))
+            for loop in loops
+            if (a := results.get(("mllp", loop, conns)))
+            and (b := results.get(("bare", loop, conns)))
+        ]
+        if bare and bare[0][0] == uv:
+            _results.record(
+                f"3-bare-{conns}",
+                "; ".join(
+                    f"{_loop('mllp', loop)} msgs/s {t:.0%}, CPU efficiency {c:.0%}"
+                    for loop, t, c in bare
+                ),
+                min(bare[0][1], bare[0][2]),
+            )
+        if uv and (runs := results.get(("mllp", True, conns))):
+            floor = 20_000 if conns == 1 else 50_000
+            _results.record(
+                f"3-uvloop-{conns}", f"{_median(runs):,.0f} msgs/s", _median(runs) / floor
+            )
+    if runs := results.get(("mllp", uv, 1)):
+        p99 = statistics.median(r.p99_us for r in runs) / 1000
+        _results.record("3-p99", f"{p99:.2f} ms ({_loop('mllp', uv)})", p99 / 1)
+    if large is not None:
+        timings, before, after = large
+        growth = (after - before) * 1024 / (16 << 20)
+        _results.record("3-rss", f"{(after - before) / 1024:.1f} MiB for 16 MiB", growth)
+        per_mib = {size: cpu / size for size, _, cpu in timings}
+        r = per_mib[16 << 20] / per_mib[1 << 20]
+        _results.record(
+            "3-linear",
+            f"{per_mib[1 << 20] * (1 << 20) * 1000:.2f} → {per_mib[16 << 20] * (1 << 20) * 1000:.2f} ms/MiB",
+            r,
+        )
+
+
 def _median_cpu(runs: list[Run]) -> float:
     return statistics.median(r.cpu_us for r in runs)
 
@@ -449,6 +528,8 @@ def main() -> None:
     results = throughput(args.seconds, args.rounds, args.servers.split(","))
     large = None if args.no_large else large_frames()
     load_after = f"{os.getloadavg()[0]:.2f}"
+    record_targets(results, large)
+    _results.save("mllp")
     text = render(results, large, args.seconds, args.rounds, (load_before, load_after))
     print(text)
     if not args.no_docs:

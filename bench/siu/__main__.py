@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from pydantic import SecretStr
 
+from bench import _results
 from radsched.daemon import Daemon, running
 from radsched.settings import Settings
 from radsched.storage import embedded
@@ -212,6 +213,19 @@ async def main(args: argparse.Namespace) -> None:
         ]
     for result in results:
         print(json.dumps(result))
+    one, _, late = results
+    _results.record(
+        "6-siu",
+        f"{one['messages_per_s']:,} SIU/s ({one['daemon_cpu_us_per_message']} µs daemon CPU each)",
+        one["messages_per_s"] / 1000,
+    )
+    _results.record(
+        "6-backlog",
+        f"{late['seconds_from_emr_up']:.1f} s for {late['messages']:,} "
+        f"({late['seconds_from_first_delivery']:.1f} s from the first delivery)",
+        late["seconds_from_emr_up"] / 20,
+    )
+    _results.save("siu")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench import _docs
+from bench import _docs, _results
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "performance.md"
@@ -441,6 +441,15 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=1), file=sys.stderr)
+    help_open = result["help_open"]
+    offered = f"open loop at {args.rate:g}/s"
+    _results.record(
+        "5-webhooks", f"{help_open['per_second']:.0f}/s ({offered})", help_open["per_second"] / 500
+    )
+    _results.record(
+        "5-webhooks-p99", f"{help_open['p99_ms']:.1f} ms ({offered})", help_open["p99_ms"] / 20
+    )
+    _results.save("webhooks")
     text = render(result, args)
     print(text)
     if not args.no_docs:
