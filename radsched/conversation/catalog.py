@@ -76,6 +76,10 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
         "ris_wait": (
             "{practice_name}: we're having trouble reaching the schedule; we'll text you shortly."
         ),
+        "reminder": (
+            "Reminder: your {procedure_type} at {location_name} on {time}. Reply 1 to confirm, "
+            "2 to change, 3 to cancel."
+        ),
     },
     "es": {
         "consent_request": (
@@ -132,6 +136,10 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
         "hint_more_locations": "MAS para otros",
         "hint_more_times": "MAS para mas tarde",
         "ris_wait": ("{practice_name}: no logramos consultar la agenda; le escribiremos en breve."),
+        "reminder": (
+            "Recordatorio: su {procedure_type} en {location_name} el {time}. Responda 1 para "
+            "confirmar, 2 para cambiar, 3 para cancelar."
+        ),
     },
 }
 

@@ -15,17 +15,25 @@ and hours are elapsed time. Everything is aware datetimes; results are in UTC.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
+
+from radsched.conversation.gsm import Encoding, segment_info
+from radsched.conversation.keywords import normalise_words
+from radsched.conversation.templates import TemplateId, TemplateSet, format_local_time
 
 __all__ = [
     "EXTRA_OFFSET",
     "EXTRA_WHEN_LEAD",
+    "PREP_TEMPLATE_ID",
     "Due",
     "Offset",
+    "ReminderTexts",
     "ReminderWindow",
+    "check_prep_lines",
     "parse_reminder_window",
     "parse_reminders",
     "plan_reminders",
@@ -192,6 +200,81 @@ def send_time(
         return now
     opening = window.next_opening_after(now, tz)
     return opening if opening < start else None
+
+
+# ---- the text ------------------------------------------------------------------------------------------
+
+PREP_TEMPLATE_ID = "reminder_prep"
+"""The outbox's template id of a prep line sent as a second text (it did not fit the reminder's segment)."""
+_PREP_MAX = 160
+
+
+def check_prep_lines(table: Mapping[str, Any]) -> dict[str, str]:
+    """``[sms.prep]``: procedure code or DICOM modality → one line the site wrote ("Nothing to eat 4 hours
+    before."). Refused: placeholders or braces (a prep line is sent as written, never filled in), characters
+    outside GSM-7, more than one segment, and the word CANCEL (Twilio's opt-out). ValueError names the key."""
+    lines: dict[str, str] = {}
+    for key, value in table.items():
+        where = f"[sms.prep] {key}"
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{where}: must be a non-empty string")
+        line = " ".join(value.split())
+        if "{" in line or "}" in line:
+            raise ValueError(f"{where}: no placeholders or braces; the line is sent as written")
+        info = segment_info(line)
+        if info.encoding is not Encoding.GSM7:
+            raise ValueError(f"{where}: only GSM-7 characters (no accents GSM-7 lacks, no emoji)")
+        if info.units > _PREP_MAX:
+            raise ValueError(f"{where}: {info.units} characters; a prep line is one text of 160")
+        if any(word.startswith("cancel") for word in normalise_words(line)):
+            raise ValueError(f"{where}: must not mention CANCEL (Twilio opts the patient out)")
+        lines[str(key).strip().upper()] = line
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderTexts:
+    """Renders a reminder: the checked template (one segment by construction), then the prep line of the
+    procedure code, else of the modality — on the same text when the whole still fits one segment,
+    otherwise as a second text right behind it."""
+
+    templates: TemplateSet
+    practice_name: str
+    scheduling_phone: str
+    prep: Mapping[str, str]
+    tz: ZoneInfo
+
+    def prep_line(self, procedure_code: str, modality: str) -> str | None:
+        return self.prep.get(procedure_code.strip().upper()) or self.prep.get(
+            modality.strip().upper()
+        )
+
+    def render(
+        self,
+        *,
+        start: datetime,
+        location_name: str,
+        modality: str,
+        procedure_code: str,
+        language: str | None,
+    ) -> list[tuple[str, str]]:
+        """(template id, text) in sending order."""
+        lang = self.templates.language(language)
+        params = {
+            "practice_name": self.practice_name,
+            "scheduling_phone": self.scheduling_phone,
+            "procedure_type": self.templates.procedure_type(lang, modality),
+            "location_name": location_name,
+            "time": format_local_time(start.astimezone(self.tz), lang),
+        }
+        text = self.templates.render(lang, TemplateId.REMINDER, params).text
+        prep = self.prep_line(procedure_code, modality)
+        if prep is None:
+            return [(TemplateId.REMINDER.value, text)]
+        together = f"{text}\n{prep}"
+        if segment_info(together).single_segment:
+            return [(TemplateId.REMINDER.value, together)]
+        return [(TemplateId.REMINDER.value, text), (PREP_TEMPLATE_ID, prep)]
 
 
 def _local(wall: datetime, tz: ZoneInfo) -> datetime:

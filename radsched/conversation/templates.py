@@ -21,6 +21,7 @@ Values are made GSM-safe and cut to their maximum length at render time (see
 from __future__ import annotations
 
 import enum
+import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class TemplateId(enum.StrEnum):
     HINT_MORE_LOCATIONS = "hint_more_locations"
     HINT_MORE_TIMES = "hint_more_times"
     RIS_WAIT = "ris_wait"  # the RIS is down; the conversation waits for it (ris_wait.py)
+    REMINDER = "reminder"  # before the appointment (radsched/sms/reminders.py)
 
 
 # The allow-list, with the longest value each may take (characters; values are cut to this).
@@ -100,6 +102,7 @@ ALLOWED: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.HINT_MORE_LOCATIONS: frozenset(),
     TemplateId.HINT_MORE_TIMES: frozenset(),
     TemplateId.RIS_WAIT: _GLOBAL,
+    TemplateId.REMINDER: _GLOBAL | {"procedure_type", "location_name", "time"},
 }
 # What each template must contain, as placeholders and as (normalised) words.
 _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
@@ -112,11 +115,16 @@ _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.SLOT_MENU: frozenset({"menu"}),
     TemplateId.SLOT_TAKEN: frozenset({"menu"}),
     TemplateId.CONFIRMATION: frozenset({"location_name", "time", "code"}),
+    TemplateId.REMINDER: frozenset({"location_name", "time"}),
 }
 _REQUIRED_WORDS: Mapping[TemplateId, str] = {
     TemplateId.CONSENT_REQUEST: "stop",
     TemplateId.HELP: "stop",
 }
+# The reminder's numbered replies may say what "3" does ("3 to cancel", "3 para cancelar"): the word is
+# allowed there and only there, never as a reply word (reference/sms.md trap 1).
+_NUMBERED_CANCEL = re.compile(r"\b[0-9]\s+(?:to|para)\s+cancel[a-z]*\b", re.IGNORECASE)
+_NUMBERED_CANCEL_OK = frozenset({TemplateId.REMINDER})
 _MENU_HINT = {
     TemplateId.LOCATION_MENU: TemplateId.HINT_MORE_LOCATIONS,
     TemplateId.NO_SLOTS_AT_LOCATION: TemplateId.HINT_MORE_LOCATIONS,
@@ -345,7 +353,9 @@ class TemplateSet:
         missing = _REQUIRED_FIELDS.get(tid, frozenset()) - fields
         if missing:
             raise TemplateError(f"{where}: must contain {sorted('{' + m + '}' for m in missing)}")
-        words = normalise_words(template)
+        words = normalise_words(
+            _NUMBERED_CANCEL.sub(" ", template) if tid in _NUMBERED_CANCEL_OK else template
+        )
         if any(word.startswith("cancel") for word in words):
             raise TemplateError(
                 f"{where}: must not mention CANCEL (Twilio opts the patient out of all texts)"

@@ -28,6 +28,7 @@ CORE = [
     "conversation/keywords.py",
     "conversation/model.py",
     "conversation/quiet_hours.py",
+    "conversation/reminders.py",
     "conversation/ris_wait.py",
     "conversation/stray.py",
     "conversation/templates.py",
