@@ -109,8 +109,17 @@ class Reminders:
     # ---- planning: a booking hook --------------------------------------------------------------------
 
     async def on_booked(self, conn: Connection, booked: BookedAppointment) -> None:
+        """In a savepoint: a reminder that cannot be planned must never undo the booking it follows."""
         if not self.policy.offsets:
             return
+        try:
+            async with conn.transaction():
+                await self._plan(conn, booked)
+        except Exception:
+            log.exception("reminders not planned", extra={"appointment_id": booked.appointment.id})
+            self._outcomes.labels("plan_failed").inc()
+
+    async def _plan(self, conn: Connection, booked: BookedAppointment) -> None:
         source, order_key = await records.booking_origin(conn, booked.booking_id)
         if source != "sms":
             return  # booked by staff or a portal: nobody asked us to text this patient
@@ -193,13 +202,27 @@ class Reminders:
             async with self._db.transaction("reminders.sweep") as conn:
                 due = await store.claim_due(conn, phi=self._phi, now=now, limit=SWEEP_BATCH)
                 for reminder in due:
-                    queued += await self._settle(conn, reminder, now)
+                    queued += await self._settle_guarded(conn, reminder, now)
             settled += len(due)
             if len(due) < SWEEP_BATCH:
                 break
         if queued:
             self._wake_outbox()
         return settled
+
+    async def _settle_guarded(
+        self, conn: Connection, reminder: store.DueReminder, now: datetime
+    ) -> int:
+        """One bad row (a template or value the renderer refuses) is skipped, not retried forever in
+        front of the others."""
+        try:
+            async with conn.transaction():
+                return await self._settle(conn, reminder, now)
+        except Exception:
+            log.exception("reminder could not be sent", extra={"reminder": reminder.id})
+            await store.finish(conn, reminder.id, state="skipped", outcome="skipped_error", now=now)
+            self._outcomes.labels("skipped_error").inc()
+            return 0
 
     async def _settle(self, conn: Connection, reminder: store.DueReminder, now: datetime) -> int:
         outcome = self._refusal(reminder)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from radsched.privacy import PhiBox
+from radsched.privacy import PhiBox, PhiBoxError
 from radsched.storage.db import Database
 
 __all__ = [
@@ -141,13 +141,24 @@ async def claim_due(
             start_at=r["start_at"],
             due_at=r["due_at"],
             phone_hash=r["phone_hash"],
-            payload=phi.open(bytes(r["phi"]), aad=_aad(r["id"])) if r["phi"] is not None else None,
+            payload=_open(phi, r["id"], r["phi"]),
             appointment_live=bool(r["live"]),
             consent_state=r["consent_state"],
             modality=r["modality"],
         )
         for r in records
     ]
+
+
+def _open(phi: PhiBox, reminder_id: int, sealed: bytes | None) -> dict[str, Any] | None:
+    """The sealed copy, or None when it is gone or cannot be opened (a key no longer in PHI_KEY): such a
+    reminder is skipped rather than blocking the queue."""
+    if sealed is None:
+        return None
+    try:
+        return phi.open(bytes(sealed), aad=_aad(reminder_id))
+    except PhiBoxError:
+        return None
 
 
 async def finish(
