@@ -242,3 +242,35 @@ async def test_a_row_that_cannot_be_opened_is_skipped_and_the_others_still_go(de
         ("2m", "sent", None),
         ("3m", "skipped", "skipped_no_number"),
     ]
+
+
+async def test_planned_before_a_restart_sent_once_by_two_daemons_after_it(
+    database_url: str, data_dir: Path, twilio: TwilioDouble, clock: Clock, tmp_path: Path
+) -> None:
+    common: dict[str, object] = {
+        "phone_hash_key": secrets.token_hex(32),
+        "phi_key": secrets.token_hex(32),
+        "reminders": "2m",
+        "reminder_window": "off",
+        "shutdown_grace_s": 0.2,
+    }
+    patient = Patient()
+    async with start_flow(database_url, data_dir, twilio, clock, **common) as first:
+        start = await book(first, patient)
+    # The daemon that planned it is gone; two others share the database when it falls due.
+    other_dir = tmp_path / "second"
+    other_dir.mkdir(mode=0o700)
+    sent = len(twilio.accepted)
+    async with (
+        start_flow(database_url, data_dir, twilio, clock, **common) as one,
+        start_flow(database_url, other_dir, twilio, clock, **common) as two,
+    ):
+        assert one.daemon.reminders is not None and two.daemon.reminders is not None
+        clock.now = start - timedelta(minutes=2)
+        one.daemon.reminders.wake()
+        two.daemon.reminders.wake()
+        await asyncio.gather(one.daemon.reminders.sweep(), two.daemon.reminders.sweep())
+        texts = await one.texts(sent + 1)
+        assert texts[-1].to == patient.e164 and texts[-1].body.startswith("Reminder: ")
+        queued = await one.fetch("SELECT 1 FROM sms_outbox WHERE template_id = 'reminder'")
+        assert len(queued) == 1
