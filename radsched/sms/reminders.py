@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +78,20 @@ class ReminderPolicy:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """What planning needs of an appointment booked by text (the number only in memory, then sealed)."""
+
+    appointment_id: str
+    start: datetime
+    location_id: str
+    location_name: str
+    modality: str
+    procedure_code: str
+    order_key: str
+    phone: str
+
+
 class Reminders:
     def __init__(
         self,
@@ -99,6 +113,8 @@ class Reminders:
         self._texts: ReminderTexts | None = None
         self._wake_outbox: Callable[[], None] = lambda: None
         self._timer: ConversationTimer | None = None
+        self.lifecycle: Lifecycle | None = None
+        """Where the record's sealed number is read after a reschedule (set where the record lives)."""
         self._outcomes = Counter(
             "radsched_reminders",
             "Appointment reminders by what became of them (sent, skipped_*, cancelled_*, planned).",
@@ -106,20 +122,13 @@ class Reminders:
             registry=registry,
         )
 
-    # ---- planning: a booking hook --------------------------------------------------------------------
+    # ---- planning: a booking hook, and again after a reschedule --------------------------------------
 
     async def on_booked(self, conn: Connection, booked: BookedAppointment) -> None:
-        """In a savepoint: a reminder that cannot be planned must never undo the booking it follows."""
-        if not self.policy.offsets:
-            return
-        try:
-            async with conn.transaction():
-                await self._plan(conn, booked)
-        except Exception:
-            log.exception("reminders not planned", extra={"appointment_id": booked.appointment.id})
-            self._outcomes.labels("plan_failed").inc()
+        if self.policy.offsets:
+            await self._guarded(conn, booked.appointment.id, self._plan_booked(conn, booked))
 
-    async def _plan(self, conn: Connection, booked: BookedAppointment) -> None:
+    async def _plan_booked(self, conn: Connection, booked: BookedAppointment) -> None:
         source, order_key = await records.booking_origin(conn, booked.booking_id)
         if source != "sms":
             return  # booked by staff or a portal: nobody asked us to text this patient
@@ -127,26 +136,83 @@ class Reminders:
         if stored is None or not stored.phone:
             return
         slot = booked.appointment.slot
+        await self._plan(
+            conn,
+            _Planned(
+                appointment_id=booked.appointment.id,
+                start=slot.start,
+                location_id=slot.location_id,
+                location_name=booked.appointment.location.name,
+                modality=slot.modality,
+                procedure_code=booked.order.procedure_code,
+                order_key=order_key,
+                phone=stored.phone,
+            ),
+        )
+
+    async def _replan(self, conn: Connection, appointment_id: str) -> None:
+        """A reschedule (any path) keeps the patient reminded, of the new time: from the record's sealed
+        number while it is kept, the language and location names from the conversation."""
+        if self.lifecycle is None:
+            return
+        row = await records.get(conn, appointment_id)
+        if row is None or row.origin != "sms" or row.ended or row.order_key is None:
+            return
+        patient = await self.lifecycle.patient(conn, row)
+        if patient is None:
+            return
+        order, phone = patient
+        if not phone:
+            return
+        await self._plan(
+            conn,
+            _Planned(
+                appointment_id=appointment_id,
+                start=row.start_at,
+                location_id=row.location_id,
+                location_name="",
+                modality=row.modality,
+                procedure_code=order.procedure_code,
+                order_key=row.order_key,
+                phone=phone,
+            ),
+        )
+
+    async def _guarded(
+        self, conn: Connection, appointment_id: str, planning: Coroutine[Any, Any, None]
+    ) -> None:
+        """In a savepoint: a reminder that cannot be planned must never undo the booking or change it
+        follows (logged and counted instead)."""
+        try:
+            async with conn.transaction():
+                await planning
+        except Exception:
+            log.exception("reminders not planned", extra={"appointment_id": appointment_id})
+            self._outcomes.labels("plan_failed").inc()
+
+    async def _plan(self, conn: Connection, planned: _Planned) -> None:
         now = self._clock()
         due = plan_reminders(
-            slot.start, now, self.policy.offsets, self.policy.window, self.policy.tz
+            planned.start, now, self.policy.offsets, self.policy.window, self.policy.tz
         )
         if not due:
             return
-        language, location_name = await self._conversation_facts(conn, order_key)
+        language, location_name = await self._conversation_facts(
+            conn, planned.order_key, planned.location_id
+        )
         payload = {
-            "phone": stored.phone,
-            "location_name": location_name or booked.appointment.location.name or slot.location_id,
-            "modality": slot.modality,
-            "procedure_code": booked.order.procedure_code,
+            "phone": planned.phone,
+            "location_name": location_name or planned.location_name or planned.location_id,
+            "modality": planned.modality,
+            "procedure_code": planned.procedure_code,
             "language": language,
         }
         added = await store.insert_planned(
             conn,
             phi=self._phi,
-            appointment_id=booked.appointment.id,
-            start_at=slot.start,
-            phone_hash=phone_hash(self._hash_key, stored.phone),
+            appointment_id=planned.appointment_id,
+            start_at=planned.start,
+            phone_hash=phone_hash(self._hash_key, planned.phone),
             due=[(d.kind, d.at) for d in due],
             payload=payload,
             now=now,
@@ -156,18 +222,23 @@ class Reminders:
             self._timer.deadline(due[0].at)
 
     async def _conversation_facts(
-        self, conn: Connection, order_key: str
+        self, conn: Connection, order_key: str, location_id: str
     ) -> tuple[str | None, str | None]:
-        """The language and the chosen location's name, from the order's conversation (no PHI)."""
+        """The language and the location's name as the patient was shown it, from the order's
+        conversation (no PHI): the chosen location, or another it listed (after a move)."""
         data = await store.conversation_state(conn, order_key)
         if data is None:
             return None, None
         conv = load_conversation(_json(data))
-        return conv.language, conv.location.name if conv.location else None
+        shown = (conv.location, *conv.locations) if conv.location else conv.locations
+        name = next((loc.name for loc in shown if loc.id == location_id), None)
+        return conv.language, name
 
     # ---- stopping: an appointment-event listener -----------------------------------------------------
 
     async def on_event(self, conn: Connection, appointment_id: str, kind: str) -> None:
+        """Any cancel, deletion or reschedule cancels the pending reminders; a reschedule plans the new
+        time's."""
         if kind not in _STOPPING_EVENTS:
             return
         cancelled = await store.cancel_pending(
@@ -175,6 +246,8 @@ class Reminders:
         )
         if cancelled:
             self._outcomes.labels(f"cancelled_{kind}").inc(cancelled)
+        if kind == "rescheduled" and self.policy.offsets:
+            await self._guarded(conn, appointment_id, self._replan(conn, appointment_id))
 
     # ---- sending: the sweep --------------------------------------------------------------------------
 
@@ -335,6 +408,7 @@ async def start(
         # After the record's hook: the reminder rows refer to the appointment row it inserts.
         scheduling.add_booking_hook(reminders.on_booked)
         lifecycle.add_event_listener(reminders.on_event)
+        reminders.lifecycle = lifecycle
     if texts is not None:
         reminders.start_sweep(texts, wake_outbox, stack)
     return reminders

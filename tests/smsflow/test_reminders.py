@@ -108,32 +108,50 @@ async def test_stop_before_the_reminder_sends_nothing(demo: Flow) -> None:
     assert demo.counter("radsched_reminders_total", outcome="skipped_opted_out") == 1
 
 
-@pytest.mark.parametrize("how", ["lifecycle", "ris_order_cancel", "reschedule"])
-async def test_a_cancel_or_reschedule_stops_the_reminder(demo: Flow, how: str) -> None:
+@pytest.mark.parametrize("how", ["lifecycle", "ris_order_cancel"])
+async def test_a_cancel_stops_the_reminder(demo: Flow, how: str) -> None:
     patient = Patient()
     order_id, appointment_id, start = await book_order(demo, patient)
     lifecycle = demo.daemon.lifecycle
     assert lifecycle is not None
     if how == "lifecycle":
         await lifecycle.cancel(appointment_id, origin="rest")
-        outcome = "cancelled"
-    elif how == "ris_order_cancel":
-        assert (await demo.order(order_id, patient, control="CA")).code is AckCode.AA
-        outcome = "cancelled"
     else:
-        scheduling = demo.daemon.scheduling
-        assert scheduling is not None
-        later = await scheduling.slots(
-            "DTWN", "CR", start=start + timedelta(hours=1), end=start + timedelta(days=7), limit=1
-        )
-        await lifecycle.reschedule(appointment_id, later[0].id, origin="rest")
-        outcome = "rescheduled"
+        assert (await demo.order(order_id, patient, control="CA")).code is AckCode.AA
     rows = await demo.fetch("SELECT state, outcome, phi FROM appointment_reminders")
-    assert [tuple(r) for r in rows] == [("cancelled", outcome, None)]
+    assert [tuple(r) for r in rows] == [("cancelled", "cancelled", None)]
     sent = len(demo.twilio.accepted)
     demo.clock.now = start - timedelta(minutes=2)
     assert await demo.daemon.reminders.sweep() == 0  # type: ignore[union-attr]
     assert len(demo.twilio.accepted) == sent
+
+
+async def test_a_reschedule_moves_the_reminder_to_the_new_time(demo: Flow) -> None:
+    patient = Patient()
+    _, appointment_id, start = await book_order(demo, patient)
+    lifecycle, scheduling = demo.daemon.lifecycle, demo.daemon.scheduling
+    assert lifecycle is not None and scheduling is not None
+    later = await scheduling.slots(
+        "DTWN", "CR", start=start + timedelta(hours=2), end=start + timedelta(days=7), limit=1
+    )
+    await lifecycle.reschedule(appointment_id, later[0].id, origin="rest")
+    new_start = later[0].start
+    rows = await demo.fetch(
+        "SELECT start_at, state, outcome FROM appointment_reminders ORDER BY start_at"
+    )
+    assert [tuple(r) for r in rows] == [
+        (start, "cancelled", "rescheduled"),
+        (new_start, "pending", None),
+    ]
+    sent = len(demo.twilio.accepted)
+    demo.clock.now = start - timedelta(minutes=2)  # the old time: nothing
+    assert await demo.daemon.reminders.sweep() == 0  # type: ignore[union-attr]
+    assert len(demo.twilio.accepted) == sent
+    await advance_to(demo, new_start - timedelta(minutes=2))
+    texts = await demo.texts(sent + 1)
+    local = new_start.astimezone(NY)
+    assert texts[-1].to == patient.e164
+    assert f"at Downtown Imaging on {local:%a} {local:%b} {local.day} " in texts[-1].body
 
 
 async def test_two_sweeps_at_once_queue_the_reminder_once(demo: Flow) -> None:
