@@ -34,3 +34,6 @@ ALTER TABLE appointment_reminders SET (
     autovacuum_analyze_scale_factor = 0,
     autovacuum_analyze_threshold = 5000
 );
+
+-- A phone that opts out has its queued reminder texts dropped from the outbox (sms_outbox.drop_pending_to_phone).
+CREATE INDEX sms_outbox_pending_phone ON sms_outbox (phone_hash) WHERE state = 'pending';

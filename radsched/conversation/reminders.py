@@ -29,6 +29,7 @@ __all__ = [
     "EXTRA_OFFSET",
     "EXTRA_WHEN_LEAD",
     "PREP_TEMPLATE_ID",
+    "REMINDER_TEXTS",
     "Due",
     "Offset",
     "ReminderTexts",
@@ -206,6 +207,8 @@ def send_time(
 
 PREP_TEMPLATE_ID = "reminder_prep"
 """The outbox's template id of a prep line sent as a second text (it did not fit the reminder's segment)."""
+REMINDER_TEXTS = (TemplateId.REMINDER.value, PREP_TEMPLATE_ID)
+"""The outbox template ids of reminder texts (dropped from the outbox when the phone opts out)."""
 _PREP_MAX = 160
 
 

@@ -20,6 +20,7 @@ from tests.smsflow.conftest import Clock, Flow, Patient, start_flow
 from tests.smsflow.test_conversation import converse
 from tests.smsflow.test_privacy import dump_everything, needles
 from tests.twilio_double import TwilioDouble
+from tests.waiting import eventually
 
 NY = ZoneInfo("America/New_York")
 
@@ -292,3 +293,23 @@ async def test_planned_before_a_restart_sent_once_by_two_daemons_after_it(
         assert texts[-1].to == patient.e164 and texts[-1].body.startswith("Reminder: ")
         queued = await one.fetch("SELECT 1 FROM sms_outbox WHERE template_id = 'reminder'")
         assert len(queued) == 1
+
+
+async def test_stop_after_the_reminder_was_queued_keeps_it_from_the_patient(demo: Flow) -> None:
+    patient = Patient()
+    start = await book(demo, patient)
+    sent, asked = len(demo.twilio.accepted), len(demo.twilio.requests)
+    demo.twilio.fail_next(1, 500)  # the reminder's first attempt fails: it waits in the outbox
+    await advance_to(demo, start - timedelta(minutes=2))
+    await demo.twilio.wait_requests(asked + 1)
+
+    async def waiting_to_retry() -> bool:
+        rows = await demo.fetch("SELECT state FROM sms_outbox WHERE template_id = 'reminder'")
+        return [r["state"] for r in rows] == ["pending"]
+
+    await eventually(waiting_to_retry, what="the failed reminder back in the outbox")
+    assert "no more texts" in await converse(demo, patient, "stop texting me")
+    # Dropped with its sealed number and body: no retry can send it any more.
+    rows = await demo.fetch("SELECT state, payload FROM sms_outbox WHERE template_id = 'reminder'")
+    assert [tuple(r) for r in rows] == [("dead", None)]
+    assert [m.body for m in demo.twilio.accepted[sent:] if m.body.startswith("Reminder")] == []
