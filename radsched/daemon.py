@@ -57,9 +57,11 @@ from radsched.scheduling.rest_backend import RestMetrics
 from radsched.scheduling.service import SchedulingService
 from radsched.secrets_store import Secrets, resolve_secrets
 from radsched.settings import HostPort, Settings
+from radsched.sms import reminders as sms_reminders
 from radsched.sms.after_booking import StaffDesk
 from radsched.sms.engine import SmsEngine
 from radsched.sms.news import NewsTexts
+from radsched.sms.reminders import Reminders
 from radsched.storage import outbox_health
 from radsched.storage.connect import storage
 from radsched.storage.db import Database
@@ -102,6 +104,7 @@ class Daemon:
     emr: emr_component.EmrOutbox
     listening: Mapping[str, HostPort]
     lifecycle: Lifecycle | None
+    reminders: Reminders | None = None
 
 
 async def _bind(
@@ -377,6 +380,23 @@ async def running(
                 overdue_after=timedelta(minutes=settings.staff_request_overdue_min),
                 clock=clock,
             )
+        # Reminders (issue 13): planned and stopped beside the record, sent by the SMS engine's daemon.
+        reminders: Reminders | None = None
+        if lifecycle is not None or engine is not None:
+            reminders = await sms_reminders.start(
+                stack,
+                settings=settings,
+                db=db,
+                phi=phi,
+                hash_key=hash_key,
+                orders=orders,
+                registry=metrics.registry,
+                clock=clock,
+                scheduling=scheduling,
+                lifecycle=lifecycle,
+                conversation=engine.driver.cfg if engine is not None else None,
+                wake_outbox=engine.wake_outbox if engine is not None else lambda: None,
+            )
         changes_started = clock()
         # Daily purge, one daemon at a time.
         await retention.start(
@@ -473,5 +493,6 @@ async def running(
             emr,
             listening,
             lifecycle,
+            reminders,
         )
         log.info("radsched stopping")

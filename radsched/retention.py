@@ -17,6 +17,9 @@ delivered message bodies                     ``hl7_outbox`` delivered rows, ``sm
 sealed patient identifiers of appointments  one day after the appointment's start, or at its cancel
 (``appointments.phi``)                       or deletion (a reschedule moves the day); the record's ids,
                                              times and status stay, like the audit rows (7 years)
+appointment reminders                        one day after the appointment's start (``expires_at``); their
+(``appointment_reminders``)                  sealed number and location go as soon as a reminder is sent,
+                                             skipped or cancelled (a cancel or reschedule cancels them)
 dead-lettered SIU bodies                     after ``dead_letter_body_days`` (default 30): long enough to
                                              fix a route and ``radsched outbox retry``
 inbound duplicate log (``inbound_messages``,  older than ``DUPLICATE_WINDOW_DAYS`` (default 30): a resend

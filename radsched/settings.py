@@ -36,6 +36,7 @@ from pydantic_settings import (
 
 from mllp import PeerAllowList
 from radsched.beside.roles import Role, check_combination, parse_roles
+from radsched.conversation.reminders import parse_reminder_window, parse_reminders
 from radsched.errors import ConfigError
 
 ENV_PREFIX = "RADSCHED_"
@@ -314,6 +315,10 @@ class Settings(BaseSettings):
     ris_wait_max_min: int = Field(default=30, ge=1, le=1440)
     # Issue 13 item 3: a staff request waiting longer than this is counted as overdue.
     staff_request_overdue_min: int = Field(default=240, ge=1, le=10080)
+    # Issue 13: reminders of appointments booked by text (radsched/conversation/reminders.py): durations
+    # before the start (m/h/d, or off), sent only inside the local window (or off: any time).
+    reminders: str = "3d,1d"
+    reminder_window: str = "09:00-18:00"
     log_format: Literal["json", "text"] | None = None
     # Beyond the public table: operational limits with safe defaults.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=300)
@@ -501,6 +506,18 @@ class Settings(BaseSettings):
             if not (colon and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
                 raise ValueError(f"must look like HH:MM-HH:MM, got {value!r}")
         return value
+
+    @field_validator("reminders")
+    @classmethod
+    def _reminders(cls, value: str) -> str:
+        offsets = parse_reminders(value)
+        return ",".join(o.label for o in offsets) if offsets else "off"
+
+    @field_validator("reminder_window")
+    @classmethod
+    def _reminder_window(cls, value: str) -> str:
+        window = parse_reminder_window(value)
+        return str(window) if window is not None else "off"
 
     @field_validator("enabled_modalities")
     @classmethod

@@ -97,6 +97,10 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
             "{practice_name}: the scheduling team could not make that change by text. Please "
             "call {scheduling_phone}."
         ),
+        "reminder": (
+            "Reminder: your {procedure_type} at {location_name} on {time}. Reply 1 to confirm, "
+            "2 to change, 3 to cancel."
+        ),
     },
     "es": {
         "consent_request": (
@@ -173,6 +177,10 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
         "request_denied": (
             "{practice_name}: el equipo de citas no pudo hacer ese cambio por texto. Llame al "
             "{scheduling_phone}."
+        ),
+        "reminder": (
+            "Recordatorio: su {procedure_type} en {location_name} el {time}. Responda 1 para "
+            "confirmar, 2 para cambiar, 3 para cancelar."
         ),
     },
 }

@@ -21,6 +21,7 @@ Values are made GSM-safe and cut to their maximum length at render time (see
 from __future__ import annotations
 
 import enum
+import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class TemplateId(enum.StrEnum):
     REQUEST_TAKEN = "request_taken"
     REQUEST_APPROVED = "request_approved"
     REQUEST_DENIED = "request_denied"
+    REMINDER = "reminder"  # before the appointment (radsched/sms/reminders.py)
 
 
 # The allow-list, with the longest value each may take (characters; values are cut to this).
@@ -114,6 +116,7 @@ ALLOWED: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.REQUEST_TAKEN: _GLOBAL,
     TemplateId.REQUEST_APPROVED: _GLOBAL | {"procedure_type", "time"},
     TemplateId.REQUEST_DENIED: _GLOBAL,
+    TemplateId.REMINDER: _GLOBAL | {"procedure_type", "location_name", "time"},
 }
 # What each template must contain, as placeholders and as (normalised) words.
 _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
@@ -130,11 +133,16 @@ _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.APPOINTMENT_MOVED: frozenset({"time", "code"}),
     TemplateId.REQUEST_APPROVED: frozenset({"time"}),
     TemplateId.REQUEST_DENIED: frozenset({"scheduling_phone"}),
+    TemplateId.REMINDER: frozenset({"location_name", "time"}),
 }
 _REQUIRED_WORDS: Mapping[TemplateId, str] = {
     TemplateId.CONSENT_REQUEST: "stop",
     TemplateId.HELP: "stop",
 }
+# The reminder's numbered replies may say what "3" does ("3 to cancel", "3 para cancelar"): the word is
+# allowed there and only there, never as a reply word (reference/sms.md trap 1).
+_NUMBERED_CANCEL = re.compile(r"\b[0-9]\s+(?:to|para)\s+cancel[a-z]*\b", re.IGNORECASE)
+_NUMBERED_CANCEL_OK = frozenset({TemplateId.REMINDER})
 _MENU_HINT = {
     TemplateId.LOCATION_MENU: TemplateId.HINT_MORE_LOCATIONS,
     TemplateId.NO_SLOTS_AT_LOCATION: TemplateId.HINT_MORE_LOCATIONS,
@@ -363,7 +371,9 @@ class TemplateSet:
         missing = _REQUIRED_FIELDS.get(tid, frozenset()) - fields
         if missing:
             raise TemplateError(f"{where}: must contain {sorted('{' + m + '}' for m in missing)}")
-        words = normalise_words(template)
+        words = normalise_words(
+            _NUMBERED_CANCEL.sub(" ", template) if tid in _NUMBERED_CANCEL_OK else template
+        )
         if any(word.startswith("cancel") for word in words):
             raise TemplateError(
                 f"{where}: must not mention CANCEL (Twilio opts the patient out of all texts)"

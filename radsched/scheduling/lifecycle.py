@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal, Protocol
@@ -172,6 +172,10 @@ class SlotLookup(Protocol):
     def slot_changed(self, slot_id: str, location_id: str) -> None: ...
 
 
+EventListener = Callable[[Connection, str, str], Awaitable[None]]
+"""Called with (connection, appointment id, event kind) inside the event's transaction."""
+
+
 class BookedLike(Protocol):
     @property
     def booking_id(self) -> uuid.UUID: ...
@@ -221,6 +225,36 @@ class Lifecycle:
         self._clock = clock
         self._match = tuple(match)
         self._inflight: dict[uuid.UUID, asyncio.Task[ChangeOutcome]] = {}
+        self._listeners: list[EventListener] = []
+
+    def add_event_listener(self, listener: EventListener) -> None:
+        """Run ``listener(conn, appointment_id, kind)`` in the transaction of every event of the record
+        (booked, rescheduled, modified, cancelled, deleted), whichever path made it: our cancel and
+        reschedule, an SIU or an ORM cancel from the RIS. The SMS reminders stop there (issue 13)."""
+        self._listeners.append(listener)
+
+    async def _event(
+        self,
+        conn: Connection,
+        appointment_id: str,
+        kind: store.EventKind,
+        origin: str,
+        *,
+        start_at: datetime | None,
+        previous_start: datetime | None = None,
+        now: datetime,
+    ) -> None:
+        await store.add_event(
+            conn,
+            appointment_id,
+            kind,
+            origin,
+            start_at=start_at,
+            previous_start=previous_start,
+            now=now,
+        )
+        for listener in self._listeners:
+            await listener(conn, appointment_id, kind)
 
     # ---- the record ---------------------------------------------------------------------------------------
 
@@ -259,7 +293,7 @@ class Lifecycle:
             phone_hash=self._orders.hash_phone(phone) if origin == "sms" and phone else None,
         )
         if await store.insert(conn, new, now=now):
-            await store.add_event(
+            await self._event(
                 conn, appt.id, "booked", new.origin, start_at=appt.slot.start, now=now
             )
 
@@ -511,7 +545,7 @@ class Lifecycle:
                 after = await store.set_status(
                     conn, row.appointment_id, status="cancelled", changed_by=change.origin, now=now
                 )
-                await store.add_event(
+                await self._event(
                     conn,
                     row.appointment_id,
                     "cancelled",
@@ -535,7 +569,7 @@ class Lifecycle:
                     now=now,
                 )
                 await self._notify(conn, after, order, kind, reason=reason)
-                await store.add_event(
+                await self._event(
                     conn,
                     row.appointment_id,
                     "rescheduled",
@@ -667,7 +701,7 @@ class Lifecycle:
                 phi_expires_at=siu.start + PHI_AFTER_START,
                 now=now,
             )
-            await store.add_event(
+            await self._event(
                 conn,
                 row.appointment_id,
                 "rescheduled",
@@ -682,7 +716,7 @@ class Lifecycle:
             await store.set_status(
                 conn, row.appointment_id, status=row.status, changed_by="ris", now=now
             )
-            await store.add_event(
+            await self._event(
                 conn, row.appointment_id, "modified", "ris", start_at=row.start_at, now=now
             )
         elif kind in (ChangeKind.CANCEL, ChangeKind.DELETE):
@@ -690,7 +724,7 @@ class Lifecycle:
             await store.set_status(
                 conn, row.appointment_id, status=status, changed_by="ris", now=now
             )
-            await store.add_event(
+            await self._event(
                 conn, row.appointment_id, status, "ris", start_at=row.start_at, now=now
             )
             if phone is not None:
@@ -755,9 +789,7 @@ class Lifecycle:
             phi_expires_at=siu.start + PHI_AFTER_START,
         )
         if await store.insert(conn, new, now=now):
-            await store.add_event(
-                conn, appointment_id, "booked", "ris", start_at=siu.start, now=now
-            )
+            await self._event(conn, appointment_id, "booked", "ris", start_at=siu.start, now=now)
         return "learned"
 
     async def apply_order(self, conn: Connection, order: channels.Order, order_key: str) -> str:
@@ -776,7 +808,7 @@ class Lifecycle:
         await store.set_status(
             conn, row.appointment_id, status="cancelled", changed_by="ris", now=now
         )
-        await store.add_event(
+        await self._event(
             conn, row.appointment_id, "cancelled", "ris", start_at=row.start_at, now=now
         )
         if phone is not None:

@@ -41,6 +41,7 @@ from radsched.conversation.model import (
     SendText,
     State,
 )
+from radsched.conversation.reminders import REMINDER_TEXTS
 from radsched.conversation.transition import step
 from radsched.privacy import PhiBox
 from radsched.storage import conversations
@@ -48,7 +49,7 @@ from radsched.storage.audit import AuditTrail
 from radsched.storage.consents import record_consent
 from radsched.storage.orders import OrderState, OrderStore
 from radsched.storage.pg import Connection, Record
-from radsched.storage.sms_outbox import enqueue_text
+from radsched.storage.sms_outbox import drop_pending_to_phone, enqueue_text
 
 log = logging.getLogger("radsched.sms.driver")
 
@@ -327,6 +328,10 @@ class Driver:
                     await record_consent(
                         conn, trail.phone_hash, granted=granted, source=source, now=now
                     )
+                    if not granted:
+                        await drop_pending_to_phone(
+                            conn, trail.phone_hash, REMINDER_TEXTS, f"opted out ({source})"
+                        )
                     trail.consent_state = "granted" if granted else "revoked"
                     trail.add("consent_granted" if granted else "consent_revoked", "system", source)
                 case Audit(kind="inbound", detail=intent):

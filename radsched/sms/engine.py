@@ -50,6 +50,7 @@ from radsched.conversation.model import (
     State,
     Tick,
 )
+from radsched.conversation.reminders import REMINDER_TEXTS
 from radsched.conversation.stray import stray_reply
 from radsched.logs import correlated
 from radsched.modality import ModalityControl
@@ -65,7 +66,7 @@ from radsched.storage.consents import get_consent, record_consent
 from radsched.storage.db import Database
 from radsched.storage.orders import StoredOrder, set_deferred_reason
 from radsched.storage.pg import Connection
-from radsched.storage.sms_outbox import drop_pending
+from radsched.storage.sms_outbox import drop_pending, drop_pending_to_phone
 from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.sms.engine")
@@ -282,6 +283,9 @@ class SmsEngine:
                 if opted_out:
                     await record_consent(
                         conn, phone_hash, granted=False, source=f"twilio-{error_code}", now=now
+                    )
+                    await drop_pending_to_phone(
+                        conn, phone_hash, REMINDER_TEXTS, f"twilio {error_code}"
                     )
                     trail.consent_state = "revoked"
                     trail.add("consent_revoked", "system", f"twilio-{error_code}")

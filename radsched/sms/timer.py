@@ -32,16 +32,23 @@ class ConversationTimer:
         db: Database,
         clock: Callable[[], datetime],
         fire_due: Callable[[], Awaitable[int]],
+        *,
+        next_due: Callable[[Database], Awaitable[datetime | None]] = conversations.next_wake,
+        name: str = "sms-timer",
     ) -> None:
         self._db = db
         self._clock = clock
         self._fire_due = fire_due
+        self._next_due = (
+            next_due  # the reminders' sweep (radsched/sms/reminders.py) looks elsewhere
+        )
+        self._name = name
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._planned: datetime | None = None  # when the timer looks next
 
     def start(self) -> None:
-        self._task = spawn(self._run(), name="sms-timer")
+        self._task = spawn(self._run(), name=self._name)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -62,14 +69,14 @@ class ConversationTimer:
                 await self._fire_due()
                 delay = await self._next_delay()
             except UNREACHABLE as exc:
-                log.warning("conversation timer: database error", extra={"error": str(exc)})
+                log.warning("%s: database error", self._name, extra={"error": str(exc)})
                 delay = MAX_SLEEP_S
             self._planned = self._clock() + timedelta(seconds=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
 
     async def _next_delay(self) -> float:
-        nearest = await conversations.next_wake(self._db)
+        nearest = await self._next_due(self._db)
         if nearest is None:
             return MAX_SLEEP_S
         seconds: float = (nearest - self._clock()).total_seconds()

@@ -86,6 +86,12 @@ def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...
             (),
         ),
         (
+            "appointment_reminders rows",
+            # The start + 1 day (issue 13): the row and any sealed copy a reminder still held.
+            "DELETE FROM appointment_reminders WHERE expires_at <= $1",
+            (),
+        ),
+        (
             "appointment_events rows",
             "DELETE FROM appointment_events WHERE at < $1::timestamptz - $2::interval",
             (audit,),

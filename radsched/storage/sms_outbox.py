@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -482,6 +482,23 @@ async def drop_pending(conn: asyncpg.Connection, conversation_id: uuid.UUID, why
         why,
     )
     return status
+
+
+async def drop_pending_to_phone(
+    conn: asyncpg.Connection, phone_hash: str, template_ids: Sequence[str], why: str
+) -> int:
+    """Unsent texts of these templates to a phone that just opted out are dropped (payload deleted):
+    a reminder queued before the STOP must not reach the patient after it."""
+    status: str = await conn.execute(
+        """
+        UPDATE sms_outbox SET state = 'dead', payload = NULL, last_error = $3
+         WHERE phone_hash = $1 AND state = 'pending' AND template_id = ANY($2::text[])
+        """,
+        phone_hash,
+        list(template_ids),
+        why,
+    )
+    return int(status.rsplit(maxsplit=1)[-1])
 
 
 async def list_rows(
