@@ -366,14 +366,15 @@ async def running(
                 # Patients who booked by text hear of the RIS's cancels and moves (sms role only).
                 news=NewsTexts(engine.driver, hash_key, clock) if engine is not None else None,
             )
+        desk: StaffDesk | None = None
         if lifecycle is not None and engine is not None:
-            # Patients' requests after booking (issue 13 item 3): decided by a person.
+            # Patients' requests after booking (issue 13 item 3): decided by a person, through the
+            # REST API (radsched requests) and the console's Requests page.
+            desk = StaffDesk(db=db, driver=engine.driver, phi=phi, lifecycle=lifecycle, clock=clock)
             await staff_requests_api.install(
                 stack,
                 app=app,
-                desk=StaffDesk(
-                    db=db, driver=engine.driver, phi=phi, lifecycle=lifecycle, clock=clock
-                ),
+                desk=desk,
                 authorise=lifecycle_component.authoriser(secrets.api_keys),
                 db=db,
                 registry=metrics.registry,
@@ -440,6 +441,7 @@ async def running(
                     readiness=readiness.run,
                     clock=clock,
                     client_ip=limiter.client_ip,
+                    staff=desk,
                 ),
                 settings=settings,
             )

@@ -13,7 +13,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -24,6 +24,7 @@ from radsched.console.limiter import LoginLimiter
 from radsched.console.session import COOKIE_NAME, CookieCodec, SessionState
 from radsched.privacy import PhiBox
 from radsched.rest import bodies
+from radsched.sms.after_booking import Decision
 from radsched.storage import console as store
 from radsched.storage.console import AuditEntry, Role, User
 from radsched.storage.db import Database
@@ -60,6 +61,17 @@ class OutboxActions(Protocol):
     async def drop(self, row_id: int) -> str: ...
 
 
+class StaffDecisions(Protocol):
+    """Decisions on the patients' requests after booking: the daemon's
+    :class:`radsched.sms.after_booking.StaffDesk`, the one the REST API and ``radsched requests``
+    use. It raises ``DeskError`` (already decided, names no single appointment) and the lifecycle's
+    ``SchedulingError`` (the RIS refused the cancel, or could not be reached)."""
+
+    async def approve(self, request_id: int, *, by: str, note: str | None = None) -> Decision: ...
+
+    async def deny(self, request_id: int, *, by: str, note: str | None) -> Decision: ...
+
+
 Readiness = Callable[[], Awaitable[Mapping[str, str | None]]]
 
 
@@ -89,6 +101,11 @@ class ConsoleDeps:
     clock: Callable[[], datetime] = _now
     client_ip: Callable[[web.Request], str] = _remote
     limiter: LoginLimiter | None = None
+    staff: StaffDecisions | None = None
+    """Approves and denies staff requests; None (a daemon without the sms and gateway roles): the
+    requests are listed, and decided on a daemon that has them."""
+    request_overdue: timedelta = timedelta(minutes=240)
+    """``STAFF_REQUEST_OVERDUE_MIN``: a pending request older than this is marked overdue."""
 
 
 DEPS = web.AppKey("console_deps", ConsoleDeps)

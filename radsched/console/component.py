@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from pydantic import SecretStr
 
-from radsched.console.app import ConsoleDeps, Readiness
+from radsched.console.app import ConsoleDeps, Readiness, StaffDecisions
 from radsched.console.session import derive_cookie_key
 from radsched.console.site import build_console_app
 from radsched.console.users import FIRST_ADMIN, ensure_first_admin
@@ -72,6 +72,7 @@ def console_deps(
     readiness: Readiness,
     clock: Callable[[], datetime],
     client_ip: Callable[[web.Request], str] | None = None,
+    staff: StaffDecisions | None = None,
 ) -> ConsoleDeps:
     return ConsoleDeps(
         db=db,
@@ -85,6 +86,8 @@ def console_deps(
         destinations=emr_destinations(settings),
         clock=clock,
         client_ip=client_ip or (lambda request: request.remote or ""),
+        staff=staff,
+        request_overdue=timedelta(minutes=settings.staff_request_overdue_min),
     )
 
 

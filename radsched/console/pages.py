@@ -16,6 +16,7 @@ from radsched.modality import UnknownModality, is_dicom_modality, list_modalitie
 from radsched.privacy import PhiBox, PhiBoxError
 from radsched.storage import console as store
 from radsched.storage import emr_outbox as outbox_store
+from radsched.storage import staff_requests as staff_store
 from radsched.storage.console import ROLES, MessageFilter
 
 log = logging.getLogger("radsched.console.pages")
@@ -44,6 +45,9 @@ async def overview(request: web.Request) -> web.StreamResponse:
         errors = await store.last_outbox_errors(conn)
         sms = await store.sms_queue(conn)
         sms_error = await store.last_sms_error(conn)
+        pending, overdue = await staff_store.pending_counts(
+            conn, overdue_before=d.clock() - d.request_overdue
+        )
     known = {q.destination for q in queues}
     rows = [
         {
@@ -70,6 +74,8 @@ async def overview(request: web.Request) -> web.StreamResponse:
             "queues": sorted(rows, key=lambda r: str(r["name"])),
             "sms": sms,
             "sms_error": sms_error,
+            "requests_pending": pending,
+            "requests_overdue": overdue,
         },
     )
 
@@ -297,7 +303,6 @@ async def deferred(request: web.Request) -> web.StreamResponse:
             "rows": rows,
             "more": len(found) > PAGE_SIZE,
             "page_no": page_no,
-            "requests": [],
         },
     )
 

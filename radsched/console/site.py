@@ -15,7 +15,7 @@ import jinja2
 from aiohttp import web
 
 from radsched.console import app as core
-from radsched.console import auth_views, pages, report_views
+from radsched.console import auth_views, pages, report_views, request_views
 from radsched.console.app import ConsoleDeps
 from radsched.console.limiter import LoginLimiter
 from radsched.console.session import CookieCodec
@@ -46,6 +46,7 @@ def build_console_app(d: ConsoleDeps) -> web.Application:
     auth_views.add_routes(app)
     pages.add_routes(app)
     report_views.add_routes(app)
+    request_views.add_routes(app)
     app.router.add_static("/static/", static_dir(), name="static", append_version=True)
     return app
 

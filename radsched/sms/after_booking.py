@@ -28,7 +28,7 @@ from radsched.storage.db import Database
 from radsched.storage.pg import Connection
 from radsched.storage.staff_requests import StaffRequest
 
-__all__ = ["AfterBooking", "Canceller", "DeskError", "StaffDesk"]
+__all__ = ["AfterBooking", "Canceller", "Decision", "DeskError", "StaffDesk"]
 
 log = logging.getLogger("radsched.sms.staff")
 
@@ -163,7 +163,7 @@ class StaffDesk:
         async with self._db.transaction("staff.list") as conn:
             return await staff_requests.list_requests(conn, state=state)
 
-    async def approve(self, request_id: int, *, by: str) -> Decision:
+    async def approve(self, request_id: int, *, by: str, note: str | None = None) -> Decision:
         async with self._db.transaction("staff.approve_lookup") as conn:
             request = await self._pending(conn, request_id)
             if request.appointment_id is None or request.kind == "unclear":
@@ -178,7 +178,7 @@ class StaffDesk:
         await self._lifecycle.cancel(
             request.appointment_id, origin="sms", reason="asked by the patient by text"
         )
-        return await self._decide(request_id, approved=True, by=by, note=None)
+        return await self._decide(request_id, approved=True, by=by, note=note)
 
     async def deny(self, request_id: int, *, by: str, note: str | None) -> Decision:
         return await self._decide(request_id, approved=False, by=by, note=note)

@@ -19,6 +19,7 @@ __all__ = [
     "State",
     "create",
     "decide",
+    "decided_recently",
     "get",
     "list_requests",
     "pending_counts",
@@ -120,6 +121,18 @@ async def list_requests(
     records = await conn.fetch(
         "SELECT * FROM staff_requests WHERE ($1::text IS NULL OR state = $1) ORDER BY id LIMIT $2",
         state,
+        limit,
+    )
+    return [_row(r) for r in records]
+
+
+async def decided_recently(conn: asyncpg.Connection, *, limit: int = 50) -> list[StaffRequest]:
+    """The latest decisions first (the console's "decided" list)."""
+    records = await conn.fetch(
+        """
+        SELECT * FROM staff_requests WHERE state <> 'pending'
+         ORDER BY decided_at DESC NULLS LAST, id DESC LIMIT $1
+        """,
         limit,
     )
     return [_row(r) for r in records]

@@ -25,6 +25,7 @@ PHI = ("ZEBRAFAMILY", "QUINCYGIVEN", "MRN777001", "+15550104477", "5550104477")
 PLACER = "PLC900001"
 PAGES = (
     "/",
+    "/requests",
     "/modalities",
     "/outbox",
     "/messages",
