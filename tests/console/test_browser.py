@@ -52,6 +52,7 @@ CHROMIUM_ARGS = [
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "console-screenshots"
 PAGES = (
     ("overview", "/"),
+    ("requests", "/requests"),
     ("modalities", "/modalities"),
     ("outbox", "/outbox"),
     ("messages", "/messages"),
@@ -259,6 +260,41 @@ async def test_forged_post_without_csrf_is_refused(browser: object, world: Flow)
         assert (
             await conn.fetchval("SELECT count(*) FROM scheduling_config WHERE modality = 'MR'") == 0
         )
+    await page.context.close()
+
+
+async def test_operator_approves_a_patients_cancel_request(browser: object, world: Flow) -> None:
+    from tests.smsflow.test_conversation import book_by_text, converse
+
+    patient = Patient()
+    await book_by_text(world, patient)
+    assert "scheduling team" in await converse(world, patient, "3")
+    [request] = await world.fetch(
+        "SELECT id, appointment_id FROM staff_requests WHERE state = 'pending' ORDER BY id DESC"
+        " LIMIT 1"
+    )
+    rid, appointment_id = request["id"], request["appointment_id"]
+
+    viewer = await new_page(browser, world, "vera")
+    await viewer.goto(console_url(world, "/requests"))
+    assert appointment_id in await viewer.locator(f"#r-{rid}").inner_text()
+    assert await viewer.get_by_role("button", name=f"Deny {rid}").count() == 0
+    await viewer.context.close()
+
+    page = await new_page(browser, world, "olga")
+    await page.get_by_role("link", name="Requests").click()
+    await page.get_by_label(f"Note for request {rid}").fill("asked by text, slot released")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "requests-pending.png"), full_page=True)
+    sent = len(world.twilio.accepted)
+    await page.get_by_role("button", name=f"Approve {rid}: cancel {appointment_id}").click()
+    done = await page.get_by_role("status").inner_text()
+    assert f"Request {rid} approved" in done and "patient was texted" in done
+    decided = await page.locator(f"#d-{rid}").inner_text()
+    assert "approved" in decided and "olga" in decided and "slot released" in decided
+    texts = await world.texts(sent + 1)
+    assert texts[-1].to == patient.e164 and "no longer booked" in texts[-1].body
+    await page.screenshot(path=str(SHOTS / "requests-decided.png"), full_page=True)
     await page.context.close()
 
 

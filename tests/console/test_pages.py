@@ -220,3 +220,33 @@ async def test_settings_mask_secrets(client: Client, db: Database, clock: Clock)
     html = await (await client.get("/settings")).text()
     assert "RADSCHED_PHI_KEY" in html and "(set)" in html and "RADSCHED_ADMIN_LISTEN" in html
     assert "postgresql://" not in html
+
+
+async def test_requests_without_a_desk_are_listed_and_not_decided(
+    client: Client, db: Database, clock: Clock
+) -> None:
+    """A daemon without the sms and gateway roles has no StaffDesk: its console lists only."""
+    from radsched.storage import staff_requests
+
+    async with db.transaction("test.request") as conn:
+        rid = await staff_requests.next_id(conn)
+        await staff_requests.create(
+            conn,
+            rid,
+            appointment_id=None,
+            kind="unclear",
+            phone_hash="f" * 64,
+            phi=b"sealed",
+            modality=None,
+            now=clock() - timedelta(hours=5),
+            correlation_id="c1",
+        )
+    await make_user(db, "op", "operator", clock=clock)
+    await login(client, "op")
+    html = await (await client.get("/requests")).text()
+    assert f'id="r-{rid}"' in html and "overdue" in html and f"Deny {rid}" not in html
+    assert "1 overdue" in await (await client.get("/")).text()
+    refused = await post_form(client, f"/requests/{rid}/deny", {}, page="/requests")
+    assert refused.status == 503 and "cannot decide requests" in await refused.text()
+    async with db.transaction("test") as conn:
+        assert await conn.fetchval("SELECT state FROM staff_requests") == "pending"
