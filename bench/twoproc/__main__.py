@@ -1,17 +1,18 @@
 """One daemon against two on the same ports (``SO_REUSEPORT``): ``.venv/bin/python -m bench.twoproc
-[--seconds S] [--connections N] [--clients M] [--no-docs]`` (issue 16 item 4).
+[--seconds S] [--connections N] [--clients M] [--pairs P] [--no-docs]`` (issue 16 item 4).
 
 Real parts only: an embedded PostgreSQL, the Twilio double, one simulated RIS (``radsched sim-ris``)
-and ``radsched run`` with ``RADSCHED_REUSE_PORT=true``. Three rounds in one run, each measuring
-orders over N MLLP connections (durable intake: an ACK counts only as AA with MSA-2 = the order's
-MSH-10) and then slot queries over M HTTP keep-alive clients (``GET /api/ris/available-slots``, 200):
+and ``radsched run`` with ``RADSCHED_REUSE_PORT=true``. Rounds in one run, each measuring orders
+over N MLLP connections (durable intake: an ACK counts only as AA with MSA-2 = the order's MSH-10)
+and then slot queries over M HTTP keep-alive clients (``GET /api/ris/available-slots``, 200),
+alternating between
 
-1. ``one``: daemon A alone;
-2. ``two``: daemon B started on A's ``MLLP_LISTEN`` and ``HTTP_LISTEN`` (same database, same keys,
-   its own ``DATA_DIR``), both serving;
-3. ``one again``: B stopped, A alone (shows how far the machine drifted during the run).
+- ``one``: daemon A alone, and
+- ``two``: daemon B started on A's ``MLLP_LISTEN`` and ``HTTP_LISTEN`` (same database, same keys,
+  its own ``DATA_DIR``), both serving; B is stopped again after the round,
 
-Ratio = ``two`` ÷ the mean of the two ``one`` rounds. Each load generator (``bench/twoproc/load.py``,
+``one``, then P times ``two``, ``one`` (so each ``two`` has a ``one`` on each side and drift of the
+shared machine shows). Ratio = the mean rate of the ``two`` rounds ÷ that of the ``one`` rounds. Each load generator (``bench/twoproc/load.py``,
 its own process) opens its connections first and counts per local port; the kernel's choice of
 process for each connection is read from /proc (``bench/twoproc/share.py``). CPU of every party (the
 daemons, PostgreSQL's processes, the load generator, the Twilio double, the RIS) and of the whole
@@ -27,11 +28,14 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,6 @@ from bench.webhooks.__main__ import start_double, wait_outbox_empty
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "performance.md"
 SECTION = "## Two processes on one host (`SO_REUSEPORT`)"
-ROUNDS = ("one", "two", "one again")
 #: Orders offered per second of a round: well above what two daemons take on this machine.
 ORDERS_PER_SECOND = 2500
 PHONES = 100_000
@@ -68,23 +71,26 @@ class Parties:
         out["PostgreSQL"] = share.tree_cpu_seconds(self.postmaster)
         out["Twilio double"] = cpu_seconds(self.double)
         out["RIS"] = cpu_seconds(self.ris)
-        busy, total = share.cpu_ticks()
-        out["_busy"], out["_total"] = float(busy), float(total)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["this benchmark"] = usage.ru_utime + usage.ru_stime
+        out |= {f"_{k}": float(v) for k, v in share.cpu_ticks().items()}
         out["_wall"] = time.perf_counter()
         return out
 
 
 def cpu_use(before: dict[str, float], after: dict[str, float], load_cpu: float) -> dict[str, float]:
     """Cores each party used over the window (CPU s ÷ wall s), the load generator's from its own
-    rusage; ``machine`` is every core's busy share × core count, ``others`` what no party explains
-    (this process, other users of the machine)."""
+    rusage; ``machine`` is every core's busy share × core count, of which ``irq`` went to
+    interrupts and ``steal`` to the hypervisor; ``others`` is what none of these explains (other
+    work on the machine)."""
     wall = after["_wall"] - before["_wall"]
     cores = os.cpu_count() or 1
     use = {k: (after[k] - before[k]) / wall for k in after if not k.startswith("_") and k in before}
     use["load generator"] = load_cpu / wall
-    use["machine"] = (
-        (after["_busy"] - before["_busy"]) / (after["_total"] - before["_total"]) * cores
-    )
+    ticks = after["_total"] - before["_total"]
+    for key in ("busy", "irq", "steal"):
+        use[key] = (after[f"_{key}"] - before[f"_{key}"]) / ticks * cores
+    use["machine"] = use.pop("busy")
     use["others"] = max(0.0, use["machine"] - sum(v for k, v in use.items() if k != "machine"))
     use["wall"] = wall
     return use
@@ -173,7 +179,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
         def start_daemon(name: str, extra: dict[str, str]) -> Any:
             data_dir = work / f"data-{name}"
-            data_dir.mkdir(mode=0o711)
+            data_dir.mkdir(mode=0o711, exist_ok=True)  # B's again: its lock went with it
             daemon = DaemonProcess(data_dir, env=env | extra).start()
             assert parties is not None
             parties.daemons[name] = daemon
@@ -184,7 +190,8 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         numbers = phones(PHONES)
         used = 0
         per_round = min(
-            int(args.seconds * ORDERS_PER_SECOND), (PHONES - 2 * args.warm_orders) // len(ROUNDS)
+            int(args.seconds * ORDERS_PER_SECOND),
+            (PHONES - (args.pairs + 1) * args.warm_orders) // (2 * args.pairs + 1),
         )
 
         def orders(count: int) -> list[list[str]]:
@@ -221,13 +228,14 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
         rounds: dict[str, Any] = {}
         await round_of(2, args.warm_orders)  # warm-up: pools, location cache, imports
-        rounds["one"] = await round_of(args.seconds, per_round)
-        start_daemon("B", {"RADSCHED_MLLP_LISTEN": f"{host}:{mllp_port}",
-                           "RADSCHED_HTTP_LISTEN": f"{host}:{http_port}"})  # fmt: skip
-        await round_of(2, args.warm_orders)
-        rounds["two"] = await round_of(args.seconds, per_round)
-        parties.daemons.pop("B").stop()
-        rounds["one again"] = await round_of(args.seconds, per_round)
+        rounds["one 1"] = await round_of(args.seconds, per_round)
+        for n in range(1, args.pairs + 1):
+            start_daemon("B", {"RADSCHED_MLLP_LISTEN": f"{host}:{mllp_port}",
+                               "RADSCHED_HTTP_LISTEN": f"{host}:{http_port}"})  # fmt: skip
+            await round_of(2, args.warm_orders)
+            rounds[f"two {n}"] = await round_of(args.seconds, per_round)
+            parties.daemons.pop("B").stop()
+            rounds[f"one {n + 1}"] = await round_of(args.seconds, per_round)
         return {"rounds": rounds, "orders_per_round": per_round}
     finally:
         if parties is not None:
@@ -242,11 +250,21 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 # ---- the figures ---------------------------------------------------------------------------------
 
 
-def ratio(rounds: dict[str, Any], kind: str) -> tuple[float, float]:
-    """(two's rate, two ÷ the mean of the two one-process rounds)."""
-    one = (rounds["one"][kind]["per_second"] + rounds["one again"][kind]["per_second"]) / 2
-    two = rounds["two"][kind]["per_second"]
-    return two, two / one if one else 0.0
+def rates(rounds: dict[str, Any], kind: str, processes: str) -> list[float]:
+    """The rates of the ``one`` or the ``two`` rounds, in order."""
+    return [r[kind]["per_second"] for name, r in rounds.items() if name.split()[0] == processes]
+
+
+def ratio(rounds: dict[str, Any], kind: str) -> tuple[float, float, float]:
+    """(mean rate of the one-process rounds, of the two-process rounds, two ÷ one)."""
+    one, two = (statistics.fmean(rates(rounds, kind, p)) for p in ("one", "two"))
+    return one, two, two / one if one else 0.0
+
+
+def pair_ratios(rounds: dict[str, Any], kind: str) -> str:
+    """Each two-process round's rate ÷ the mean of the one-process rounds before and after it."""
+    one, two = rates(rounds, kind, "one"), rates(rounds, kind, "two")
+    return ", ".join(f"{t / ((one[i] + one[i + 1]) / 2):.2f}×" for i, t in enumerate(two))
 
 
 def split(res: dict[str, Any], key: str) -> str:
@@ -260,8 +278,7 @@ def split(res: dict[str, Any], key: str) -> str:
 
 def kind_rows(rounds: dict[str, Any], kind: str) -> list[str]:
     rows = []
-    for name in ROUNDS:
-        res = rounds[name][kind]
+    for name, res in ((n, r[kind]) for n, r in rounds.items()):
         codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(res["codes"].items()))
         rows.append(
             f"| {name} | {res['requests']:,} | {res['per_second']:,.0f} | {res['p50_ms']:.1f} | "
@@ -271,12 +288,13 @@ def kind_rows(rounds: dict[str, Any], kind: str) -> list[str]:
     return rows
 
 
-CPU_COLUMNS = ("daemon A", "daemon B", "PostgreSQL", "load generator", "Twilio double", "RIS")
+CPU_COLUMNS = ("daemon A", "daemon B", "PostgreSQL", "load generator", "Twilio double", "RIS",
+               "this benchmark", "irq", "steal")  # fmt: skip
 
 
 def cpu_rows(rounds: dict[str, Any]) -> list[str]:
     rows = []
-    for name in ROUNDS:
+    for name in rounds:
         for kind in ("orders", "slots"):
             use = rounds[name][kind]["cpu"]
             cells = " | ".join(f"{use[c]:.2f}" if c in use else "—" for c in CPU_COLUMNS)
@@ -300,18 +318,28 @@ def reading(rounds: dict[str, Any], cores: int) -> list[str]:
         "",
     ]
     for kind, per in (("orders", "order"), ("slots", "query")):
-        one, two, again = (rounds[n][kind] for n in ROUNDS)
-        helpers = sum(
-            two["cpu"][c] for c in ("PostgreSQL", "load generator", "Twilio double", "RIS")
+
+        def mean(
+            processes: str, figure: Callable[[dict[str, Any]], float], kind: str = kind
+        ) -> float:
+            return statistics.fmean(
+                figure(r[kind]) for name, r in rounds.items() if name.split()[0] == processes
+            )
+
+        daemons, machine_busy, others, cpu = (
+            [mean(p, f) for p in ("one", "two")]
+            for f in (
+                daemon_cores,
+                lambda x: float(x["cpu"]["machine"]),
+                lambda x: float(x["cpu"]["others"]),
+                lambda x: float(x["daemon_cpu_ms"]),
+            )
         )
         lines.append(
-            f"- {kind}: the daemons got {daemon_cores(one):.2f} / {daemon_cores(two):.2f} / "
-            f"{daemon_cores(again):.2f} cores in `one` / `two` / `one again`, the machine was "
-            f"{one['cpu']['machine']:.2f} / {two['cpu']['machine']:.2f} / "
-            f"{again['cpu']['machine']:.2f} of {cores} busy; in `two` the other parties took "
-            f"{helpers:.2f} cores and other work {two['cpu']['others']:.2f}. Daemon CPU per {per}: "
-            f"{one['daemon_cpu_ms']:.2f} / {two['daemon_cpu_ms']:.2f} / "
-            f"{again['daemon_cpu_ms']:.2f} ms."
+            f"- {kind}: the daemons got {daemons[0]:.2f} cores in the `one` rounds and "
+            f"{daemons[1]:.2f} in the `two` rounds (means), with the machine {machine_busy[0]:.2f} "
+            f"/ {machine_busy[1]:.2f} of {cores} cores busy and other work taking {others[0]:.2f} / "
+            f"{others[1]:.2f}; daemon CPU per {per} {cpu[0]:.2f} / {cpu[1]:.2f} ms."
         )
     lines += [
         "",
@@ -336,22 +364,24 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         "| connections A / B | {what} A / B | CPU ms/{per} A / B |"
     )
     sep = "|---|---|---|---|---|---|---|---|---|---|"
-    two_orders, orders_ratio = ratio(rounds, "orders")
-    two_slots, slots_ratio = ratio(rounds, "slots")
+    _, two_orders, orders_ratio = ratio(rounds, "orders")
+    _, two_slots, slots_ratio = ratio(rounds, "slots")
     return "\n".join(
         [
             SECTION,
             "",
             "Reproduce: `.venv/bin/python -m bench.twoproc` (options: `--seconds`, `--connections`, "
-            "`--clients`, `--no-docs`).",
+            "`--clients`, `--pairs`, `--no-docs`).",
             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}, a machine "
             "**shared with other engineers' work**; 1-minute load average "
             f"{r['load'][0]:.1f} before and {r['load'][1]:.1f} after. {args.seconds:g} s per "
             f"measurement; {args.connections} MLLP connections, {args.clients} HTTP clients.",
             "",
-            "Daemon A runs `radsched run` with `RADSCHED_REUSE_PORT=true`; in round `two` daemon B "
-            "is started with the same settings on A's `MLLP_LISTEN` and `HTTP_LISTEN`, the same "
-            "database and keys, its own `DATA_DIR`; in `one again` B has been stopped. Both talk "
+            "Daemon A runs `radsched run` with `RADSCHED_REUSE_PORT=true`; for each `two` round "
+            "daemon B is started with the same settings on A's `MLLP_LISTEN` and `HTTP_LISTEN`, the "
+            "same database and keys, its own `DATA_DIR`, and stopped after it, so the rounds "
+            "alternate and each `two` lies between two `one` rounds (the drift of the shared "
+            "machine shows in the `one` rows). Both talk "
             "to one simulated RIS (`radsched sim-ris`) and send their texts to the Twilio double. "
             "Each measurement is a fresh load generator process (closed loop, one request in "
             "flight per connection) that opens all its connections before the clock starts, so in "
@@ -376,17 +406,20 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "",
             f"**Where the {cores} cores went**, in cores (CPU seconds ÷ wall seconds of the "
             "measurement, from /proc: each daemon, PostgreSQL's postmaster and backends, the load "
-            "generator's own rusage, the double, the RIS; *others* is the machine's busy time that "
-            "none of these explains: this benchmark's own sampling and other work on the machine; "
+            "generator's own rusage, the double, the RIS, this benchmark's own process (it reads "
+            "/proc four times a second); *irq* is interrupt time (loopback TCP's softirq among "
+            "it, charged to no process), *steal* time the hypervisor gave to others; *others* is "
+            "the machine's busy time that none of these explains: other work on the machine; "
             f"*machine* is all busy time, at most {cores}).",
             "",
             "| round, load | " + " | ".join(CPU_COLUMNS) + " | others | machine |",
             "|---" * (len(CPU_COLUMNS) + 3) + "|",
             *cpu_rows(rounds),
             "",
-            f"Two processes against one (mean of `one` and `one again`): orders "
-            f"{two_orders:,.0f}/s = **{orders_ratio:.2f}×**, slot queries {two_slots:,.0f}/s = "
-            f"**{slots_ratio:.2f}×** (target > 1×: "
+            f"Two processes against one (mean rate of the `two` rounds ÷ that of the `one` rounds): "
+            f"orders {two_orders:,.0f}/s = **{orders_ratio:.2f}×** (each `two` against the `one` "
+            f"on either side: {pair_ratios(rounds, 'orders')}), slot queries {two_slots:,.0f}/s = "
+            f"**{slots_ratio:.2f}×** ({pair_ratios(rounds, 'slots')}) (target > 1×: "
             f"{'met' if orders_ratio > 1 else 'NOT met'} / {'met' if slots_ratio > 1 else 'NOT met'}).",
             "",
             *reading(rounds, cores),
@@ -401,14 +434,15 @@ def record_targets(r: dict[str, Any], args: argparse.Namespace) -> None:
         ("orders", "16.4-orders", "orders/s"),
         ("slots", "16.4-slots", "queries/s"),
     ):
-        two, x = ratio(rounds, kind)
-        one = [rounds[n][kind]["per_second"] for n in ("one", "one again")]
+        one, two, x = ratio(rounds, kind)
+        twos = [r[kind] for name, r in rounds.items() if name.startswith("two")]
         n = args.connections if kind == "orders" else args.clients
         _results.record(
             target,
-            f"{two:,.0f} vs {one[0]:,.0f} / {one[1]:,.0f} {unit} ({n} connections, split "
-            f"{split(rounds['two'][kind], 'connections')}; machine "
-            f"{rounds['two'][kind]['cpu']['machine']:.2f} cores busy)",
+            f"{two:,.0f} vs {one:,.0f} {unit} (means of {len(twos)} and {len(twos) + 1} rounds; "
+            f"{n} connections, split {', '.join(split(t, 'connections') for t in twos)}; machine "
+            f"{statistics.fmean(t['cpu']['machine'] for t in twos):.2f} of "
+            f"{os.cpu_count()} cores busy)",
             x,
         )
 
@@ -418,6 +452,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     parser.add_argument("--connections", type=int, default=16, help="MLLP connections")
     parser.add_argument("--clients", type=int, default=16, help="HTTP clients (slot queries)")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=2,
+        help="two-process rounds (each between two one-process rounds)",
+    )
     parser.add_argument("--warm-orders", type=int, default=500, help=argparse.SUPPRESS)
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs alone")
     args = parser.parse_args()

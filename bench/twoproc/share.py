@@ -70,12 +70,13 @@ def spread(counts: Mapping[int, int], owner: Mapping[int, str]) -> dict[str, dic
     return out
 
 
-def cpu_ticks() -> tuple[int, int]:
-    """The machine's (busy, total) CPU ticks so far, all cores (``/proc/stat``); iowait is idle."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    total = sum(fields[:8])
-    return total - idle, total
+def cpu_ticks() -> dict[str, int]:
+    """The machine's CPU ticks so far, all cores (``/proc/stat``): ``total``, ``busy`` (all but
+    idle and iowait), ``irq`` (hard and soft interrupts, loopback TCP's among them, charged to no
+    process) and ``steal`` (the hypervisor ran someone else)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    total = sum(f)
+    return {"total": total, "busy": total - f[3] - f[4], "irq": f[5] + f[6], "steal": f[7]}
 
 
 def tree_cpu_seconds(pid: int) -> float:
