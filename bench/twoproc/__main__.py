@@ -317,6 +317,7 @@ def reading(rounds: dict[str, Any], cores: int) -> list[str]:
         "the daemons, and so does other work (*others*):",
         "",
     ]
+    change = {}
     for kind, per in (("orders", "order"), ("slots", "query")):
 
         def mean(
@@ -341,14 +342,19 @@ def reading(rounds: dict[str, Any], cores: int) -> list[str]:
             f"/ {machine_busy[1]:.2f} of {cores} cores busy and other work taking {others[0]:.2f} / "
             f"{others[1]:.2f}; daemon CPU per {per} {cpu[0]:.2f} / {cpu[1]:.2f} ms."
         )
+        change[kind] = cpu[1] / cpu[0] - 1 if cpu[0] else 0.0
     lines += [
         "",
         "Where the machine is already busy with one daemon, a second has nothing to take, and the "
         "ratio says more about the machine than about radsched. The rate follows the daemons' "
-        "cores ÷ their CPU per message; when CPU per message stays about the same with two "
-        "processes, a host with a free core for each daemon (PostgreSQL and the RIS elsewhere, "
-        "the load arriving over the network) should get close to twice one process's rate, but "
-        "this 2-core machine cannot show that. The kernel spreads connections by a hash of their "
+        "cores ÷ their CPU per message. With two processes each order cost the daemons "
+        f"{change['orders']:+.0%} CPU and each slot query {change['slots']:+.0%} against one. "
+        "Not measured here, but a likely part of the orders' difference: every text queued "
+        "NOTIFYs each daemon on the database (radsched/storage/sms_outbox.py), so both SMS "
+        "senders wake for it and race for the row. On a host with a free core for each daemon "
+        "(PostgreSQL and the RIS elsewhere, the load arriving over the network) the gain would be "
+        "about the cores the daemons get ÷ that CPU per message; this 2-core machine cannot show "
+        "it. The kernel spreads connections by a hash of their "
         "addresses, not by load: an uneven split (the *connections A / B* column) leaves one "
         "daemon with more of the work, which is why spreading needs several connections from the "
         "RIS (docs/deploy.md).",
@@ -372,7 +378,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "",
             "Reproduce: `.venv/bin/python -m bench.twoproc` (options: `--seconds`, `--connections`, "
             "`--clients`, `--pairs`, `--no-docs`).",
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}, a machine "
+            f"Measured {r['measured_at']} on {machine()}, a machine "
             "**shared with other engineers' work**; 1-minute load average "
             f"{r['load'][0]:.1f} before and {r['load'][1]:.1f} after. {args.seconds:g} s per "
             f"measurement; {args.connections} MLLP connections, {args.clients} HTTP clients.",
@@ -468,6 +474,7 @@ def main() -> None:
         Path(tmp).chmod(0o711)  # the embedded server may run as another user under root
         result = asyncio.run(bench(args, Path(tmp)))
     result["load"] = (load_before, os.getloadavg()[0])
+    result["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(json.dumps(result, indent=1), file=sys.stderr)
     record_targets(result, args)
     _results.save("twoproc")
