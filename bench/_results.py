@@ -69,8 +69,8 @@ TARGETS: tuple[Target, ...] = (
     _T("16.2-p99", 16, "durable intake p99 at 8 connections", "< 20 ms", "<", 1, "intake"),
     _T("16.3-cpu", 16, "daemon CPU per slot query, 1 client", "≤ 0.4 ms", "<=", 1, "gateway"),
     _T("16.3-p99", 16, "slots p99 at 32 clients, no slot cache", "≤ 20 ms", "<=", 1, "gateway"),
-    _T("16.4-orders", 16, "orders/s, two processes (`SO_REUSEPORT`) vs one", "> 1× one process", ">", 1, "reuseport"),
-    _T("16.4-slots", 16, "slot queries/s, two processes (`SO_REUSEPORT`) vs one", "> 1× one process", ">", 1, "reuseport"),
+    _T("16.4-orders", 16, "orders/s, two processes (`SO_REUSEPORT`) vs one", "> 1× one process", ">", 1, "twoproc"),
+    _T("16.4-slots", 16, "slot queries/s, two processes (`SO_REUSEPORT`) vs one", "> 1× one process", ">", 1, "twoproc"),
     _T("16.5-siu", 16, "SIU outbox claim p99 after the churn (0007 settings)", "≤ 10 ms", "<=", 1, "outbox"),
     _T("16.5-sms", 16, "SMS outbox claim p99 after the churn (0007 settings)", "≤ 10 ms", "<=", 1, "outbox"),
     _T("16.6-p99", 16, "the burst (100 orders/s): ACK p99", "< 1 s", "<", 1, "day"),
@@ -179,7 +179,7 @@ def table(files: list[dict[str, Any]]) -> str:
     ]
     for t in TARGETS:
         row = rows.get(t.id)
-        by = f"`bench.{t.bench}`" if t.bench != "reuseport" else "no benchmark yet"
+        by = f"`bench.{t.bench}`"
         if row is None:
             lines.append(
                 f"| {_cell(t.what)} ({t.issue}) | not measured | — | {t.target} | — | {by} |"
