@@ -457,7 +457,10 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"What it means. The sweep is not the bottleneck: {s['settled']:,} reminders are in the "
         f"outbox {s['seconds']:.0f} s after 09:00, and the outbox hands them to Twilio at "
-        f"{api_rate:,.0f}/s. What decides when patients get them is the sender's throughput at "
+        f"{api_rate:,.0f}/s. Of the sweep's {s['seconds']:.1f} s, PostgreSQL used "
+        f"{s['pg_cpu_s']:.1f} s of CPU and radsched {s['python_cpu_s']:.1f} s (opening each sealed "
+        "payload, rendering, sealing the text, the audit row): its cost is radsched's own, not "
+        "the database's; the rest is waiting for a core on the shared machine. What decides when patients get them is the sender's throughput at "
         f"Twilio: at {args.rate:g} segment/s the last leaves Twilio {_hms(leaves)} after the "
         "first reached it. The same "
         f"{d['segments']:,} segments take {_hms(d['segments'] / 3)} on a toll-free number "
