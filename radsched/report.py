@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from radsched.storage.reports import NO_MODALITY, ModalityReport, build_report
+from radsched.storage.reports import AFTER_BOOKING, NO_MODALITY, ModalityReport, build_report
 
 __all__ = ["NO_MODALITY", "ModalityReport", "build_report", "render_json", "render_table"]
 
@@ -33,44 +33,55 @@ _COLUMNS = (
     ("OPT-OUTS", "opt_outs"),
     ("MEDIAN TO BOOK", "median_to_book_s"),
 )
+# The second table, "After booking" (issue 13 item 7): the first one is wide enough already.
+_AFTER_COLUMNS = (
+    ("MODALITY", "modality"),
+    ("REMINDERS", "reminders_sent"),
+    ("CONFIRMED", "confirmed"),
+    ("CANCEL REQ", "cancel_requests"),
+    ("APPROVED", "cancel_requests_approved"),
+    ("DENIED", "cancel_requests_denied"),
+    ("PENDING", "cancel_requests_pending"),
+    ("OTHER REQ", "other_requests"),
+    ("RIS CANCELS", "ris_cancels"),
+    ("RIS MOVES", "ris_moves"),
+)
+_COUNTED = [f for _, f in _COLUMNS[1:-1]] + list(AFTER_BOOKING)
 
 
-def render_table(rows: list[ModalityReport], since: datetime) -> str:
-    lines = [f"SMS self-scheduling since {since:%Y-%m-%d %H:%M %Z}".rstrip()]
-    if not rows:
-        return lines[0] + "\n(no orders or texts in this period)\n"
-
-    def total(field: str) -> int:
-        return sum(int(getattr(r, field)) for r in rows)
-
-    totals = ModalityReport(
-        "TOTAL",
-        orders=total("orders"),
-        texts_out=total("texts_out"),
-        texts_in=total("texts_in"),
-        consents=total("consents"),
-        bookings=total("bookings"),
-        deferred=total("deferred"),
-        opt_outs=total("opt_outs"),
-        median_to_book_s=None,
-    )
+def _grid(columns: tuple[tuple[str, str], ...], rows: list[ModalityReport]) -> list[str]:
+    """A right-aligned text table of ``columns`` (the first left-aligned), the last row a total."""
     table = [
         [
-            _duration(v) if field == "median_to_book_s" else str(v)
-            for _, field in _COLUMNS
+            str(v) if field != "median_to_book_s" else "" if r is rows[-1] else _duration(v)
+            for _, field in columns
             for v in [getattr(r, field)]
         ]
-        for r in [*rows, totals]
+        for r in rows
     ]
-    table[-1][-1] = ""
-    headers = [h for h, _ in _COLUMNS]
+    headers = [h for h, _ in columns]
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
         first = cells[0].ljust(widths[0])
         return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
 
-    lines += [line(headers), *(line(row) for row in table[:-1]), line(table[-1])]
+    return [line(headers), *(line(row) for row in table)]
+
+
+def render_table(rows: list[ModalityReport], since: datetime) -> str:
+    lines = [f"SMS self-scheduling since {since:%Y-%m-%d %H:%M %Z}".rstrip()]
+    if not rows:
+        return lines[0] + "\n(no orders or texts in this period)\n"
+    totals = ModalityReport(
+        "TOTAL",
+        **{field: sum(int(getattr(r, field)) for r in rows) for field in _COUNTED},
+        median_to_book_s=None,
+    )
+    lines += _grid(_COLUMNS, [*rows, totals])
+    after = [r for r in rows if any(getattr(r, f) for f in AFTER_BOOKING)]
+    if after:
+        lines += ["", "After booking", *_grid(_AFTER_COLUMNS, [*after, totals])]
     return "\n".join(lines) + "\n"
 
 

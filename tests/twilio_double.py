@@ -16,8 +16,16 @@ mid-send test), ``post_status(sid, status)`` (a signed status callback to the me
 ``StatusCallback``), ``post_inbound(url, public_url, …)`` (a signed inbound-SMS webhook), and
 ``accepted`` / ``requests`` (what it saw).
 
-Run alone (benchmarks): ``python -m tests.twilio_double --port 0 --account-sid AC… --auth-token …``
-prints ``LISTENING host:port`` and serves until killed.
+Per-sender throughput (``rate``, segments per second per ``From`` / ``MessagingServiceSid``; None: no
+limit) is modelled as Twilio does it (reference/sms.md section 1.7): a request above the rate is still
+accepted (201) and waits in the sender's queue, which holds ``queue_s`` seconds of segments (Twilio: about
+10 hours, 36,000 segments for a long code at 1/s); a request that would overflow it is refused with 400 /
+21611 (queue full). Each accepted message records when it leaves the queue (``departs``) and whether its
+``ValidityPeriod`` ran out in the queue first (Twilio would fail it, 30001); ``GET /_double/stats`` sums
+this up for a double run as a subprocess.
+
+Run alone (benchmarks): ``python -m tests.twilio_double --port 0 --account-sid AC… --auth-token …
+[--rate SEGMENTS_PER_S] [--queue-seconds S]`` prints ``LISTENING host:port`` and serves until killed.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import asyncio
 import base64
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +48,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from radsched.commands.text import inbound_sms_form
+from radsched.conversation.gsm import segment_info
 
 API_PREFIX = "/2010-04-01/Accounts/{account}/Messages"
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -53,8 +63,11 @@ ERROR_MESSAGES = {
     21604: "A 'To' phone number is required.",
     21609: "Invalid ValidityPeriod",
     21610: "Attempt to send to unsubscribed recipient",
+    21611: "This 'From' number has exceeded the maximum number of queued messages",
     21614: "'To' number is not a valid mobile number",
 }
+TWILIO_QUEUE_S = 36_000.0
+"""How long a sender's queue is at its rate (about 10 hours of segments, reference/sms.md 1.7)."""
 _STATUS_FOR_CODE = {20003: 401, 20429: 429, 20500: 500}
 
 
@@ -79,6 +92,18 @@ class Message:
     form: dict[str, str]
     status: str = "queued"
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    arrived: float = 0.0
+    """time.time() when the request was accepted."""
+    departs: float = 0.0
+    """time.time() when it leaves the sender's queue (``arrived`` without a rate)."""
+    segments: int = 1
+
+    @property
+    def expired_in_queue(self) -> bool:
+        """Its ValidityPeriod ran out before its turn: Twilio would fail it (30001) unsent."""
+        return (
+            self.validity_period is not None and self.departs - self.arrived > self.validity_period
+        )
 
 
 @dataclass
@@ -88,6 +113,11 @@ class TwilioDouble:
     accepted: list[Message] = field(default_factory=list)
     requests: list[dict[str, str]] = field(default_factory=list)
     port: int = 0
+    rate: float | None = None
+    """Segments per second per sender; None: unlimited."""
+    queue_s: float = TWILIO_QUEUE_S
+    refused_queue_full: int = 0
+    _next_free: dict[str, float] = field(default_factory=dict)
     _fail: list[int] = field(default_factory=list)
     _refused: dict[str, int] = field(default_factory=dict)
     _stalled: asyncio.Event | None = None
@@ -102,6 +132,7 @@ class TwilioDouble:
         prefix = API_PREFIX.format(account="{account}")
         app.router.add_post(prefix + ".json", self._create)
         app.router.add_get(prefix + "/{sid}.json", self._fetch)
+        app.router.add_get("/_double/stats", self._stats)
         self._arrived = asyncio.Condition()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -220,6 +251,16 @@ class TwilioDouble:
         callback = form.get("StatusCallback")
         if callback is not None and not callback.startswith(("http://", "https://")):
             return self._error(21609)
+        key = service or sender or ""
+        segments = segment_info(form["Body"]).segments
+        arrived = time.time()
+        departs = arrived
+        if self.rate:
+            departs = max(arrived, self._next_free.get(key, 0.0))
+            if departs + segments / self.rate - arrived > self.queue_s:
+                self.refused_queue_full += 1
+                return self._error(21611)
+            self._next_free[key] = departs + segments / self.rate
         message = Message(
             sid=new_sid(),
             to=to,
@@ -230,6 +271,9 @@ class TwilioDouble:
             validity_period=int(validity) if validity else None,
             form=form,
             status="accepted" if service else "queued",
+            arrived=arrived,
+            departs=departs,
+            segments=segments,
         )
         assert self._arrived is not None
         async with self._arrived:
@@ -244,6 +288,26 @@ class TwilioDouble:
             if message.sid == request.match_info["sid"]:
                 return web.json_response(self._resource(message))
         return self._error(20404, 404)
+
+    def stats(self) -> dict[str, Any]:
+        """What a run looked like from Twilio's side: accepted, refused (queue full), when the
+        first request arrived, the last arrived and the last message left its sender's queue."""
+        accepted = self.accepted
+        return {
+            "rate": self.rate,
+            "queue_s": self.queue_s,
+            "accepted": len(accepted),
+            "segments": sum(m.segments for m in accepted),
+            "refused_queue_full": self.refused_queue_full,
+            "expired_in_queue": sum(m.expired_in_queue for m in accepted),
+            "first_arrival": min((m.arrived for m in accepted), default=None),
+            "last_arrival": max((m.arrived for m in accepted), default=None),
+            "last_departure": max((m.departs for m in accepted), default=None),
+            "max_wait_s": max((m.departs - m.arrived for m in accepted), default=0.0),
+        }
+
+    async def _stats(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
 
     def _resource(self, m: Message) -> dict[str, Any]:
         created = format_datetime(m.created)
@@ -347,7 +411,12 @@ def inbound_form(
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    double = TwilioDouble(account_sid=args.account_sid, auth_token=args.auth_token)
+    double = TwilioDouble(
+        account_sid=args.account_sid,
+        auth_token=args.auth_token,
+        rate=args.rate,
+        queue_s=args.queue_seconds,
+    )
     await double.start(args.host, args.port)
     print(f"LISTENING {double.host}:{double.port}", flush=True)
     try:
@@ -362,6 +431,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--account-sid", default=new_sid("AC"))
     parser.add_argument("--auth-token", default=secrets.token_hex(16))
+    parser.add_argument("--rate", type=float, default=None, help="segments/s per sender")
+    parser.add_argument(
+        "--queue-seconds", type=float, default=TWILIO_QUEUE_S, help="a sender's queue, at its rate"
+    )
     asyncio.run(_serve(parser.parse_args()))
 
 

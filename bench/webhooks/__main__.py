@@ -175,7 +175,8 @@ async def outbox_throughput(dsn: str, phi_key: str, hash_key: str, count: int) -
     return float(count / max(1e-6, last.timestamp() - committed))
 
 
-def start_double(account_sid: str, token: str) -> tuple[subprocess.Popen[str], str]:
+def start_double(account_sid: str, token: str, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """The Twilio double as a subprocess (``options``: its ``--rate``, ``--queue-seconds``)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -185,6 +186,7 @@ def start_double(account_sid: str, token: str) -> tuple[subprocess.Popen[str], s
             account_sid,
             "--auth-token",
             token,
+            *options,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -3,6 +3,13 @@
 Everything here is metadata (DESIGN.md section 9): counts by modality from ``sms_audit_log`` (texts,
 consents, bookings, hand-overs to staff, opt-outs), orders from ``orders``, and the median time from
 an order's first audit row to its booking, per conversation (``session_id``).
+
+After the booking (issue 13 item 7): reminders queued (``sms_audit_log`` rows ``reminder``: the
+reminder rows themselves are deleted a day after the start), appointments the patient confirmed by
+replying 1 (``appointments.confirmed_at`` in the period), staff requests raised in the period by kind
+and state (``staff_requests``), and the RIS's cancels (SIU^S15/S17, ORM cancel) and moves (SIU^S13) of
+appointments booked by text (``appointment_events`` of origin ``ris``). Replies 2 (change), the
+waitlist and no-shows (SIU^S26 is relayed, not recorded) have nothing to count yet.
 """
 
 from __future__ import annotations
@@ -26,6 +33,30 @@ class ModalityReport:
     deferred: int
     opt_outs: int
     median_to_book_s: float | None
+    # After the booking: see the module's docstring for what each counts.
+    reminders_sent: int = 0
+    confirmed: int = 0
+    cancel_requests: int = 0
+    cancel_requests_approved: int = 0
+    cancel_requests_denied: int = 0
+    cancel_requests_pending: int = 0
+    other_requests: int = 0
+    """Staff requests that are not a reply 3: "opted out; may want to cancel", and unclear replies."""
+    ris_cancels: int = 0
+    ris_moves: int = 0
+
+
+AFTER_BOOKING = (
+    "reminders_sent",
+    "confirmed",
+    "cancel_requests",
+    "cancel_requests_approved",
+    "cancel_requests_denied",
+    "cancel_requests_pending",
+    "other_requests",
+    "ris_cancels",
+    "ris_moves",
+)
 
 
 _AUDIT = """
@@ -35,13 +66,45 @@ SELECT coalesce(modality, $2) AS modality,
        count(*) FILTER (WHERE message_type = 'consent_granted')                    AS consents,
        count(DISTINCT session_id) FILTER (WHERE message_type = 'booked')           AS bookings,
        count(DISTINCT session_id) FILTER (WHERE message_type = 'deferred')         AS deferred,
-       count(*) FILTER (WHERE message_type = 'consent_revoked')                    AS opt_outs
+       count(*) FILTER (WHERE message_type = 'consent_revoked')                    AS opt_outs,
+       count(*) FILTER (WHERE message_type = 'reminder')                           AS reminders_sent
   FROM sms_audit_log
  WHERE occurred_at >= $1
  GROUP BY 1
 """
 
 _ORDERS = "SELECT modality, count(*) AS orders FROM orders WHERE received_at >= $1 GROUP BY 1"
+
+_CONFIRMED = """
+SELECT modality, count(*) AS confirmed
+  FROM appointments
+ WHERE confirmed_at >= $1
+ GROUP BY 1
+"""
+
+_REQUESTS = """
+SELECT coalesce(modality, $2) AS modality,
+       count(*) FILTER (WHERE kind = 'cancel')                        AS cancel_requests,
+       count(*) FILTER (WHERE kind = 'cancel' AND state = 'approved') AS cancel_requests_approved,
+       count(*) FILTER (WHERE kind = 'cancel' AND state = 'denied')   AS cancel_requests_denied,
+       count(*) FILTER (WHERE kind = 'cancel' AND state = 'pending')  AS cancel_requests_pending,
+       count(*) FILTER (WHERE kind <> 'cancel')                       AS other_requests
+  FROM staff_requests
+ WHERE created_at >= $1
+ GROUP BY 1
+"""
+
+# Changes the RIS made to appointments booked by text (each is what the patient was texted about).
+_RIS_CHANGES = """
+SELECT a.modality,
+       count(*) FILTER (WHERE e.kind IN ('cancelled', 'deleted')) AS ris_cancels,
+       count(*) FILTER (WHERE e.kind = 'rescheduled')             AS ris_moves
+  FROM appointment_events e
+  JOIN appointments a USING (appointment_id)
+ WHERE e.origin = 'ris' AND a.origin = 'sms' AND e.at >= $1
+   AND e.kind IN ('cancelled', 'deleted', 'rescheduled')
+ GROUP BY 1
+"""
 
 # Time to book: from the conversation's first audit row (the order arriving) to its 'booked' row.
 _MEDIAN = """
@@ -67,12 +130,24 @@ async def build_report(conn: asyncpg.Connection, since: datetime) -> list[Modali
     audit = {r["modality"]: r for r in await conn.fetch(_AUDIT, since, NO_MODALITY)}
     orders = {r["modality"]: r["orders"] for r in await conn.fetch(_ORDERS, since)}
     medians = {r["modality"]: r["median_s"] for r in await conn.fetch(_MEDIAN, since, NO_MODALITY)}
+    after: dict[str, dict[str, int]] = {}
+    for query, args in (
+        (_CONFIRMED, (since,)),
+        (_REQUESTS, (since, NO_MODALITY)),
+        (_RIS_CHANGES, (since,)),
+    ):
+        for r in await conn.fetch(query, *args):
+            counts = after.setdefault(r["modality"], {})
+            counts.update({k: int(v) for k, v in r.items() if k != "modality"})
     out: list[ModalityReport] = []
-    for modality in sorted(set(audit) | set(orders), key=lambda m: (m == NO_MODALITY, m)):
+    modalities = set(audit) | set(orders) | set(after)
+    for modality in sorted(modalities, key=lambda m: (m == NO_MODALITY, m)):
         row = audit.get(modality)
 
         def n(column: str, row: asyncpg.Record | None = row) -> int:
             return int(row[column]) if row is not None else 0
+
+        later = after.get(modality, {})
 
         median = medians.get(modality)
         out.append(
@@ -86,6 +161,8 @@ async def build_report(conn: asyncpg.Connection, since: datetime) -> list[Modali
                 n("deferred"),
                 n("opt_outs"),
                 float(median) if median is not None else None,
+                reminders_sent=n("reminders_sent"),
+                **{k: later.get(k, 0) for k in AFTER_BOOKING if k != "reminders_sent"},
             )
         )
     return out

@@ -40,7 +40,7 @@ class ErrorClass(enum.StrEnum):
 
     OPTED_OUT = "opted_out"  # 21610: the patient texted STOP to our sender
     INVALID_NUMBER = "invalid_number"  # 21211 / 21614 (sync), 30005 / 30006 (callback)
-    RATE_LIMITED = "rate_limited"  # HTTP 429 / 20429
+    RATE_LIMITED = "rate_limited"  # HTTP 429 / 20429; 21611: the sender's queue at Twilio is full
     SERVER_ERROR = "server_error"  # HTTP 5xx
     AUTH = "auth"  # 401/403 / 20003: credentials or account problem, an operator must act
     NETWORK = "network"  # the request never left: DNS, connect refused, connect timeout
@@ -55,6 +55,9 @@ class ErrorClass(enum.StrEnum):
 # hard-coding more than this: anything else falls back to the HTTP status.
 OPT_OUT_CODES = frozenset({21610})
 INVALID_NUMBER_CODES = frozenset({21211, 21614, 30005, 30006})
+# 400 / 21611: the sender's queue at Twilio (about 10 hours of segments at its rate) is full. Nothing
+# was created, and the queue drains at the sender's rate: retried with backoff like a 429, not lost.
+QUEUE_FULL_CODES = frozenset({21611})
 # Codes the SMS engine is told about (on_delivery_failure): opt-out and "this number cannot text".
 ENGINE_CODES = OPT_OUT_CODES | INVALID_NUMBER_CODES
 
@@ -91,7 +94,7 @@ def classify_rejection(http_status: int, code: int | None) -> SendError:
         return SendError(
             ErrorClass.INVALID_NUMBER, retryable=False, http_status=http_status, code=code
         )
-    if http_status == 429 or code == 20429:
+    if http_status == 429 or code == 20429 or code in QUEUE_FULL_CODES:
         return SendError(
             ErrorClass.RATE_LIMITED, retryable=True, http_status=http_status, code=code
         )

@@ -104,6 +104,30 @@ async def test_rate_limited_is_retried_with_backoff(rig: Rig) -> None:
     assert len(rig.double.accepted) == 1
 
 
+async def test_a_full_sender_queue_at_twilio_is_retried_not_lost(rig: Rig) -> None:
+    """A burst above the sender's rate fills its Twilio queue (400 / 21611): the text waits for the
+    queue to drain and goes once, instead of being dead-lettered (bench.reminders' overflow)."""
+    sender = await rig.sender(policy=RetryPolicy(base_s=8, cap_s=60, max_attempts=5))
+    rig.double.rate, rig.double.queue_s = 1.0, 1.0  # 1 segment/s; the queue holds one second
+    first, second = await rig.enqueue(), await rig.enqueue()
+    await rig.double.wait_requests(2)
+    await settle(rig)
+    assert (await rig.row(first))["state"] == "sent"
+    refused = await rig.row(second)
+    assert (refused["state"], refused["error_class"], refused["error_code"]) == (
+        "pending",
+        "rate_limited",
+        21611,
+    )
+    rig.double.queue_s = 60.0  # the queue has drained
+    rig.clock.advance(8)
+    sender.wake()
+    await rig.double.wait_accepted(2)
+    await settle(rig)
+    assert (await rig.row(second))["state"] == "sent"
+    assert len(rig.double.accepted) == 2 and rig.double.refused_queue_full == 1
+
+
 async def test_attempts_are_bounded_then_dead_lettered(rig: Rig) -> None:
     sender = await rig.sender(policy=RetryPolicy(base_s=1, cap_s=1, max_attempts=3))
     rig.double.fail_next(10, 503)
