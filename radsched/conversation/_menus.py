@@ -8,12 +8,14 @@ from radsched.conversation.model import (
     Audit,
     Book,
     BookingRejected,
+    ConversationKind,
     DeferReason,
     EndReason,
     FetchSlots,
     LocationsLoaded,
     MenuLocation,
     RejectReason,
+    Reschedule,
     RisDown,
     SlotsLoaded,
     State,
@@ -85,8 +87,12 @@ class MenuSteps(RisWaitSteps):
             return
         slot = self.conv.slots[n - 1]
         self.update(chosen_slot=slot, booking_attempts=self.conv.booking_attempts + 1)
-        self.emit(Book(slot.id, slot.location_id, self.conv.modality))
-        self.busy(State.BOOKING)
+        if self.conv.kind is ConversationKind.RESCHEDULE:
+            self.emit(Reschedule(slot.id, slot.location_id, self.conv.modality))
+            self.busy(State.RESCHEDULING)
+        else:
+            self.emit(Book(slot.id, slot.location_id, self.conv.modality))
+            self.busy(State.BOOKING)
 
     def more_slots(self) -> None:
         if not self.conv.more_slots or not self.conv.slots:
@@ -115,6 +121,7 @@ class MenuSteps(RisWaitSteps):
             State.LOADING_LOCATIONS: (LocationsLoaded, RisDown),
             State.LOADING_SLOTS: (SlotsLoaded, RisDown),
             State.BOOKING: (BookingRejected, RisDown),
+            State.RESCHEDULING: (BookingRejected, RisDown),
         }.get(state, ())
         if not isinstance(event, expected):
             self.emit(Audit("late_ris_answer", type(event).__name__))
@@ -133,6 +140,15 @@ class MenuSteps(RisWaitSteps):
 
     def on_locations(self, locations: tuple[MenuLocation, ...]) -> None:
         unique = tuple({loc.id: loc for loc in locations}.values())
+        if self.conv.kind is ConversationKind.RESCHEDULE:
+            # A move stays at the appointment's location (the lifecycle's reschedule keeps it).
+            here = next((loc for loc in unique if loc.id == self.conv.change_location_id), None)
+            if here is None:
+                self.no_availability()
+                return
+            self.update(locations=(here,), location=here, slots=(), more_slots=False)
+            self.fetch_slots(after=None)
+            return
         if not unique:
             self.no_availability()
             return
@@ -153,6 +169,8 @@ class MenuSteps(RisWaitSteps):
         if not page and paging:
             self.update(state=State.CHOOSING_SLOT, busy_until=None)
             self.no_more_slots()
+        elif not page and self.conv.kind is ConversationKind.RESCHEDULE:
+            self.no_availability()  # no other time here soon: the appointment stays as it is
         elif not page:
             self.update(excluded_locations=(*self.conv.excluded_locations, location.id))
             if not self.available_locations():
@@ -161,7 +179,11 @@ class MenuSteps(RisWaitSteps):
             self.update(location_offset=0)
             self.location_menu(TemplateId.NO_SLOTS_AT_LOCATION, location_name=location.name)
         else:
-            template = TemplateId.SLOT_TAKEN if self.conv.slot_taken else TemplateId.SLOT_MENU
+            template = TemplateId.SLOT_MENU
+            if self.conv.slot_taken:
+                template = TemplateId.SLOT_TAKEN
+            elif self.conv.kind is ConversationKind.RESCHEDULE:
+                template = TemplateId.CHANGE_MENU
             more = event.more_available or len(fresh) > len(page)
             menu, shown = self.text(
                 template,
