@@ -8,6 +8,7 @@ SIU^S13, and the patient the new time and a new code, which the record keeps.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -110,3 +111,46 @@ async def test_2_for_two_appointments_goes_to_staff(flow: Flow) -> None:
     assert "scheduling team" in taken
     [request] = await flow.fetch("SELECT kind, appointment_id FROM staff_requests")
     assert request["kind"] == "unclear" and request["appointment_id"] is None
+
+
+async def test_a_refused_move_offers_fresh_times_and_the_appointment_stands(
+    flow: Flow, sim: SimRis
+) -> None:
+    patient = Patient()
+    await book_by_text(flow, patient)
+    _, old_code = await _booked(flow)
+    await converse(flow, patient, "2")
+    sim.set_faults(refuse_changes=True)
+    again = await converse(flow, patient, "1")
+    assert again.startswith("Sorry, that time was just taken"), again
+    [row] = await flow.fetch("SELECT status, confirmation_code FROM appointments")
+    assert tuple(row) == ("booked", old_code)
+    sim.set_faults(refuse_changes=False)
+    moved = await converse(flow, patient, "2")
+    assert moved.startswith("Moved: "), moved
+    [row] = await flow.fetch("SELECT status FROM appointments")
+    assert row["status"] == "rescheduled"
+
+
+async def test_a_move_interrupted_by_a_crash_is_finished_after_restart(
+    database_url: str, data_dir: Path, twilio: TwilioDouble, clock: Clock, sim: SimRis
+) -> None:
+    keys = {"phone_hash_key": secrets.token_hex(32), "phi_key": secrets.token_hex(32)}
+    common = {"ris_addr": f"127.0.0.1:{sim.port}", "shutdown_grace_s": 0.2, **keys}
+    patient = Patient()
+    async with start_flow(database_url, data_dir, twilio, clock, **common) as flow:
+        await book_by_text(flow, patient)
+        await converse(flow, patient, "2")
+        # The RIS moves the appointment but its answer is held; the daemon stops before it arrives.
+        sim.set_faults(stall=True)
+        await flow.engine.on_inbound_text(patient.e164, "1", "SM" + secrets.token_hex(16), "t")
+        states = {r["state"] for r in await flow.fetch("SELECT state FROM sms_conversations")}
+        assert states == {"booked", "rescheduling"}
+    sim.set_faults(stall=False)
+    before = len(twilio.accepted)
+    async with start_flow(database_url, data_dir, twilio, clock, **common) as flow:
+        moved = (await flow.texts(before + 1))[-1]
+        assert moved.to == patient.e164 and moved.body.startswith("Moved: "), moved.body
+        [row] = await flow.fetch("SELECT status, confirmation_code FROM appointments")
+        assert row["status"] == "rescheduled" and row["confirmation_code"] in moved.body
+    assert len(set(sim.frames_of("SRM^S02"))) == 1  # asked again with the same MSH-10
