@@ -140,19 +140,24 @@ class MenuSteps(RisWaitSteps):
 
     def on_locations(self, locations: tuple[MenuLocation, ...]) -> None:
         unique = tuple({loc.id: loc for loc in locations}.values())
-        if self.conv.kind is ConversationKind.RESCHEDULE:
-            # A move stays at the appointment's location (the lifecycle's reschedule keeps it).
-            here = next((loc for loc in unique if loc.id == self.conv.change_location_id), None)
-            if here is None:
-                self.no_availability()
-                return
-            self.update(locations=(here,), location=here, slots=(), more_slots=False)
-            self.fetch_slots(after=None)
-            return
         if not unique:
             self.no_availability()
             return
         self.update(locations=unique, excluded_locations=(), location_offset=0)
+        here = next((loc for loc in unique if loc.id == self.conv.change_location_id), None)
+        if self.conv.kind is ConversationKind.RESCHEDULE and here is not None:
+            # A move offers the appointment's own location first; L shows the others.
+            self.update(location=here, slots=(), more_slots=False)
+            self.fetch_slots(after=None)
+            return
+        self.location_menu(TemplateId.LOCATION_MENU)
+
+    def other_locations(self) -> None:
+        """L in a change conversation's slot menu: the location menu, from the first page."""
+        if not self.available_locations():
+            self.unrecognised()
+            return
+        self.update(location_offset=0, unrecognised=0)
         self.location_menu(TemplateId.LOCATION_MENU)
 
     def no_availability(self) -> None:
@@ -169,8 +174,6 @@ class MenuSteps(RisWaitSteps):
         if not page and paging:
             self.update(state=State.CHOOSING_SLOT, busy_until=None)
             self.no_more_slots()
-        elif not page and self.conv.kind is ConversationKind.RESCHEDULE:
-            self.no_availability()  # no other time here soon: the appointment stays as it is
         elif not page:
             self.update(excluded_locations=(*self.conv.excluded_locations, location.id))
             if not self.available_locations():

@@ -72,7 +72,7 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
             "call {scheduling_phone}."
         ),
         "change_menu": (
-            "Other times at {location_name}. Reply with a number to move your appointment:"
+            "Other times at {location_name}. Reply with a number to move, or L for other places:"
             "\n{menu}\n{more}"
         ),
         "rescheduled": (
@@ -163,7 +163,7 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
             "cambiarla llame al {scheduling_phone}."
         ),
         "change_menu": (
-            "Otros horarios en {location_name}. Responda con un numero para cambiar su cita:"
+            "Otros horarios en {location_name}. Responda con un numero, o L para otro lugar:"
             "\n{menu}\n{more}"
         ),
         "rescheduled": (

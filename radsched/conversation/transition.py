@@ -30,6 +30,7 @@ from radsched.conversation.keywords import (
     Intent,
     More,
     No,
+    Places,
     Start,
     Stop,
     Yes,
@@ -241,6 +242,11 @@ class _Step(MenuSteps):
                 self.choose_slot(n)
             case More() if self.conv.state is State.CHOOSING_SLOT:
                 self.more_slots()
+            case Places() if (
+                self.conv.state is State.CHOOSING_SLOT
+                and self.conv.kind is ConversationKind.RESCHEDULE
+            ):
+                self.other_locations()
             case _:
                 self.unrecognised()
 

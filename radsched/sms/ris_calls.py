@@ -64,7 +64,7 @@ class Rescheduler(Protocol):
     """The appointment lifecycle's reschedule (radsched.scheduling.lifecycle.Lifecycle)."""
 
     async def reschedule(
-        self, appointment_id: str, slot_id: str, *, origin: Literal["sms"]
+        self, appointment_id: str, slot_id: str, *, origin: Literal["sms"], location_id: str
     ) -> RescheduleOutcome: ...
 
 
@@ -174,7 +174,9 @@ class RisCaller:
         if rescheduler is None or not call.appointment_id:
             return RisDown()
         # Crash-safe and idempotent on (appointment, slot): a repeat returns the stored outcome.
-        outcome = await rescheduler.reschedule(call.appointment_id, command.slot_id, origin="sms")
+        outcome = await rescheduler.reschedule(
+            call.appointment_id, command.slot_id, origin="sms", location_id=command.location_id
+        )
         moved = outcome.appointment
         return BookingConfirmed(
             confirmation_code=moved.confirmation_code, appointment_id=moved.id, start=moved.start

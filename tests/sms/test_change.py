@@ -30,8 +30,10 @@ from radsched.conversation import (
     TemplateId,
 )
 from radsched.conversation.after_booking import Booked, Reply, reply_commands, reply_of
+from radsched.conversation.keywords import Places, classify
 from radsched.conversation.model import Book, SendText
 from tests.sms.playbook import LOCATIONS, Playbook, config, slots
+from tests.sms.test_flow import to_slot_menu
 
 NEW_START = datetime(2026, 6, 2, 13, 0, tzinfo=UTC)  # 09:00 New York, slot S0
 
@@ -62,8 +64,9 @@ def test_two_then_a_slot_moves_the_appointment_and_texts_the_new_code() -> None:
 
 def test_more_shows_later_times_at_the_same_location() -> None:
     play = to_change_menu()
-    play.patient("more").does(FetchSlots("L2", "CR", slots(3)[-1].start, 3)).silent()
-    later = slots(2, first=slots(3)[-1].start + timedelta(hours=1), prefix="T")
+    last_shown = play.conv.slots[-1].start
+    play.patient("more").does(FetchSlots("L2", "CR", last_shown, 3)).silent()
+    later = slots(2, first=last_shown + timedelta(hours=1), prefix="T")
     play.ris(SlotsLoaded(later, more_available=False)).says(template=TemplateId.CHANGE_MENU)
     play.patient("2").does(Reschedule("T1", "L2", "CR"))
 
@@ -80,13 +83,38 @@ def test_a_taken_slot_offers_the_menu_again_and_a_refusal_goes_to_the_phone() ->
     play.ends("deferred")
 
 
-def test_the_location_no_longer_offered_or_without_times_sends_the_call_us_text() -> None:
+def test_l_offers_the_other_locations_and_a_move_there() -> None:
+    play = to_change_menu()
+    play.patient("L").says("1 Main Street Imaging", "3 Harbor View Center")
+    play.says(template=TemplateId.LOCATION_MENU).in_state(State.CHOOSING_LOCATION)
+    play.patient("3").does(FetchSlots("L3", "CR", None, 3)).silent()
+    play.ris(SlotsLoaded(slots(2, location="L3", prefix="H"), more_available=False))
+    play.says("Other times at Harbor View Center", template=TemplateId.CHANGE_MENU)
+    play.patient("1").does(Reschedule("H0", "L3", "CR")).in_state(State.RESCHEDULING)
+    play.ris(BookingConfirmed("K7Q2M9", start=NEW_START)).says("Moved:", "Harbor View Center")
+
+
+def test_l_and_its_words_mean_places_and_a_choice_still_wins() -> None:
+    for body in ("L", "l.", "other places", "Locations", "otro lugar", "LUGAR"):
+        assert isinstance(classify(body), Places), body
+    assert not isinstance(classify("1 L"), Places) and not isinstance(classify("hello"), Places)
+
+
+def test_l_means_nothing_in_a_booking_conversation() -> None:
+    play = to_slot_menu().patient("L")
+    play.says(template=TemplateId.SLOT_MENU).in_state(State.CHOOSING_SLOT)  # the menu again
+
+
+def test_the_location_gone_or_without_times_offers_the_others() -> None:
     play = Playbook().feed(ChangeRequested("CR", "L9"))
-    play.ris(LocationsLoaded(LOCATIONS)).says(template=TemplateId.NO_AVAILABILITY)
-    play.ends("deferred")
+    play.ris(LocationsLoaded(LOCATIONS)).says(template=TemplateId.LOCATION_MENU)
     play = Playbook().feed(ChangeRequested("CR", "L2")).ris(LocationsLoaded(LOCATIONS))
-    play.ris(SlotsLoaded((), more_available=False)).says(template=TemplateId.NO_AVAILABILITY)
-    play.ends("deferred")
+    play.ris(SlotsLoaded((), more_available=False)).says(
+        "No times soon at Northside Clinic", template=TemplateId.NO_SLOTS_AT_LOCATION
+    )
+    play = Playbook().feed(ChangeRequested("CR", "L2"))
+    play.ris(LocationsLoaded((LOCATIONS[1],))).ris(SlotsLoaded((), more_available=False))
+    play.says(template=TemplateId.NO_AVAILABILITY).ends("deferred")
 
 
 def test_an_opted_out_phone_gets_no_menu() -> None:
@@ -114,12 +142,12 @@ def test_the_change_conversation_expires_like_a_booking_one() -> None:
 
 
 def test_ris_down_while_moving_asks_again_with_the_same_slot() -> None:
-    play = to_change_menu().patient("3")
+    play = to_change_menu().patient("2")
     play.ris(RisDown()).says(template=TemplateId.RIS_WAIT).in_state(State.RESCHEDULING)
     at = play.conv.ris_retry_at
     assert at is not None
-    play.at(at).tick().does(Reschedule("S2", "L2", "CR")).silent()
-    play.ris(BookingConfirmed("K7Q2M9", start=slots(3)[2].start)).says("Moved:")
+    play.at(at).tick().does(Reschedule("S1", "L2", "CR")).silent()
+    play.ris(BookingConfirmed("K7Q2M9", start=slots(3)[1].start)).says("Moved:")
 
 
 def test_two_means_change_for_one_appointment_and_staff_for_several() -> None:

@@ -88,6 +88,22 @@ async def test_2_then_a_time_moves_the_appointment_with_a_new_code(flow: Flow, s
     assert (await converse(flow, patient, "1")).startswith("Thank you")
 
 
+async def test_l_moves_the_appointment_to_another_location(flow: Flow, sim: SimRis) -> None:
+    patient = Patient()
+    await book_by_text(flow, patient)
+    [before] = await flow.fetch("SELECT location_id FROM appointments")
+    assert "L for other places" in await converse(flow, patient, "2")
+    places = await converse(flow, patient, "L")
+    assert "1 Downtown Imaging" in places and "2 North Campus" in places, places
+    times = await converse(flow, patient, "2")
+    assert times.startswith("Other times at North Campus"), times
+    moved = await converse(flow, patient, "1")
+    assert moved.startswith("Moved: ") and "North Campus" in moved, moved
+    [row] = await flow.fetch("SELECT status, location_id FROM appointments")
+    assert row["status"] == "rescheduled" and row["location_id"] != before["location_id"]
+    assert len(sim.frames_of("SRM^S02")) == 1
+
+
 async def test_stop_in_the_change_conversation_opts_out_and_asks_staff(flow: Flow) -> None:
     patient = Patient()
     await book_by_text(flow, patient)
