@@ -351,11 +351,13 @@ class Driver:
                     trail.add(kind, "system", str(detail) or None)
                 case DeferToStaff(reason=reason):
                     outcome.deferred.append(reason)
+                    # Only an order is handed over (radsched_sms_deferrals counts orders): a change
+                    # conversation's appointment stays booked as it was, and its audit says why.
                     if order_key is not None:
                         await self._orders.set_state(
                             conn, order_key, "deferred", now=now, deferred_reason=reason.value
                         )
-                    self._metrics.deferred(modality or "", reason.value)
+                        self._metrics.deferred(modality or "", reason.value)
                 case EndConversation(reason=reason):
                     outcome.ended = True
                     if order_key is not None:

@@ -117,6 +117,9 @@ async def test_stop_in_the_change_conversation_opts_out_and_asks_staff(flow: Flo
     assert request["kind"] == "opted_out"
     [row] = await flow.fetch("SELECT status FROM appointments")
     assert row["status"] == "booked"
+    # No order was handed to staff: the appointment stands (the request is for a person).
+    assert [r["state"] for r in await flow.fetch("SELECT state FROM orders")] == ["booked"]
+    assert flow.counter("radsched_sms_deferrals_total", modality="CR", reason="opted_out") == 0
 
 
 async def test_2_for_two_appointments_goes_to_staff(flow: Flow) -> None:
