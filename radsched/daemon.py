@@ -308,6 +308,8 @@ async def running(
                 me=me,
                 tz=tz,
                 clock=clock,
+                # "2" after the booking moves it through the lifecycle, built further down.
+                rescheduler=lambda: lifecycle,
             )
             started_engine = engine
             # SMS transport: calls the engine back (inbound texts, delivery failures).

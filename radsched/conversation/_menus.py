@@ -8,12 +8,14 @@ from radsched.conversation.model import (
     Audit,
     Book,
     BookingRejected,
+    ConversationKind,
     DeferReason,
     EndReason,
     FetchSlots,
     LocationsLoaded,
     MenuLocation,
     RejectReason,
+    Reschedule,
     RisDown,
     SlotsLoaded,
     State,
@@ -85,8 +87,12 @@ class MenuSteps(RisWaitSteps):
             return
         slot = self.conv.slots[n - 1]
         self.update(chosen_slot=slot, booking_attempts=self.conv.booking_attempts + 1)
-        self.emit(Book(slot.id, slot.location_id, self.conv.modality))
-        self.busy(State.BOOKING)
+        if self.conv.kind is ConversationKind.RESCHEDULE:
+            self.emit(Reschedule(slot.id, slot.location_id, self.conv.modality))
+            self.busy(State.RESCHEDULING)
+        else:
+            self.emit(Book(slot.id, slot.location_id, self.conv.modality))
+            self.busy(State.BOOKING)
 
     def more_slots(self) -> None:
         if not self.conv.more_slots or not self.conv.slots:
@@ -115,6 +121,7 @@ class MenuSteps(RisWaitSteps):
             State.LOADING_LOCATIONS: (LocationsLoaded, RisDown),
             State.LOADING_SLOTS: (SlotsLoaded, RisDown),
             State.BOOKING: (BookingRejected, RisDown),
+            State.RESCHEDULING: (BookingRejected, RisDown),
         }.get(state, ())
         if not isinstance(event, expected):
             self.emit(Audit("late_ris_answer", type(event).__name__))
@@ -137,6 +144,20 @@ class MenuSteps(RisWaitSteps):
             self.no_availability()
             return
         self.update(locations=unique, excluded_locations=(), location_offset=0)
+        here = next((loc for loc in unique if loc.id == self.conv.change_location_id), None)
+        if self.conv.kind is ConversationKind.RESCHEDULE and here is not None:
+            # A move offers the appointment's own location first; L shows the others.
+            self.update(location=here, slots=(), more_slots=False)
+            self.fetch_slots(after=None)
+            return
+        self.location_menu(TemplateId.LOCATION_MENU)
+
+    def other_locations(self) -> None:
+        """L in a change conversation's slot menu: the location menu, from the first page."""
+        if not self.available_locations():
+            self.unrecognised()
+            return
+        self.update(location_offset=0, unrecognised=0)
         self.location_menu(TemplateId.LOCATION_MENU)
 
     def no_availability(self) -> None:
@@ -161,7 +182,11 @@ class MenuSteps(RisWaitSteps):
             self.update(location_offset=0)
             self.location_menu(TemplateId.NO_SLOTS_AT_LOCATION, location_name=location.name)
         else:
-            template = TemplateId.SLOT_TAKEN if self.conv.slot_taken else TemplateId.SLOT_MENU
+            template = TemplateId.SLOT_MENU
+            if self.conv.slot_taken:
+                template = TemplateId.SLOT_TAKEN
+            elif self.conv.kind is ConversationKind.RESCHEDULE:
+                template = TemplateId.CHANGE_MENU
             more = event.more_available or len(fresh) > len(page)
             menu, shown = self.text(
                 template,

@@ -30,6 +30,7 @@ __all__ = ["END_STATE", "StepBase"]
 
 END_STATE = {
     EndReason.BOOKED: State.BOOKED,
+    EndReason.RESCHEDULED: State.RESCHEDULED,
     EndReason.OPTED_OUT: State.OPTED_OUT,
     EndReason.DEFERRED: State.DEFERRED_TO_PHONE,
     EndReason.CANCELLED: State.CANCELLED,

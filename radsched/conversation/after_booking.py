@@ -1,7 +1,8 @@
 """Replies after a booking, and staff's answers to them (issue 13 items 2 and 3). Pure.
 
-After the conversation that booked an appointment is over, a "1" confirms it and a "3" asks to
-cancel it. A cancel is never done on a text alone: it becomes a staff request that a person
+After the conversation that booked an appointment is over, a "1" confirms it, a "2" starts a
+change conversation (the slot menu at the same location, then the lifecycle's reschedule) and a
+"3" asks to cancel it. A cancel is never done on a text alone: it becomes a staff request that a person
 approves or denies, and the patient hears the decision. A phone with several upcoming appointments
 cannot say which one a digit means, so its reply goes to staff. (CANCEL itself is an opt-out word
 at Twilio and in law; it revokes consent like STOP, and the driver raises a staff request for it.)
@@ -24,10 +25,11 @@ __all__ = ["Booked", "Reply", "decision_commands", "reply_commands", "reply_of"]
 
 class Reply(enum.StrEnum):
     CONFIRM = "confirm"
+    CHANGE = "change"
     CANCEL = "cancel"
 
 
-_DIGITS = {1: Reply.CONFIRM, 3: Reply.CANCEL}
+_DIGITS = {1: Reply.CONFIRM, 2: Reply.CHANGE, 3: Reply.CANCEL}
 
 
 def reply_of(body: str) -> Reply | None:
@@ -63,7 +65,8 @@ def reply_commands(
     reply: Reply, upcoming: Sequence[Booked], cfg: ConversationConfig
 ) -> tuple[list[Command], str]:
     """The texts and audit rows for ``reply``, and what the driver must record: ``confirmed``
-    (the one appointment), or a staff request ``cancel`` / ``unclear``."""
+    (the one appointment), ``change`` (start a change conversation for it, which sends the
+    menu), or a staff request ``cancel`` / ``unclear``."""
     if len(upcoming) != 1:
         return [
             _text(cfg, TemplateId.REQUEST_TAKEN, _values(cfg, None)),
@@ -75,6 +78,8 @@ def reply_commands(
             _text(cfg, TemplateId.REPLY_CONFIRMED, values),
             Audit("appointment_confirmed"),
         ], "confirmed"
+    if reply is Reply.CHANGE:
+        return [Audit("change_conversation")], "change"
     return [
         _text(cfg, TemplateId.REQUEST_TAKEN, _values(cfg, None)),
         Audit("staff_request", "cancel"),

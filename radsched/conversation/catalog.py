@@ -71,6 +71,14 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
             "Booked: {procedure_type} at {location_name}, {time}. Code {code}. To change, "
             "call {scheduling_phone}."
         ),
+        "change_menu": (
+            "Other times at {location_name}. Reply with a number to move, or L for other places:"
+            "\n{menu}\n{more}"
+        ),
+        "rescheduled": (
+            "Moved: {procedure_type} at {location_name}, {time}. Code {code}. To change, "
+            "call {scheduling_phone}."
+        ),
         "hint_more_locations": "MORE for others",
         "hint_more_times": "MORE for later times",
         "ris_wait": (
@@ -152,6 +160,14 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
         ),
         "confirmation": (
             "Cita reservada: {procedure_type} en {location_name}, {time}. Codigo {code}. Para "
+            "cambiarla llame al {scheduling_phone}."
+        ),
+        "change_menu": (
+            "Otros horarios en {location_name}. Responda con un numero, o L para otro lugar:"
+            "\n{menu}\n{more}"
+        ),
+        "rescheduled": (
+            "Cita cambiada: {procedure_type} en {location_name}, {time}. Codigo {code}. Para "
             "cambiarla llame al {scheduling_phone}."
         ),
         "hint_more_locations": "MAS para otros",

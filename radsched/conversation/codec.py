@@ -13,6 +13,7 @@ from typing import Any
 
 from radsched.conversation.model import (
     Conversation,
+    ConversationKind,
     EndReason,
     MenuLocation,
     MenuSlot,
@@ -60,6 +61,8 @@ def dump_conversation(conv: Conversation) -> dict[str, Any]:
         "ris_retry_at": _time(conv.ris_retry_at),
         "ris_retries": conv.ris_retries,
         "ris_wait_told": conv.ris_wait_told,
+        "kind": conv.kind.value,
+        "change_location_id": conv.change_location_id,
     }
 
 
@@ -102,6 +105,9 @@ def load_conversation(data: Mapping[str, Any]) -> Conversation:
             ris_retry_at=_parse(data.get("ris_retry_at")),
             ris_retries=int(data.get("ris_retries", 0)),
             ris_wait_told=bool(data.get("ris_wait_told", False)),
+            # Absent in rows written before change conversations existed.
+            kind=ConversationKind(data.get("kind", ConversationKind.BOOKING.value)),
+            change_location_id=data.get("change_location_id"),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed conversation: {exc!r}") from None

@@ -17,6 +17,8 @@ Rules, in order of precedence (first match wins):
    decides what YES means in each state (consent, or re-subscribe after STOP).
 5. **No** - NO, NOPE, NO THANKS, NO GRACIAS.
 6. **More** - MORE, MAS, MÁS, NEXT, LATER, SIGUIENTE.
+6a. **Places** - L, LOCATIONS, OTHER PLACES, LUGAR: the location menu (a change conversation
+   offers it beside the times at the appointment's location).
 7. **Choice(n)** - one number, written as ``1``, ``1.``, ``#1``, ``(1)``, ``one``, ``uno``,
    ``option 2``, ``2 please``; only with polite filler words around it.
 8. **Unknown** - anything else.
@@ -39,6 +41,7 @@ __all__ = [
     "Intent",
     "More",
     "No",
+    "Places",
     "Start",
     "Stop",
     "Unknown",
@@ -92,7 +95,12 @@ class Unknown:
     pass
 
 
-Intent = Stop | Start | Help | Yes | No | More | Choice | Unknown
+@dataclass(frozen=True, slots=True)
+class Places:
+    pass
+
+
+Intent = Stop | Start | Help | Yes | No | More | Places | Choice | Unknown
 
 
 # --- vocabulary ------------------------------------------------------------------------------
@@ -172,6 +180,19 @@ _YES_WHOLE = _phrases(
     "yes", "y", "yeah", "yea", "yep", "yup", "sure", "ok", "okay", "si", "s", "claro", "yes sure"
 )
 _NO_WHOLE = _phrases("no", "n", "nope", "nah", "no thanks", "no thank you", "no gracias")
+_PLACES_WHOLE = _phrases(
+    "l",
+    "location",
+    "locations",
+    "other location",
+    "other locations",
+    "places",
+    "other places",
+    "lugar",
+    "lugares",
+    "otro lugar",
+    "otros lugares",
+)
 _MORE_WHOLE = _phrases(
     "more",
     "mas",
@@ -320,6 +341,8 @@ def classify(body: str) -> Intent:
         return No()
     if _whole(words, _MORE_WHOLE):
         return More()
+    if _whole(words, _PLACES_WHOLE):
+        return Places()
     choice = _choice(words)
     if choice is not None:
         return Choice(choice)

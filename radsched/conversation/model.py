@@ -35,9 +35,11 @@ __all__ = [
     "Book",
     "BookingConfirmed",
     "BookingRejected",
+    "ChangeRequested",
     "Command",
     "ConsentStatus",
     "Conversation",
+    "ConversationKind",
     "DeferReason",
     "DeferToStaff",
     "EndConversation",
@@ -53,6 +55,7 @@ __all__ = [
     "OrderReceived",
     "RecordConsent",
     "RejectReason",
+    "Reschedule",
     "RisDown",
     "ScheduleWake",
     "SendText",
@@ -71,7 +74,9 @@ class State(enum.StrEnum):
     LOADING_SLOTS = "loading_slots"  # FetchSlots issued
     CHOOSING_SLOT = "choosing_slot"
     BOOKING = "booking"  # Book issued
+    RESCHEDULING = "rescheduling"  # Reschedule issued (a change conversation)
     BOOKED = "booked"
+    RESCHEDULED = "rescheduled"
     OPTED_OUT = "opted_out"
     DEFERRED_TO_PHONE = "deferred_to_phone"
     CANCELLED = "cancelled"
@@ -79,9 +84,25 @@ class State(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset(
-    {State.BOOKED, State.OPTED_OUT, State.DEFERRED_TO_PHONE, State.CANCELLED, State.EXPIRED}
+    {
+        State.BOOKED,
+        State.RESCHEDULED,
+        State.OPTED_OUT,
+        State.DEFERRED_TO_PHONE,
+        State.CANCELLED,
+        State.EXPIRED,
+    }
 )
-BUSY_STATES = frozenset({State.LOADING_LOCATIONS, State.LOADING_SLOTS, State.BOOKING})
+BUSY_STATES = frozenset(
+    {State.LOADING_LOCATIONS, State.LOADING_SLOTS, State.BOOKING, State.RESCHEDULING}
+)
+
+
+class ConversationKind(enum.StrEnum):
+    """What the conversation is for: booking an order, or moving an appointment booked by text."""
+
+    BOOKING = "booking"
+    RESCHEDULE = "reschedule"  # "2" after the booking (issue 13 item 2)
 
 
 class ConsentStatus(enum.StrEnum):
@@ -110,6 +131,7 @@ class DeferReason(enum.StrEnum):
 
 class EndReason(enum.StrEnum):
     BOOKED = "booked"
+    RESCHEDULED = "rescheduled"
     OPTED_OUT = "opted_out"
     DEFERRED = "deferred"
     CANCELLED = "cancelled"
@@ -155,6 +177,21 @@ class OrderReceived:
     consent: ConsentStatus = ConsentStatus.UNKNOWN
     textable: bool = True
     ris_reachable: bool = True
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRequested:
+    """The patient replied "2" to move their one upcoming appointment. Only valid in ``State.NEW``.
+
+    Starts a change conversation: the slot menu at ``location_id`` (the appointment's), then a
+    ``Reschedule`` answered by ``BookingConfirmed`` (the new code) or ``BookingRejected``. The
+    appointment id stays with the driver, sealed like an order id.
+    """
+
+    modality: str
+    location_id: str
+    consent: ConsentStatus = ConsentStatus.GRANTED
     language: str | None = None
 
 
@@ -221,6 +258,7 @@ class Tick:
 
 Event = (
     OrderReceived
+    | ChangeRequested
     | InboundText
     | LocationsLoaded
     | SlotsLoaded
@@ -276,6 +314,15 @@ class Book:
 
 
 @dataclass(frozen=True, slots=True)
+class Reschedule:
+    """Move the change conversation's appointment (the driver has its id sealed) to this slot."""
+
+    slot_id: str
+    location_id: str
+    modality: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecordConsent:
     """Upsert ``patient_sms_consents`` for this phone hash; ``source`` is our keyword constant."""
 
@@ -315,6 +362,7 @@ Command = (
     | FetchLocations
     | FetchSlots
     | Book
+    | Reschedule
     | RecordConsent
     | Audit
     | DeferToStaff
@@ -369,6 +417,9 @@ class Conversation:
     ris_retry_at: datetime | None = None  # when the RIS command is asked again
     ris_retries: int = 0  # for the backoff
     ris_wait_told: bool = False  # the "we'll text you shortly" text went out
+    # A change conversation (issue 13 item 2): the appointment's location, offered first.
+    kind: ConversationKind = ConversationKind.BOOKING
+    change_location_id: str | None = None
 
     @classmethod
     def new(cls, conversation_id: str, now: datetime) -> Conversation:

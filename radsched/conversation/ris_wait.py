@@ -21,14 +21,16 @@ from radsched.conversation._step import StepBase
 from radsched.conversation.model import (
     Audit,
     Book,
+    Conversation,
     DeferReason,
     FetchLocations,
     FetchSlots,
+    Reschedule,
     State,
 )
 from radsched.conversation.templates import TemplateId
 
-__all__ = ["RETRY_FIRST", "RETRY_MAX", "RisWaitSteps", "retry_delay"]
+__all__ = ["RETRY_FIRST", "RETRY_MAX", "RisWaitSteps", "retry_delay", "waiting_command"]
 
 RETRY_FIRST = timedelta(seconds=15)
 RETRY_MAX = timedelta(minutes=2)  # a recovered RIS is noticed within two minutes at worst
@@ -37,6 +39,23 @@ RETRY_MAX = timedelta(minutes=2)  # a recovered RIS is noticed within two minute
 def retry_delay(retries: int) -> timedelta:
     """15 s, 30 s, 60 s, then every 2 minutes."""
     return min(RETRY_MAX, RETRY_FIRST * (1 << min(retries, 8)))
+
+
+def waiting_command(
+    conv: Conversation, page_size: int
+) -> FetchLocations | FetchSlots | Book | Reschedule | None:
+    """The RIS command a busy conversation waits for, rebuilt from its state (None: none)."""
+    if conv.state is State.LOADING_LOCATIONS:
+        return FetchLocations(conv.modality)
+    if conv.state is State.LOADING_SLOTS and conv.location is not None:
+        after = conv.slots[-1].start if conv.slots else None
+        return FetchSlots(conv.location.id, conv.modality, after, page_size)
+    slot = conv.chosen_slot
+    if conv.state is State.BOOKING and slot is not None:
+        return Book(slot.id, slot.location_id, conv.modality)
+    if conv.state is State.RESCHEDULING and slot is not None:
+        return Reschedule(slot.id, slot.location_id, conv.modality)
+    return None
 
 
 class RisWaitSteps(StepBase):
@@ -50,7 +69,7 @@ class RisWaitSteps(StepBase):
         at_night = quiet is not None and quiet.contains(self.now, self.cfg.timezone)
         if self.now - since >= self.cfg.ris_wait_max or at_night:
             self.emit(Audit("ris_wait_over", "quiet_hours" if at_night else "max_wait"))
-            booking = conv.state is State.BOOKING
+            booking = conv.state in (State.BOOKING, State.RESCHEDULING)
             self.clear_ris_wait()
             self.call_us(
                 DeferReason.BOOKING_OUTCOME_UNKNOWN if booking else DeferReason.RIS_UNAVAILABLE
@@ -71,19 +90,12 @@ class RisWaitSteps(StepBase):
         """Ask the RIS again for what the conversation is waiting for."""
         conv = self.conv
         self.update(ris_retry_at=None, ris_retries=conv.ris_retries + 1)
-        if conv.state is State.LOADING_LOCATIONS:
-            self.emit(FetchLocations(conv.modality))
-        elif conv.state is State.LOADING_SLOTS and conv.location is not None:
-            after = conv.slots[-1].start if conv.slots else None
-            self.emit(FetchSlots(conv.location.id, conv.modality, after, self.cfg.slot_page_size))
-        elif conv.state is State.BOOKING and conv.chosen_slot is not None:
-            slot = conv.chosen_slot
-            self.emit(Book(slot.id, slot.location_id, conv.modality))
-        else:  # cannot happen for a state written by this core; hand over rather than hang
+        command = waiting_command(conv, self.cfg.slot_page_size)
+        if command is None:  # cannot happen for a state written by this core; hand over
             self.clear_ris_wait()
             self.call_us(DeferReason.RIS_UNAVAILABLE)
             return
-        self.emit(Audit("ris_retry", conv.state))
+        self.emit(command, Audit("ris_retry", conv.state))
         self.busy(conv.state)
 
     def clear_ris_wait(self) -> None:

@@ -63,6 +63,8 @@ class TemplateId(enum.StrEnum):
     SLOT_TAKEN = "slot_taken"
     NO_MORE_SLOTS = "no_more_slots"
     CONFIRMATION = "confirmation"
+    CHANGE_MENU = "change_menu"  # the slot menu of a change conversation ("2" after booking)
+    RESCHEDULED = "rescheduled"  # the change conversation moved the appointment
     HINT_MORE_LOCATIONS = "hint_more_locations"
     HINT_MORE_TIMES = "hint_more_times"
     RIS_WAIT = "ris_wait"  # the RIS is down; the conversation waits for it (ris_wait.py)
@@ -107,6 +109,8 @@ ALLOWED: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.SLOT_TAKEN: _GLOBAL | _MENU | {"location_name"},
     TemplateId.NO_MORE_SLOTS: _GLOBAL | {"location_name"},
     TemplateId.CONFIRMATION: _GLOBAL | {"procedure_type", "location_name", "time", "code"},
+    TemplateId.CHANGE_MENU: _GLOBAL | _MENU | {"location_name"},
+    TemplateId.RESCHEDULED: _GLOBAL | {"procedure_type", "location_name", "time", "code"},
     TemplateId.HINT_MORE_LOCATIONS: frozenset(),
     TemplateId.HINT_MORE_TIMES: frozenset(),
     TemplateId.RIS_WAIT: _GLOBAL,
@@ -129,6 +133,8 @@ _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.SLOT_MENU: frozenset({"menu"}),
     TemplateId.SLOT_TAKEN: frozenset({"menu"}),
     TemplateId.CONFIRMATION: frozenset({"location_name", "time", "code"}),
+    TemplateId.CHANGE_MENU: frozenset({"menu"}),
+    TemplateId.RESCHEDULED: frozenset({"time", "code"}),
     TemplateId.APPOINTMENT_CANCELLED: frozenset({"time", "scheduling_phone"}),
     TemplateId.APPOINTMENT_MOVED: frozenset({"time", "code"}),
     TemplateId.REQUEST_APPROVED: frozenset({"time"}),
@@ -147,6 +153,7 @@ _MENU_HINT = {
     TemplateId.LOCATION_MENU: TemplateId.HINT_MORE_LOCATIONS,
     TemplateId.NO_SLOTS_AT_LOCATION: TemplateId.HINT_MORE_LOCATIONS,
     TemplateId.SLOT_MENU: TemplateId.HINT_MORE_TIMES,
+    TemplateId.CHANGE_MENU: TemplateId.HINT_MORE_TIMES,
     TemplateId.SLOT_TAKEN: TemplateId.HINT_MORE_TIMES,
 }
 

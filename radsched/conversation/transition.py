@@ -30,6 +30,7 @@ from radsched.conversation.keywords import (
     Intent,
     More,
     No,
+    Places,
     Start,
     Stop,
     Yes,
@@ -41,9 +42,11 @@ from radsched.conversation.model import (
     Audit,
     BookingConfirmed,
     BookingRejected,
+    ChangeRequested,
     Command,
     ConsentStatus,
     Conversation,
+    ConversationKind,
     DeferReason,
     DeferToStaff,
     EndReason,
@@ -93,6 +96,8 @@ class _Step(MenuSteps):
         match event:
             case OrderReceived():
                 self.on_order(event)
+            case ChangeRequested():
+                self.on_change(event)
             case InboundText():
                 self.on_inbound(event)
             case Tick():
@@ -139,6 +144,27 @@ class _Step(MenuSteps):
             self.emit(Audit("first_contact_delayed", str(quiet)))
             return
         self.first_contact()
+
+    def on_change(self, event: ChangeRequested) -> None:
+        """ "2" after the booking: the slot menu at the appointment's location, after its name."""
+        if self.conv.state is not State.NEW:
+            self.emit(Audit("change_ignored", self.conv.state))
+            return
+        self.update(
+            kind=ConversationKind.RESCHEDULE,
+            modality=event.modality,
+            change_location_id=event.location_id,
+            language=self.cfg.templates.language(event.language),
+            last_activity_at=self.now,
+            first_contact_at=self.now,
+        )
+        self.emit(Audit("change_requested"))
+        if event.consent == ConsentStatus.REVOKED:
+            self.end(EndReason.OPTED_OUT)  # no text: they told us to stop
+            return
+        # The location's name (and whether it still takes this modality) comes from the RIS.
+        self.emit(FetchLocations(self.conv.modality))
+        self.busy(State.LOADING_LOCATIONS)
 
     def first_contact(self) -> None:
         self.update(first_contact_at=self.now)
@@ -216,6 +242,11 @@ class _Step(MenuSteps):
                 self.choose_slot(n)
             case More() if self.conv.state is State.CHOOSING_SLOT:
                 self.more_slots()
+            case Places() if (
+                self.conv.state is State.CHOOSING_SLOT
+                and self.conv.kind is ConversationKind.RESCHEDULE
+            ):
+                self.other_locations()
             case _:
                 self.unrecognised()
 
@@ -252,8 +283,8 @@ class _Step(MenuSteps):
 
     def on_booked(self, event: BookingConfirmed) -> None:
         conv = self.conv
-        if conv.state is not State.BOOKING:
-            if conv.end_reason is EndReason.BOOKED:
+        if conv.state is not State.BOOKING and conv.state is not State.RESCHEDULING:
+            if conv.end_reason in (EndReason.BOOKED, EndReason.RESCHEDULED):
                 self.emit(Audit("duplicate_booking_confirmation"))  # a driver retry
             elif conv.state in TERMINAL_STATES:
                 # Booked after STOP, cancel or a timeout: no text; a person must call.
@@ -264,15 +295,16 @@ class _Step(MenuSteps):
         slot, location = conv.chosen_slot, conv.location
         assert slot is not None and location is not None
         start = event.start or slot.start
+        moved = conv.state is State.RESCHEDULING
         self.text(
-            TemplateId.CONFIRMATION,
+            TemplateId.RESCHEDULED if moved else TemplateId.CONFIRMATION,
             procedure_type=self.cfg.templates.procedure_type(conv.language, conv.modality),
             location_name=event.location_name or location.name,
             time=self.slot_label(start),
             code=event.confirmation_code,
         )
-        self.emit(Audit("booked"))
-        self.end(EndReason.BOOKED)
+        self.emit(Audit("rescheduled" if moved else "booked"))
+        self.end(EndReason.RESCHEDULED if moved else EndReason.BOOKED)
 
     def on_cancelled(self) -> None:
         if self.conv.is_over or self.conv.state is State.NEW:

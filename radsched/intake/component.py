@@ -41,7 +41,7 @@ from radsched.sms.after_booking import AfterBooking
 from radsched.sms.driver import Driver
 from radsched.sms.engine import SmsEngine
 from radsched.sms.engine_metrics import EngineMetrics
-from radsched.sms.ris_calls import RisCaller
+from radsched.sms.ris_calls import Rescheduler, RisCaller
 from radsched.storage.db import Database
 from radsched.storage.orders import OrderStore
 from radsched.wiring import OutboxBell
@@ -98,6 +98,7 @@ async def start(
     me: Party,
     tz: ZoneInfo,
     clock: Callable[[], datetime],
+    rescheduler: Callable[[], Rescheduler | None] = lambda: None,
 ) -> SmsEngine:
     """Build the engine, register ORM^O01 and ``POST /api/orders``, start the timer.
 
@@ -121,7 +122,7 @@ async def start(
     engine = SmsEngine(
         db=db,
         driver=driver,
-        ris=RisCaller(lambda: scheduling, clock=clock),
+        ris=RisCaller(lambda: scheduling, clock=clock, rescheduler=rescheduler),
         hash_key=hash_key,
         clock=clock,
         metrics=metrics,

@@ -347,10 +347,19 @@ class Lifecycle:
             return await self._change(appointment_id, ChangeKind.CANCEL, origin, None, reason)
 
     async def reschedule(
-        self, appointment_id: str, slot_id: str, *, origin: ChangeOrigin
+        self,
+        appointment_id: str,
+        slot_id: str,
+        *,
+        origin: ChangeOrigin,
+        location_id: str | None = None,
     ) -> ChangeOutcome:
+        """Move to ``slot_id``, at the appointment's location unless ``location_id`` names another
+        (a move by text after the patient chose another location)."""
         with correlated(correlation_id.get() or uuid.uuid4().hex[:16]):
-            return await self._change(appointment_id, ChangeKind.RESCHEDULE, origin, slot_id, "")
+            return await self._change(
+                appointment_id, ChangeKind.RESCHEDULE, origin, slot_id, "", location_id=location_id
+            )
 
     async def _change(
         self,
@@ -359,6 +368,8 @@ class Lifecycle:
         origin: ChangeOrigin,
         slot_id: str | None,
         reason: str,
+        *,
+        location_id: str | None = None,
     ) -> ChangeOutcome:
         async with self._db.transaction("appointments.change_lookup") as conn:
             row = await store.get(conn, appointment_id)
@@ -380,7 +391,9 @@ class Lifecycle:
             raise ChangeConflict(f"the appointment is {row.status}")
         slot: Slot | None = None
         if slot_id is not None:
-            slot = await self._slots.find_slot(slot_id, row.location_id, row.modality)
+            slot = await self._slots.find_slot(
+                slot_id, location_id or row.location_id, row.modality
+            )
         async with self._db.transaction("appointments.change_insert") as conn:
             # Under the appointment's row lock (which settling a change also takes) the check is
             # repeated: a concurrent identical request may have finished since the lookup above.

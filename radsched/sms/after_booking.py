@@ -55,13 +55,15 @@ class AfterBooking:
         phone: str,
         phone_hash: str,
         correlation: str,
-    ) -> None:
+    ) -> str:
+        """Record the reply; return what was recorded (``change``: the caller starts the change
+        conversation, whose first step asks the RIS)."""
         now = self._clock()
         booked = [Booked(r.modality, r.start_at) for r in upcoming]
         commands, record = reply_commands(reply, booked, self._driver.cfg)
         if record == "confirmed":
             await appointments.mark_confirmed(conn, upcoming[0].appointment_id, now=now)
-        else:
+        elif record != "change":
             target = upcoming[0] if record == "cancel" else None
             await self._request(
                 conn,
@@ -78,6 +80,7 @@ class AfterBooking:
         await self._driver.perform_outside(
             conn, commands, trail=trail, phone=phone, now=now, modality=modality
         )
+        return record
 
     async def on_opted_out(
         self,

@@ -29,6 +29,7 @@ from radsched.conversation.model import (
     Command,
     ConsentStatus,
     Conversation,
+    ConversationKind,
     DeferReason,
     DeferToStaff,
     EndConversation,
@@ -37,6 +38,7 @@ from radsched.conversation.model import (
     FetchLocations,
     FetchSlots,
     RecordConsent,
+    Reschedule,
     ScheduleWake,
     SendText,
     State,
@@ -63,7 +65,7 @@ __all__ = [
     "StepResult",
 ]
 
-RisCommand = FetchLocations | FetchSlots | Book
+RisCommand = FetchLocations | FetchSlots | Book | Reschedule
 # A menu of times or places queued longer than this is dropped by the outbox, not sent late.
 MENU_VALIDITY = timedelta(hours=1)
 _END_ORDER_STATE: dict[EndReason, OrderState] = {
@@ -81,6 +83,7 @@ class ConversationPhi:
     phone: str
     order_id: str
     mrn: str
+    appointment_id: str = ""  # a change conversation's appointment (order id and MRN empty)
 
 
 @dataclass(slots=True)
@@ -114,6 +117,7 @@ class PendingCall:
     order_id: str
     mrn: str
     correlation_id: str
+    appointment_id: str = ""  # what a Reschedule moves
 
 
 @dataclass(slots=True)
@@ -177,7 +181,12 @@ class Driver:
         phi: ConversationPhi | None = None
         if row["phi"] is not None:
             opened = self._phi.open(bytes(row["phi"]), aad=_aad(conv_id))
-            phi = ConversationPhi(opened["phone"], opened["order_id"], opened["mrn"])
+            phi = ConversationPhi(
+                opened["phone"],
+                opened["order_id"],
+                opened["mrn"],
+                str(opened.get("appointment_id", "")),
+            )
         return Loaded(
             conv_id,
             conv,
@@ -238,7 +247,7 @@ class Driver:
             conn, loaded, conv, commands, now=now, correlation_id=correlation_id, phone=phone
         )
         for command in commands:
-            if isinstance(command, FetchLocations | FetchSlots | Book) and loaded.phi:
+            if isinstance(command, FetchLocations | FetchSlots | Book | Reschedule) and loaded.phi:
                 outcome.pending = PendingCall(
                     loaded.id,
                     command,
@@ -247,6 +256,7 @@ class Driver:
                     loaded.phi.order_id,
                     loaded.phi.mrn,
                     correlation_id,
+                    loaded.phi.appointment_id,
                 )
         return outcome
 
@@ -276,7 +286,8 @@ class Driver:
             phone=phone,
             now=now,
             conversation_id=loaded.id,
-            order_key=loaded.order_key,
+            # A change conversation has no order: its ending leaves the (booked) order alone.
+            order_key=loaded.order_key if conv.kind is ConversationKind.BOOKING else None,
             modality=loaded.modality,
             state_after=conv.state.value,
         )
@@ -340,11 +351,13 @@ class Driver:
                     trail.add(kind, "system", str(detail) or None)
                 case DeferToStaff(reason=reason):
                     outcome.deferred.append(reason)
+                    # Only an order is handed over (radsched_sms_deferrals counts orders): a change
+                    # conversation's appointment stays booked as it was, and its audit says why.
                     if order_key is not None:
                         await self._orders.set_state(
                             conn, order_key, "deferred", now=now, deferred_reason=reason.value
                         )
-                    self._metrics.deferred(modality or "", reason.value)
+                        self._metrics.deferred(modality or "", reason.value)
                 case EndConversation(reason=reason):
                     outcome.ended = True
                     if order_key is not None:
@@ -353,7 +366,7 @@ class Driver:
                             conn, order_key, _END_ORDER_STATE[reason], now=now, purge_phi=True
                         )
                     self._metrics.ended(modality or "", reason.value)
-                case ScheduleWake() | FetchLocations() | FetchSlots() | Book():
+                case ScheduleWake() | FetchLocations() | FetchSlots() | Book() | Reschedule():
                     pass  # wake_at is stored with the state; RIS calls are the engine's
         return outcome
 
@@ -439,4 +452,7 @@ def _aad(conversation_id: uuid.UUID) -> bytes:
 
 
 def _phi_dict(phi: ConversationPhi) -> dict[str, Any]:
-    return {"phone": phi.phone, "order_id": phi.order_id, "mrn": phi.mrn}
+    sealed = {"phone": phi.phone, "order_id": phi.order_id, "mrn": phi.mrn}
+    if phi.appointment_id:
+        sealed["appointment_id"] = phi.appointment_id
+    return sealed

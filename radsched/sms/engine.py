@@ -32,8 +32,8 @@ from radsched.conversation.keywords import Stop, classify
 from radsched.conversation.model import (
     BUSY_STATES,
     Audit,
-    Book,
     BookingConfirmed,
+    ChangeRequested,
     Command,
     ConsentStatus,
     Conversation,
@@ -42,8 +42,6 @@ from radsched.conversation.model import (
     EndConversation,
     EndReason,
     Event,
-    FetchLocations,
-    FetchSlots,
     InboundText,
     OrderCancelled,
     OrderReceived,
@@ -51,6 +49,7 @@ from radsched.conversation.model import (
     Tick,
 )
 from radsched.conversation.reminders import REMINDER_TEXTS
+from radsched.conversation.ris_wait import waiting_command
 from radsched.conversation.stray import stray_reply
 from radsched.logs import correlated
 from radsched.modality import ModalityControl
@@ -61,6 +60,7 @@ from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.ris_calls import RisCaller
 from radsched.sms.timer import ConversationTimer
 from radsched.storage import conversations
+from radsched.storage.appointments import AppointmentRow
 from radsched.storage.audit import AuditTrail, recent_endings
 from radsched.storage.consents import get_consent, record_consent
 from radsched.storage.db import Database
@@ -217,7 +217,7 @@ class SmsEngine:
                     else []
                 )
                 if after is not None and reply is not None and upcoming:
-                    await after.on_reply(
+                    record = await after.on_reply(
                         conn,
                         reply,
                         upcoming,
@@ -225,7 +225,18 @@ class SmsEngine:
                         phone_hash=hashed,
                         correlation=correlation_id,
                     )
-                    pending = None
+                    pending = (
+                        await self._start_change(
+                            conn,
+                            upcoming[0],
+                            phone=phone,
+                            hashed=hashed,
+                            now=now,
+                            correlation_id=correlation_id,
+                        )
+                        if record == "change"
+                        else None
+                    )
                 elif loaded is None:
                     await self._stray(
                         conn, hashed, phone, event, now=now, correlation_id=correlation_id
@@ -250,6 +261,41 @@ class SmsEngine:
             self.wake_outbox()
             if pending is not None:
                 self._spawn(pending)
+
+    async def _start_change(
+        self,
+        conn: Connection,
+        row: AppointmentRow,
+        *,
+        phone: str,
+        hashed: str,
+        now: datetime,
+        correlation_id: str,
+    ) -> PendingCall | None:
+        """ "2" after the booking: a change conversation for ``row``, its first RIS call pending.
+
+        Like an order's conversation (the phone serialised, the number sealed); the appointment id is
+        sealed in place of the order id and MRN, which the lifecycle's reschedule does not need.
+        """
+        consent_state, busy = await conversations.lock_phone(conn, hashed)
+        if busy:  # a conversation started since the look above: it gets the replies
+            return None
+        consent = _CONSENT.get(consent_state, ConsentStatus.UNKNOWN)
+        conversation_id = uuid.uuid4()
+        loaded = self.driver.new(
+            now=now,
+            phone_hash=hashed,
+            order_key=f"change:{conversation_id}",  # unique; never an order's HMAC (hex)
+            modality=row.modality,
+            facility=None,
+            phi=ConversationPhi(phone, "", "", appointment_id=row.appointment_id),
+            consent=consent,
+        )
+        event = ChangeRequested(row.modality, row.location_id, consent)
+        outcome = await self._apply(
+            conn, loaded, event, now=now, correlation_id=correlation_id, kind="change"
+        )
+        return outcome.pending
 
     async def _stray(
         self,
@@ -422,6 +468,7 @@ class SmsEngine:
                     loaded.phi.order_id,
                     loaded.phi.mrn,
                     correlation_id,
+                    loaded.phi.appointment_id,
                 )
             )
             resumed += 1
@@ -433,17 +480,7 @@ class SmsEngine:
         """The RIS request a busy conversation is waiting for, rebuilt from its stored state."""
         if conv.ris_retry_at is not None:
             return None  # waiting out a RIS outage: the timer's Tick asks again (ris_wait.py)
-        if conv.state is State.LOADING_LOCATIONS:
-            return FetchLocations(conv.modality)
-        if conv.state is State.LOADING_SLOTS and conv.location is not None:
-            after = conv.slots[-1].start if conv.slots else None
-            return FetchSlots(
-                conv.location.id, conv.modality, after, self.driver.cfg.slot_page_size
-            )
-        if conv.state is State.BOOKING and conv.chosen_slot is not None:
-            slot = conv.chosen_slot
-            return Book(slot.id, slot.location_id, conv.modality)
-        return None
+        return waiting_command(conv, self.driver.cfg.slot_page_size)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for in-flight RIS calls (tests, shutdown)."""

@@ -1,7 +1,9 @@
 """The conversation's RIS commands, made through the scheduling service and turned into events.
 
 ``FetchLocations`` → ``LocationsLoaded``, ``FetchSlots`` → ``SlotsLoaded``, ``Book`` →
-``BookingConfirmed`` / ``BookingRejected``; every failure to get an answer (RIS unreachable, too
+``BookingConfirmed`` / ``BookingRejected``, and a change conversation's ``Reschedule`` (through the
+appointment lifecycle: SRM^S02 or ORM XO to the RIS, SIU^S13 to the EMRs) → ``BookingConfirmed``
+with the new code / ``BookingRejected``; every failure to get an answer (RIS unreachable, too
 slow, an error or unparseable reply to a query) → ``RisDown``, which the core turns into the
 call-us text with the order kept for staff. A refusal of the booking itself (AE/AR, HTTP 409) is
 ``BookingRejected(slot_taken)``: the patient is offered fresh times.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from radsched.conversation.model import (
     Book,
@@ -25,6 +27,7 @@ from radsched.conversation.model import (
     MenuLocation,
     MenuSlot,
     RejectReason,
+    Reschedule,
     RisDown,
     SlotsLoaded,
 )
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("radsched.sms.ris")
 
-__all__ = ["SLOT_SEARCH_DAYS", "RisCaller"]
+__all__ = ["SLOT_SEARCH_DAYS", "Rescheduler", "RisCaller"]
 
 SLOT_SEARCH_DAYS = 21  # how far ahead a slot menu looks; later than that, staff are better placed
 # Slots start on whole minutes; asking from one second after the last offered start gives
@@ -43,8 +46,33 @@ SLOT_SEARCH_DAYS = 21  # how far ahead a slot menu looks; later than that, staff
 _AFTER = timedelta(seconds=1)
 
 
+class RescheduledView(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def confirmation_code(self) -> str: ...
+
+
+class RescheduleOutcome(Protocol):
+    @property
+    def appointment(self) -> RescheduledView: ...
+
+
+class Rescheduler(Protocol):
+    """The appointment lifecycle's reschedule (radsched.scheduling.lifecycle.Lifecycle)."""
+
+    async def reschedule(
+        self, appointment_id: str, slot_id: str, *, origin: Literal["sms"], location_id: str
+    ) -> RescheduleOutcome: ...
+
+
 class RisCaller:
-    """Performs one RIS command for a conversation and returns the event that answers it."""
+    """Performs one RIS command for a conversation and returns the event that answers it.
+
+    ``rescheduler`` is late-bound: the lifecycle is built after the SMS engine (radsched/daemon.py).
+    """
 
     def __init__(
         self,
@@ -52,8 +80,10 @@ class RisCaller:
         *,
         clock: Callable[[], datetime],
         search_days: int = SLOT_SEARCH_DAYS,
+        rescheduler: Callable[[], Rescheduler | None] = lambda: None,
     ) -> None:
         self._scheduling = scheduling
+        self._rescheduler = rescheduler
         self._clock = clock
         self._window = timedelta(days=search_days)
 
@@ -67,7 +97,7 @@ class RisCaller:
         service = self._scheduling()
         if service is None:
             return RisDown()
-        from radsched.scheduling import errors
+        from radsched.scheduling import errors, lifecycle
 
         command = call.command
         try:
@@ -78,8 +108,14 @@ class RisCaller:
                     return await self._slots(service, command)
                 case Book():
                     return await self._book(service, command, call)
-        except errors.SlotUnavailable:
+                case Reschedule():
+                    return await self._reschedule(command, call)
+        except (errors.SlotUnavailable, lifecycle.ChangeRefused):
+            # Taken, or the RIS refused the move (the appointment stands): fresh times.
             return BookingRejected(RejectReason.SLOT_TAKEN)
+        except (lifecycle.ChangeConflict, lifecycle.UnknownAppointment):
+            # Another change is waiting for the RIS, or the appointment ended: a person calls.
+            return BookingRejected(RejectReason.REJECTED)
         except (errors.UnknownOrder, errors.UnknownLocation) as exc:
             if isinstance(command, Book):
                 return BookingRejected(RejectReason.REJECTED)
@@ -131,6 +167,19 @@ class RisCaller:
         return SlotsLoaded(
             tuple(MenuSlot(s.id, s.location_id, s.start, s.duration_minutes) for s in page),
             more_available=len(later) > len(page),
+        )
+
+    async def _reschedule(self, command: Reschedule, call: PendingCall) -> Event:
+        rescheduler = self._rescheduler()
+        if rescheduler is None or not call.appointment_id:
+            return RisDown()
+        # Crash-safe and idempotent on (appointment, slot): a repeat returns the stored outcome.
+        outcome = await rescheduler.reschedule(
+            call.appointment_id, command.slot_id, origin="sms", location_id=command.location_id
+        )
+        moved = outcome.appointment
+        return BookingConfirmed(
+            confirmation_code=moved.confirmation_code, appointment_id=moved.id, start=moved.start
         )
 
     @staticmethod

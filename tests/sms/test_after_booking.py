@@ -26,10 +26,11 @@ def _texts(commands: list[object]) -> list[str]:
     return [c.text for c in commands if isinstance(c, SendText)]
 
 
-def test_the_digits_mean_confirm_and_cancel_and_nothing_else_does() -> None:
+def test_the_digits_mean_confirm_change_and_cancel_and_nothing_else_does() -> None:
     assert reply_of("1") is Reply.CONFIRM and reply_of(" 3 ") is Reply.CANCEL
+    assert reply_of("2") is Reply.CHANGE
     assert reply_of("#3") is Reply.CANCEL
-    for body in ("2", "STOP", "cancel", "yes", "4", "hello"):
+    for body in ("STOP", "cancel", "yes", "4", "hello"):
         assert reply_of(body) is None, body
 
 

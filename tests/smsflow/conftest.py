@@ -23,6 +23,7 @@ from channels import parse as parse_hl7
 from radsched.daemon import Daemon, running
 from radsched.privacy import phone_hash
 from radsched.settings import Settings
+from radsched.simris import SimRis, default_calendar
 from radsched.sms.engine import SmsEngine
 from tests.channels.hl7check import assert_valid_hl7
 from tests.twilio_double import Message, TwilioDouble
@@ -192,6 +193,14 @@ async def twilio() -> AsyncIterator[TwilioDouble]:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture
+async def sim(clock: Clock) -> AsyncIterator[SimRis]:
+    """A simulated RIS on loopback (``ris_addr``), on the test's clock."""
+    async with SimRis(default_calendar(clock=clock)) as started:
+        await started.start()
+        yield started
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from radsched.simris import SimRis, default_calendar
+from radsched.simris import SimRis
 from tests.smsflow.conftest import SCHEDULING_PHONE, Clock, Flow, Patient, start_flow
 from tests.smsflow.test_conversation import CODE, book_by_text, converse
 from tests.twilio_double import TwilioDouble
@@ -31,13 +31,6 @@ async def _appointment(flow: Flow) -> tuple[str, str]:
 async def _news_for(flow: Flow, patient: Patient, count: int) -> list[str]:
     await flow.texts(count)
     return flow.texts_to(patient)
-
-
-@pytest.fixture
-async def sim(clock: Clock) -> AsyncIterator[SimRis]:
-    async with SimRis(default_calendar(clock=clock)) as started:
-        await started.start()
-        yield started
 
 
 @pytest.fixture
