@@ -20,7 +20,14 @@ from .ack import (
     wants_application_ack,
 )
 from .batch import split_messages
-from .changes import ChangeKind, ChangeRequest, ChangeResult, change_of_order, change_of_siu
+from .changes import (
+    ChangeKind,
+    ChangeRequest,
+    ChangeResult,
+    change_of_order,
+    change_of_siu,
+    is_no_show,
+)
 from .dialects import DIALECTS, Ch10Dialect, Dialect, Qie23Dialect, get_dialect
 from .errors import ChannelError, ConfigError, ControlIdMismatch, ParseError, ResponseError
 from .escaping import Delimiters, LineBreaks, escape, unescape
@@ -108,6 +115,7 @@ __all__ = [
     "format_ts",
     "get_dialect",
     "is_enhanced_mode",
+    "is_no_show",
     "oversized_field",
     "parse",
     "parse_ack",

@@ -56,7 +56,7 @@ _STATUS = {
     ChangeKind.DELETE: "deleted",
 }
 SIU_CHANGES: dict[str, ChangeKind] = {t: k for k, t in _SIU_TRIGGER.items()}
-"""SIU trigger -> change (S12 and S26 are not changes of a known appointment)."""
+"""SIU trigger -> change (S12 and S26 are not changes of a known appointment; see :func:`is_no_show`)."""
 
 REQUEST_TRIGGERS: dict[ChangeKind, str] = {ChangeKind.RESCHEDULE: "S02", ChangeKind.CANCEL: "S04"}
 """SRM trigger of the requests we send (ch10-2.5.1)."""
@@ -72,12 +72,29 @@ SIU_EVENTS: dict[str, tuple[tuple[str, str, str], str]] = {
     "S14": (("MODIFY", "Modified", "L"), "Booked"),
     "S15": (("CANCEL", "Cancelled", "L"), "Cancelled"),
     "S17": (("DELETE", "Entered in error", "L"), "Deleted"),
+    "S26": (("NOSHOW", "Patient did not show", "L"), "Noshow"),
 }
+
+#: SCH-6 of the SIU^S14 that tells the EMRs the patient confirmed (a reply "1" to a text, when the site
+#: turns it on). Table 0278 (SCH-25) has no "Confirmed": the appointment stays ``Booked`` and the
+#: confirmation is the event reason, a local code (SCH-6 is a user-defined table).
+CONFIRMED_EVENT = ("CONFIRMED", "Confirmed by the patient", "L")
+
+NO_SHOW_STATUS = "noshow"
+"""SCH-25 (table 0278, v2.5) of an appointment the patient did not come to, compared case-blind."""
 
 
 def change_of_siu(siu: SiuMessage) -> ChangeKind | None:
     """What an SIU from the RIS does to a known appointment (``None`` for S12/S26)."""
     return SIU_CHANGES.get(siu.trigger)
+
+
+def is_no_show(siu: SiuMessage) -> bool:
+    """The RIS says the patient did not come: SIU^S26, or an S14 whose SCH-25 filler status is
+    ``Noshow`` (RISes that only send S12-S15 mark it so). Not a change: the appointment stays as it was."""
+    if siu.trigger == "S26":
+        return True
+    return siu.trigger == "S14" and siu.filler_status.strip().lower() == NO_SHOW_STATUS
 
 
 def change_of_order(order: Order) -> ChangeKind | None:

@@ -45,6 +45,7 @@ _AFTER_COLUMNS = (
     ("OTHER REQ", "other_requests"),
     ("RIS CANCELS", "ris_cancels"),
     ("RIS MOVES", "ris_moves"),
+    ("NO-SHOWS", "noshows"),
 )
 _COUNTED = [f for _, f in _COLUMNS[1:-1]] + list(AFTER_BOOKING)
 

@@ -568,7 +568,23 @@ class Dialect(abc.ABC):
         ``appointment`` is the record as it stands after the change (a reschedule: the new slot). ``reason``
         replaces the SCH-6 text; it goes to the EMR only, never to a log.
         """
-        trigger = change.siu_trigger
+        return self._siu_event(appointment, order, change.siu_trigger, receiver, reason)
+
+    def build_siu_no_show(
+        self, appointment: Appointment, order: OrderRef, *, receiver: Party, reason: str = ""
+    ) -> OutboundMessage:
+        """SIU^S26: the patient did not come (SCH-25 ``Noshow``); what a RIS sends, and the
+        simulated RIS's staff action."""
+        return self._siu_event(appointment, order, "S26", receiver, reason)
+
+    def _siu_event(
+        self,
+        appointment: Appointment,
+        order: OrderRef,
+        trigger: str,
+        receiver: Party,
+        reason: str,
+    ) -> OutboundMessage:
         (code, text, system), status = SIU_EVENTS[trigger]
         return self._siu(
             appointment,

@@ -11,7 +11,7 @@ Use cases (the REST facade, the CLI and later the SMS engine call them; none see
   pending per appointment (a unique index), so a cancel racing a reschedule gets 409 instead of two truths;
 * :meth:`Lifecycle.apply_siu` / :meth:`Lifecycle.apply_order` — changes staff made in the RIS (SIU S13/S14/S15/
   S17 matched by SCH-2 or SCH-1; ORM CA/OC/DC for an order we booked) update the record in the inbound
-  message's transaction; an S12 from the RIS for an appointment we did not book is recorded (origin ``ris``). Unknown appointments change nothing (the sender is ACKed as today); an S15 for an
+  message's transaction; a no-show (S26, or S14 with SCH-25 ``Noshow``) appends a ``noshow`` event; an S12 from the RIS for an appointment we did not book is recorded (origin ``ris``). Unknown appointments change nothing (the sender is ACKed as today); an S15 for an
   appointment already cancelled is ACKed and changes nothing.
 
 Every change that reaches the record also queues its SIU (S13/S14/S15/S17) to the EMR destinations that got
@@ -675,17 +675,14 @@ class Lifecycle:
         Returns what happened (``changed``, ``unchanged``, ``unknown``, ``not_a_change``) for metrics/logs.
         The SIU itself is relayed by the caller as before; this does not queue another SIU to the EMRs.
         """
+        if channels.is_no_show(siu):
+            return await self._no_show(conn, siu)
         kind = channels.change_of_siu(siu)
         if kind is None:
             if siu.trigger == "S12":
                 return await self._learn(conn, siu)
             return "not_a_change"
-        row = await store.find_by_ids(
-            conn,
-            placer=siu.placer_appointment_id,
-            filler=siu.filler_appointment_id,
-            match=self._match,
-        )
+        row = await self._named_by(conn, siu)
         if row is None:
             self.metrics.changes(f"ris_{kind.value}", "ris", "ignored")
             return "unknown"
@@ -751,6 +748,36 @@ class Lifecycle:
         )
         return "changed"
 
+    async def _named_by(self, conn: Connection, siu: SiuMessage) -> AppointmentRow | None:
+        """The appointment an SIU from the RIS names (SCH-2 / SCH-1 as ``siu_match`` says), locked."""
+        return await store.find_by_ids(
+            conn,
+            placer=siu.placer_appointment_id,
+            filler=siu.filler_appointment_id,
+            match=self._match,
+        )
+
+    async def _no_show(self, conn: Connection, siu: SiuMessage) -> str:
+        """The RIS says the patient did not come (S26, or S14 with SCH-25 Noshow): a ``noshow`` event,
+        once per appointment and start (a resent S26 adds nothing). The record itself is left as it is,
+        so a later S13 from the RIS (the same appointment moved) is still followed; no text, no SIU."""
+        row = await self._named_by(conn, siu)
+        if row is None:
+            self.metrics.changes("ris_noshow", "ris", "ignored")
+            return "unknown"
+        if row.ended:  # cancelled or deleted before: nothing was missed
+            self.metrics.changes("ris_noshow", "ris", "ignored")
+            return "unchanged"
+        if await store.has_no_show(conn, row.appointment_id, start_at=row.start_at):
+            self.metrics.changes("ris_noshow", "ris", "replayed")
+            return "unchanged"
+        await self._event(
+            conn, row.appointment_id, "noshow", "ris", start_at=row.start_at, now=self._clock()
+        )
+        self.metrics.changes("ris_noshow", "ris", "done")
+        log.info("no-show at the RIS", extra={"appointment_id": row.appointment_id})
+        return "changed"
+
     async def _texted_phone(self, conn: Connection, row: AppointmentRow) -> str | None:
         """The number of a live appointment booked by text, read before a cancel erases it; None
         for appointments booked by other means (they get no text) or when nobody sends texts."""
@@ -775,12 +802,7 @@ class Lifecycle:
     async def _learn(self, conn: Connection, siu: SiuMessage) -> str:
         """An S12 from the RIS for an appointment we did not book: recorded with origin ``ris`` (no patient
         identifiers: the RIS's own later SIU are what reach the EMRs), so its changes and metrics follow."""
-        known = await store.find_by_ids(
-            conn,
-            placer=siu.placer_appointment_id,
-            filler=siu.filler_appointment_id,
-            match=self._match,
-        )
+        known = await self._named_by(conn, siu)
         appointment_id = siu.placer_appointment_id or siu.filler_appointment_id
         if known is not None or not appointment_id or siu.start is None:
             return "unchanged"

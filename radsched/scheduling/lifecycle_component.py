@@ -44,8 +44,8 @@ from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.lifecycle")
 
-#: SIU from the RIS the record follows (S12: an appointment booked at the RIS; S26 is relayed only).
-SIU_CHANGES = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17")
+#: SIU from the RIS the record follows (S12: an appointment booked at the RIS; S26: a no-show).
+SIU_CHANGES = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17", "SIU^S26")
 GAUGE_INTERVAL_S = 15.0
 
 
@@ -89,7 +89,7 @@ def authoriser(api_keys: tuple[str, ...]) -> Callable[[web.Request], web.Respons
 def lifecycle_metrics(registry: CollectorRegistry | None) -> LifecycleMetrics:
     changes = Counter(
         "radsched_appointment_changes",
-        "Appointment cancels and reschedules by origin and outcome (ris_* = made by staff in the RIS).",
+        "Appointment cancels, reschedules and no-shows by origin and outcome (ris_* = told by the RIS).",
         ["kind", "origin", "outcome"],
         registry=registry,
     )

@@ -12,10 +12,12 @@ the resulting state, and cannot race a half-written file::
     curl -s localhost:2576/bookings                                 # slot id -> appointment ids
 
 Acting as staff at the RIS front desk (the change is made in the calendar, then SIU^S15 / SIU^S13 goes to
-``--notify``, radsched's ``MLLP_LISTEN``; the answer says which SIU went and the ACK it got)::
+``--notify``, radsched's ``MLLP_LISTEN``; a no-show sends SIU^S26; the answer says which SIU went and the
+ACK it got)::
 
     curl -s -X POST localhost:2576/appointments/SIM0000001/cancel -d '{"reason": "Scanner down"}'
     curl -s -X POST localhost:2576/appointments/SIM0000001/move -d '{"slot_id": "DTWN-CT-202612011400"}'
+    curl -s -X POST localhost:2576/appointments/SIM0000001/noshow
 
 The appointment may be named by the RIS id (``SIM...``), its slot id or radsched's appointment id.
 """
@@ -74,8 +76,11 @@ def control_app(sim: SimRis) -> web.Application:
             if not isinstance(body, dict):
                 raise ValueError("body must be a JSON object")
             reason = str(body.get("reason", ""))
-            if request.match_info["action"] == "cancel":
+            action = request.match_info["action"]
+            if action == "cancel":
                 result = await sim.staff_cancel(ref, reason=reason)
+            elif action == "noshow":
+                result = await sim.staff_noshow(ref, reason=reason)
             else:
                 slot_id = body.get("slot_id")
                 if not isinstance(slot_id, str) or not slot_id:
@@ -97,5 +102,5 @@ def control_app(sim: SimRis) -> web.Application:
     app.router.add_get("/stats", stats)
     app.router.add_delete("/stats", reset_stats)
     app.router.add_get("/bookings", bookings)
-    app.router.add_post("/appointments/{ref}/{action:cancel|move}", staff_change)
+    app.router.add_post("/appointments/{ref}/{action:cancel|move|noshow}", staff_change)
     return app

@@ -13,9 +13,10 @@ Message types (responder side of :mod:`channels.dialects`):
 A cancel frees the slot (it is offered and bookable again); a reschedule frees the old slot and keeps the
 RIS appointment id; a refused reschedule leaves the appointment where it was.
 
-Acting as staff (:meth:`SimRis.staff_cancel`, :meth:`SimRis.staff_move`, also on the control channel): the
-calendar changes and an SIU^S15 / SIU^S13 goes to ``notify`` (radsched's ``MLLP_LISTEN``), as a real RIS
-announces a change made at its front desk.
+Acting as staff (:meth:`SimRis.staff_cancel`, :meth:`SimRis.staff_move`, :meth:`SimRis.staff_noshow`, also on
+the control channel): the calendar changes and an SIU^S15 / SIU^S13 goes to ``notify`` (radsched's
+``MLLP_LISTEN``), as a real RIS announces a change made at its front desk; a no-show changes nothing in the
+calendar and sends SIU^S26.
 
 Bookings are real: a booked slot is no longer offered and a second booking of it gets AE. A request whose
 sender and MSH-10 were seen before gets the original reply again and changes nothing (real RISes and
@@ -470,7 +471,18 @@ class SimRis:
             raise ValueError(outcome)
         return await self._announce(outcome, ChangeKind.RESCHEDULE, reason or "Moved by staff")
 
-    async def _announce(self, booking: Booking, kind: ChangeKind, reason: str) -> dict[str, Any]:
+    async def staff_noshow(self, ref: str, *, reason: str = "") -> dict[str, Any]:
+        """Mark the appointment ``ref`` a no-show and send SIU^S26 to ``notify``. The calendar keeps
+        the booking (the slot is in the past); sending it again sends another S26 (new MSH-10)."""
+        booking = self.calendar.lookup(ref)
+        if booking is None:
+            raise LookupError(f"no appointment {ref!r}")
+        return await self._announce(booking, None, reason or "Patient did not show")
+
+    async def _announce(
+        self, booking: Booking, kind: ChangeKind | None, reason: str
+    ) -> dict[str, Any]:
+        """SIU^S13/S15 of a change (``kind``), or SIU^S26 of a no-show (``None``), to ``notify``."""
         dialect = self._staff[booking.dialect or "qie-2.3"]
         slot = booking.slot
         location = next(
@@ -491,15 +503,22 @@ class SimRis:
             filler_order_id=booking.filler_order_id,
             modality=slot.modality,
         )
-        out = dialect.build_siu_change(
-            appointment, order, receiver=self._notify_party, change=kind, reason=reason
+        out = (
+            dialect.build_siu_change(
+                appointment, order, receiver=self._notify_party, change=kind, reason=reason
+            )
+            if kind is not None
+            else dialect.build_siu_no_show(
+                appointment, order, receiver=self._notify_party, reason=reason
+            )
         )
+        action = kind.value if kind is not None else "no-show"
         result: dict[str, Any] = {
             "appointment_id": booking.appointment_id,
             "placer_appointment_id": booking.placer_appointment_id,
             "slot_id": slot.id,
             "start": slot.start.isoformat(),
-            "sent": f"SIU^{kind.siu_trigger}",
+            "sent": f"SIU^{kind.siu_trigger if kind is not None else 'S26'}",
             "control_id": out.control_id,
             "ack": None,
         }
@@ -509,9 +528,7 @@ class SimRis:
             self._notify_client = mllp.Client(*self.notify)
         reply = await self._notify_client.request(out.payload, timeout=10.0)
         result["ack"] = read_ack(parse(reply)).code.value
-        log.info(
-            "staff %s of %s announced, ACK %s", kind.value, booking.appointment_id, result["ack"]
-        )
+        log.info("staff %s of %s announced, ACK %s", action, booking.appointment_id, result["ack"])
         return result
 
 

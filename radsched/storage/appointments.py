@@ -18,7 +18,7 @@ Status = Literal["booked", "rescheduled", "cancelled", "deleted"]
 Origin = Literal["rest", "sms", "ris"]
 ChangeOrigin = Literal["rest", "sms", "cli"]
 ChangeState = Literal["pending", "done", "refused", "failed"]
-EventKind = Literal["booked", "rescheduled", "modified", "cancelled", "deleted"]
+EventKind = Literal["booked", "rescheduled", "modified", "cancelled", "deleted", "noshow"]
 
 EVENTS_CHANNEL = "radsched_appointment_events"
 """NOTIFY channel of :func:`add_event`; the payload is the appointment id."""
@@ -199,12 +199,18 @@ async def upcoming_for_phone(
     return [_appointment(r) for r in records]
 
 
-async def mark_confirmed(conn: asyncpg.Connection, appointment_id: str, *, now: datetime) -> None:
-    await conn.execute(
-        "UPDATE appointments SET confirmed_at = coalesce(confirmed_at, $2) WHERE appointment_id = $1",
+async def mark_confirmed(conn: asyncpg.Connection, appointment_id: str, *, now: datetime) -> bool:
+    """Record the patient's confirmation; False when it was confirmed already (a second "1")."""
+    done = await conn.fetchval(
+        """
+        UPDATE appointments SET confirmed_at = $2
+         WHERE appointment_id = $1 AND confirmed_at IS NULL
+        RETURNING 1
+        """,
         appointment_id,
         now,
     )
+    return done is not None
 
 
 async def get(
@@ -497,6 +503,19 @@ async def add_event(
     )
     await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, appointment_id)
     return event_id
+
+
+async def has_no_show(conn: asyncpg.Connection, appointment_id: str, *, start_at: datetime) -> bool:
+    """True when a no-show of the appointment at ``start_at`` is recorded already (a resent S26)."""
+    found = await conn.fetchval(
+        """
+        SELECT 1 FROM appointment_events
+         WHERE appointment_id = $1 AND kind = 'noshow' AND start_at = $2
+        """,
+        appointment_id,
+        start_at,
+    )
+    return found is not None
 
 
 @dataclass(frozen=True, slots=True)

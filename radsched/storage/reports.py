@@ -7,9 +7,9 @@ an order's first audit row to its booking, per conversation (``session_id``).
 After the booking (issue 13 item 7): reminders queued (``sms_audit_log`` rows ``reminder``: the
 reminder rows themselves are deleted a day after the start), appointments the patient confirmed by
 replying 1 (``appointments.confirmed_at`` in the period), staff requests raised in the period by kind
-and state (``staff_requests``), and the RIS's cancels (SIU^S15/S17, ORM cancel) and moves (SIU^S13) of
-appointments booked by text (``appointment_events`` of origin ``ris``). Replies 2 (change), the
-waitlist and no-shows (SIU^S26 is relayed, not recorded) have nothing to count yet.
+and state (``staff_requests``), and the RIS's cancels (SIU^S15/S17, ORM cancel), moves (SIU^S13) and
+no-shows (SIU^S26, or S14 with SCH-25 Noshow) of appointments booked by text (``appointment_events``
+of origin ``ris``). Replies 2 (change) and the waitlist have nothing to count yet.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class ModalityReport:
     """Staff requests that are not a reply 3: "opted out; may want to cancel", and unclear replies."""
     ris_cancels: int = 0
     ris_moves: int = 0
+    noshows: int = 0
 
 
 AFTER_BOOKING = (
@@ -56,6 +57,7 @@ AFTER_BOOKING = (
     "other_requests",
     "ris_cancels",
     "ris_moves",
+    "noshows",
 )
 
 
@@ -94,15 +96,17 @@ SELECT coalesce(modality, $2) AS modality,
  GROUP BY 1
 """
 
-# Changes the RIS made to appointments booked by text (each is what the patient was texted about).
+# Changes the RIS made to appointments booked by text (each cancel or move is what the patient was
+# texted about), and the no-shows it told us of (one event per appointment and start).
 _RIS_CHANGES = """
 SELECT a.modality,
        count(*) FILTER (WHERE e.kind IN ('cancelled', 'deleted')) AS ris_cancels,
-       count(*) FILTER (WHERE e.kind = 'rescheduled')             AS ris_moves
+       count(*) FILTER (WHERE e.kind = 'rescheduled')             AS ris_moves,
+       count(*) FILTER (WHERE e.kind = 'noshow')                  AS noshows
   FROM appointment_events e
   JOIN appointments a USING (appointment_id)
  WHERE e.origin = 'ris' AND a.origin = 'sms' AND e.at >= $1
-   AND e.kind IN ('cancelled', 'deleted', 'rescheduled')
+   AND e.kind IN ('cancelled', 'deleted', 'rescheduled', 'noshow')
  GROUP BY 1
 """
 

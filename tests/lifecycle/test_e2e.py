@@ -19,7 +19,17 @@ import aiohttp
 import pytest
 
 import mllp
-from channels import OrderRef, PatientName, parse, parse_siu
+from channels import (
+    Appointment,
+    Location,
+    OrderRef,
+    Party,
+    PatientName,
+    Slot,
+    build_siu,
+    parse,
+    parse_siu,
+)
 from mllp.testing import LoopbackPeer
 from radsched.daemon import Daemon, running
 from radsched.simris import SimRis, default_calendar
@@ -281,6 +291,75 @@ async def test_staff_changes_in_the_ris(data_dir: Path, database_url: str, diale
             "POST", "/api/ris/cancel-appointment", json={"appointment_id": cancelled["id"]}
         )
         assert status == 200 and again["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_no_show_at_the_ris_is_recorded_once_and_still_relayed(
+    data_dir: Path, database_url: str, dialect: str
+) -> None:
+    async with world(data_dir, database_url, dialect) as w:
+        missed, marked = await w.open_slots(2)
+        missed = await w.book("PLC9007", missed)
+        marked = await w.book("PLC9008", marked)
+        await w.emr.wait_for_frames(2)
+        w.sim.notify = (w.daemon.listening["mllp"].host, w.daemon.listening["mllp"].port)
+        # Staff mark the no-show twice (the second S26 has its own MSH-10, like a RIS resending).
+        for _ in range(2):
+            result = await w.sim.staff_noshow(missed["id"])
+            assert (result["sent"], result["ack"]) == ("SIU^S26", "AA")
+        # A RIS that sends no S26 says it in an S14: SCH-25 Noshow.
+        _, record = await w.call("GET", f"/api/ris/appointments/{marked['id']}")
+        version = "2.5.1" if dialect == "ch10-2.5.1" else "2.3"
+        s14 = build_siu(
+            Appointment(
+                marked["id"],
+                "PLC9008",
+                Slot(
+                    record["appointment"]["slot_id"],
+                    "DTWN",
+                    "CT",
+                    datetime.fromisoformat(record["appointment"]["start"]),
+                    record["appointment"]["duration_minutes"],
+                ),
+                Location("DTWN", "", "", ("CT",)),
+                filler_appointment_id=record["appointment"]["filler_appointment_id"],
+            ),
+            OrderRef(order_id="PLC9008", mrn="MRNPLC9008", modality="CT"),
+            version=version,
+            sender=Party("SIMRIS", "RIS"),
+            receiver=Party("RADSCHED", "RADSCHED"),
+            trigger="S14",
+            filler_status="Noshow",
+        )
+        addr = w.daemon.listening["mllp"]
+        async with mllp.Client(addr.host, addr.port) as client:
+            assert b"MSA|AA|" in await client.request(s14.payload, timeout=5)
+
+        # The EMR still gets every SIU, as the RIS sent it.
+        frames = await w.emr.wait_for_frames(5)
+        assert [parse_siu(f).trigger for f in frames[2:]] == ["S26", "S26", "S14"]
+        for frame in frames[2:4]:
+            assert_valid_hl7(frame)
+            assert parse_siu(frame).filler_status == "Noshow"
+        async with w.daemon.db.transaction("test.events") as conn:
+            events = await conn.fetch(
+                "SELECT appointment_id, origin FROM appointment_events WHERE kind = 'noshow'"
+                " ORDER BY id"
+            )
+        assert [tuple(e) for e in events] == [(missed["id"], "ris"), (marked["id"], "ris")]
+        # The appointment itself stands (a later move by the RIS is still followed).
+        _, record = await w.call("GET", f"/api/ris/appointments/{missed['id']}")
+        assert record["appointment"]["status"] == "booked"
+        async with w.http.get(w.base + "/metrics") as r:
+            metrics = await r.text()
+        assert (
+            'radsched_appointment_changes_total{kind="ris_noshow",origin="ris",outcome="done"} 2.0'
+            in metrics
+        )
+        assert (
+            'radsched_appointment_changes_total{kind="ris_noshow",origin="ris",outcome="replayed"}'
+            " 1.0" in metrics
+        )
 
 
 async def test_cli_show_and_cancel_audited(data_dir: Path, database_url: str) -> None:

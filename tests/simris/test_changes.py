@@ -4,6 +4,7 @@ staff-side changes announced by SIU^S15 / SIU^S13 to a real MLLP listener (stand
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -172,6 +173,20 @@ async def listener(sim: SimRis) -> AsyncIterator[Listener]:
     await ear.server.aclose()
 
 
+@asynccontextmanager
+async def control(sim: SimRis) -> AsyncIterator[str]:
+    """The simulated RIS's control channel on loopback; yields its base URL."""
+    runner = web.AppRunner(control_app(sim), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
 async def test_staff_cancel_sends_siu_s15(desk: Desk, listener: Listener) -> None:
     slot = desk.open_slots(1)[0]
     await desk.book(slot, "RSAPPT1")
@@ -198,24 +213,15 @@ async def test_staff_move_over_the_control_channel_sends_siu_s13(
     first, second, third = desk.open_slots(3)
     await desk.book(first, "RSAPPT1")
     await desk.book(third, "RSAPPT3")
-    runner = web.AppRunner(control_app(desk.sim), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    base = f"http://{host}:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            url = f"{base}/appointments/RSAPPT1/move"
-            async with http.post(url, json={"slot_id": second.id}) as resp:
-                assert resp.status == 200
-                body = await resp.json()
-            async with http.post(url, json={"slot_id": third.id}) as resp:
-                assert resp.status == 409  # taken: the appointment stays where it is
-            async with http.post(f"{base}/appointments/NOPE/cancel") as resp:
-                assert resp.status == 404
-    finally:
-        await runner.cleanup()
+    async with control(desk.sim) as base, aiohttp.ClientSession() as http:
+        url = f"{base}/appointments/RSAPPT1/move"
+        async with http.post(url, json={"slot_id": second.id}) as resp:
+            assert resp.status == 200
+            body = await resp.json()
+        async with http.post(url, json={"slot_id": third.id}) as resp:
+            assert resp.status == 409  # taken: the appointment stays where it is
+        async with http.post(f"{base}/appointments/NOPE/cancel") as resp:
+            assert resp.status == 404
     assert (body["sent"], body["ack"], body["slot_id"]) == ("SIU^S13", "AA", second.id)
     [payload] = listener.received
     assert_valid_hl7(payload)
@@ -223,6 +229,31 @@ async def test_staff_move_over_the_control_channel_sends_siu_s13(
     assert siu.trigger == "S13" and siu.start == second.start
     assert desk.sim.bookings[second.id].placer_appointment_id == "RSAPPT1"
     assert first.id not in desk.sim.bookings
+
+
+async def test_staff_noshow_over_the_control_channel_sends_siu_s26(
+    desk: Desk, listener: Listener
+) -> None:
+    slot = desk.open_slots(1)[0]
+    await desk.book(slot, "RSAPPT1")
+    async with (
+        control(desk.sim) as base,
+        aiohttp.ClientSession() as http,
+        http.post(f"{base}/appointments/RSAPPT1/noshow") as resp,
+    ):
+        assert resp.status == 200
+        body = await resp.json()
+    assert (body["sent"], body["ack"]) == ("SIU^S26", "AA")
+    [payload] = listener.received
+    assert_valid_hl7(payload)
+    siu = parse_siu(payload, tz=NY)
+    assert (siu.trigger, siu.placer_appointment_id, siu.filler_status) == (
+        "S26",
+        "RSAPPT1",
+        "Noshow",
+    )
+    assert siu.start == slot.start
+    assert slot.id in desk.sim.bookings  # a no-show frees nothing
 
 
 async def test_staff_change_without_notify_only_changes_the_calendar(sim: SimRis) -> None:

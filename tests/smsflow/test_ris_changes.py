@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from radsched.report import build_report, render_table
 from radsched.simris import SimRis
 from tests.smsflow.conftest import SCHEDULING_PHONE, Clock, Flow, Patient, start_flow
 from tests.smsflow.test_conversation import CODE, book_by_text, converse
@@ -130,3 +132,25 @@ async def test_a_cancel_at_the_ris_texts_once_and_not_after_stop(flow: Flow, sim
         flow.hash_of(quitter),
     )
     assert [r["outcome"] for r in skipped] == ["opted_out"]
+
+
+async def test_a_no_show_at_the_ris_is_counted_in_the_report(flow: Flow, sim: SimRis) -> None:
+    patient = Patient()
+    await book_by_text(flow, patient)
+    appointment_id, _ = await _appointment(flow)
+    sent = len(flow.twilio.accepted)
+    for _ in range(2):  # a RIS resending its S26: still one no-show
+        assert (await sim.staff_noshow(appointment_id))["ack"] == "AA"
+
+    async def recorded() -> bool:
+        return bool(await flow.fetch("SELECT 1 FROM appointment_events WHERE kind = 'noshow'"))
+
+    await eventually(recorded, what="the no-show recorded")
+    since = flow.clock() - timedelta(days=1)
+    async with flow.daemon.db.transaction("test.report") as conn:
+        [cr] = [r for r in await build_report(conn, since) if r.modality == "CR"]
+    assert (cr.noshows, cr.ris_cancels, cr.ris_moves) == (1, 0, 0)
+    after = render_table([cr], since).split("After booking\n", 1)[1].splitlines()
+    assert after[0].split()[-1] == "NO-SHOWS"
+    assert after[1].split()[-1] == "1"
+    assert len(flow.twilio.accepted) == sent  # the patient is not texted about it
