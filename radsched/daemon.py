@@ -308,8 +308,10 @@ async def running(
                 me=me,
                 tz=tz,
                 clock=clock,
-                # "2" after the booking moves it through the lifecycle, built further down.
+                # "2" after the booking moves it through the lifecycle, built further down; "1"
+                # tells the EMRs through it when [appointments] confirm_siu is on.
                 rescheduler=lambda: lifecycle,
+                confirmations=lambda: lifecycle,
             )
             started_engine = engine
             # SMS transport: calls the engine back (inbound texts, delivery failures).

@@ -1,5 +1,8 @@
 """SIU^S13/S14/S15/S17 of an appointment change, queued behind its S12 in the same FIFO outbox.
 
+The S14 also tells of a patient's confirmation by text when the site turns it on (SCH-6 ``CONFIRMED``;
+``[appointments] confirm_siu``, radsched.scheduling.lifecycle_component).
+
 The notification goes to the destinations the S12 was queued to (kept on the appointment record), built in
 each destination's SIU version, sealed like every outbox body. Order is the outbox's: one queue per
 destination drained by id, so a change enqueued after the S12 leaves after it — also across a crash (the
@@ -46,6 +49,8 @@ class AppointmentChanged(Protocol):
     def destinations(self) -> tuple[str, ...]: ...
     @property
     def reason(self) -> str: ...
+    @property
+    def event(self) -> tuple[str, str, str] | None: ...
 
 
 class ChangeNotifications:
@@ -72,6 +77,7 @@ class ChangeNotifications:
     def _build(self, change: AppointmentChanged, route: Route | None) -> Built:
         trigger = change.kind.siu_trigger
         (code, text, system), status = SIU_EVENTS[trigger]
+        event = change.event or (code, change.reason or text, system)
         out = build_siu(
             change.appointment,
             change.order,
@@ -82,7 +88,7 @@ class ChangeNotifications:
             clock=self._clock,
             tz=self._tz,
             filler_status=status,
-            event_reason=(code, change.reason or text, system),
+            event_reason=event,
         )
         return Built(out.control_id, out.payload)
 

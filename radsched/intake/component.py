@@ -37,7 +37,7 @@ from radsched.modality import ModalityControl
 from radsched.privacy import PhiBox
 from radsched.scheduling.service import SchedulingService
 from radsched.settings import Settings, toml_sections
-from radsched.sms.after_booking import AfterBooking
+from radsched.sms.after_booking import AfterBooking, Confirmations
 from radsched.sms.driver import Driver
 from radsched.sms.engine import SmsEngine
 from radsched.sms.engine_metrics import EngineMetrics
@@ -99,6 +99,7 @@ async def start(
     tz: ZoneInfo,
     clock: Callable[[], datetime],
     rescheduler: Callable[[], Rescheduler | None] = lambda: None,
+    confirmations: Callable[[], Confirmations | None] = lambda: None,
 ) -> SmsEngine:
     """Build the engine, register ORM^O01 and ``POST /api/orders``, start the timer.
 
@@ -127,7 +128,7 @@ async def start(
         clock=clock,
         metrics=metrics,
         outbox=outbox.current,
-        after_booking=AfterBooking(driver, phi, clock),
+        after_booking=AfterBooking(driver, phi, clock, confirmations=confirmations),
     )
     engine.modalities = modalities
     intake = OrderIntake(

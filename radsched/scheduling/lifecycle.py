@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol
 
 import channels
 from channels import ChangeKind, ChangeResult, Dialect, Location, OrderRef, SiuMessage, Slot
+from channels.changes import CONFIRMED_EVENT
 from radsched.conversation.news import AppointmentNews, NewsKind
 from radsched.logs import correlated, correlation_id
 from radsched.privacy import PhiBox, confirmation_code
@@ -149,6 +150,8 @@ class AppointmentChanged:
     kind: ChangeKind
     destinations: tuple[str, ...]
     reason: str
+    event: tuple[str, str, str] | None = None
+    """SCH-6 in place of the change's own (the S14 of a confirmation: ``CONFIRMED``)."""
 
 
 class ChangeNotifier(Protocol):
@@ -210,8 +213,10 @@ class Lifecycle:
         news: PatientNews | None = None,
         match: Sequence[str] = ("filler", "placer"),
         metrics: LifecycleMetrics | None = None,
+        confirm_siu: bool = False,
     ) -> None:
         self.dialect = dialect
+        self.confirm_siu = confirm_siu
         self.tz = tz
         self.notifier = notifier
         self.news = news
@@ -613,16 +618,42 @@ class Lifecycle:
         kind: ChangeKind,
         *,
         reason: str,
+        event: tuple[str, str, str] | None = None,
     ) -> AppointmentRow:
         """Queue the SIU of ``kind`` to the S12's destinations (before the PHI of a cancel is erased)."""
         if self.notifier is not None and row.emr_destinations:
             await self.notifier.on_changed(
                 conn,
                 AppointmentChanged(
-                    self._as_channels(row, order), order, kind, row.emr_destinations, reason
+                    self._as_channels(row, order),
+                    order,
+                    kind,
+                    row.emr_destinations,
+                    reason,
+                    event,
                 ),
             )
         return row
+
+    # ---- the patient confirmed (reply 1) -------------------------------------------------------------------
+
+    async def confirmed(self, conn: Connection, appointment_id: str) -> bool:
+        """The patient confirmed by text (issue 13 item 2), in the reply's transaction: when the site turns
+        it on (``[appointments] confirm_siu``), an SIU^S14 to the S12's destinations with the confirmation in
+        SCH-6 (``CONFIRMED^Confirmed by the patient^L``; SCH-25 stays ``Booked``: table 0278 has no
+        "Confirmed"), behind the S12 in the same FIFO outbox. False when nothing was queued (off, ended,
+        no EMR destination, or the patient identifiers for PID are gone)."""
+        if not self.confirm_siu or self.notifier is None:
+            return False
+        row = await store.get(conn, appointment_id, for_update=True)
+        if row is None or row.ended or not row.emr_destinations:
+            return False
+        order = await self._patient(conn, row)
+        if order is None:
+            return False
+        await self._notify(conn, row, order, ChangeKind.MODIFY, reason="", event=CONFIRMED_EVENT)
+        log.info("confirmation queued to the EMRs", extra={"appointment_id": appointment_id})
+        return True
 
     # ---- pending changes left by a crash or a silent RIS ------------------------------------------------------
 

@@ -9,6 +9,10 @@ things the earlier components own:
 * the inbound router: an SIU from the RIS is relayed as before and then updates the record in the same
   transaction; an ORM CA/OC/DC for an order we booked cancels its appointment (and queues the S15).
 
+TOML ``[appointments]``: ``siu_match`` (which SCH id finds the record) and ``confirm_siu`` (a patient's "1"
+queues an SIU^S14 to the EMRs; the SMS side calls :meth:`Lifecycle.confirmed` through a late-bound reference
+the composition root gives it).
+
 The resolver of pending changes is started by the root once everything is up (``run_resolver``).
 """
 
@@ -47,6 +51,8 @@ log = logging.getLogger("radsched.lifecycle")
 #: SIU from the RIS the record follows (S12: an appointment booked at the RIS; S26: a no-show).
 SIU_CHANGES = ("SIU^S12", "SIU^S13", "SIU^S14", "SIU^S15", "SIU^S17", "SIU^S26")
 GAUGE_INTERVAL_S = 15.0
+APPOINTMENT_KEYS = frozenset({"siu_match", "confirm_siu"})
+"""The keys of ``[appointments]`` in RADSCHED_CONFIG."""
 
 
 def siu_match(table: dict[str, object]) -> tuple[str, ...]:
@@ -54,7 +60,7 @@ def siu_match(table: dict[str, object]) -> tuple[str, ...]:
     RIS, in order. ``["filler", "placer"]`` (default): SCH-2 (the RIS's id, which every RIS sends), then
     SCH-1 (ours, which RISes that echo the placer id keep); ``["placer"]`` for a RIS whose SCH-2 is not
     stable; ``["filler"]`` for one that puts its own ids in SCH-1 too."""
-    unknown = set(table) - {"siu_match"}
+    unknown = set(table) - APPOINTMENT_KEYS
     if unknown:
         raise ConfigError(f"RADSCHED_CONFIG [appointments]: unknown key {sorted(unknown)[0]!r}")
     value = table.get("siu_match", ["filler", "placer"])
@@ -68,6 +74,15 @@ def siu_match(table: dict[str, object]) -> tuple[str, ...]:
             'RADSCHED_CONFIG [appointments] siu_match: a list of "filler" and/or "placer"'
         )
     return tuple(str(v) for v in value)
+
+
+def confirm_siu(table: dict[str, object]) -> bool:
+    """``[appointments] confirm_siu`` of RADSCHED_CONFIG (default false): a patient's reply "1" also
+    queues an SIU^S14 with the confirmation (SCH-6 ``CONFIRMED``) to the EMRs that got the S12."""
+    value = table.get("confirm_siu", False)
+    if not isinstance(value, bool):
+        raise ConfigError("RADSCHED_CONFIG [appointments] confirm_siu: true or false")
+    return value
 
 
 def authoriser(api_keys: tuple[str, ...]) -> Callable[[web.Request], web.Response | None]:
@@ -168,8 +183,9 @@ async def start(
     match: Sequence[str] | None = None,
     news: PatientNews | None = None,
 ) -> Lifecycle:
+    table = dict(toml_sections().get("appointments", {}))
     if match is None:
-        match = siu_match(dict(toml_sections().get("appointments", {})))
+        match = siu_match(table)
     lifecycle = Lifecycle(
         db=db,
         orders=orders,
@@ -184,6 +200,7 @@ async def start(
         news=news,
         match=match,
         metrics=lifecycle_metrics(registry),
+        confirm_siu=confirm_siu(table),
     )
     stack.push_async_callback(lifecycle.aclose)
 

@@ -1,6 +1,7 @@
 """Replies after a booking (issue 13 items 2 and 3), and staff's decisions on the requests they raise.
 
-``AfterBooking`` runs inside the inbound text's transaction: "1" marks the appointment confirmed,
+``AfterBooking`` runs inside the inbound text's transaction: "1" marks the appointment confirmed (and,
+when the site turns it on, queues an SIU^S14 with the confirmation to the EMRs),
 "3" (or several upcoming appointments) raises a staff request, and STOP/CANCEL (which revoke
 consent the usual way first) raise a "patient opted out; may want to cancel" request for each
 upcoming appointment. ``StaffDesk`` approves (a cancel through the appointment lifecycle: SRM^S04 or
@@ -28,7 +29,7 @@ from radsched.storage.db import Database
 from radsched.storage.pg import Connection
 from radsched.storage.staff_requests import StaffRequest
 
-__all__ = ["AfterBooking", "Canceller", "Decision", "DeskError", "StaffDesk"]
+__all__ = ["AfterBooking", "Canceller", "Confirmations", "Decision", "DeskError", "StaffDesk"]
 
 log = logging.getLogger("radsched.sms.staff")
 
@@ -37,11 +38,28 @@ def _aad(request_id: int) -> bytes:
     return b"staff_request:" + str(request_id).encode()
 
 
+class Confirmations(Protocol):
+    """Tells the EMRs of a confirmation (radsched.scheduling.lifecycle.Lifecycle.confirmed: an SIU^S14
+    when the site turns it on), in the reply's transaction."""
+
+    async def confirmed(self, conn: Connection, appointment_id: str) -> bool: ...
+
+
 class AfterBooking:
-    def __init__(self, driver: Driver, phi: PhiBox, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        phi: PhiBox,
+        clock: Callable[[], datetime],
+        *,
+        confirmations: Callable[[], Confirmations | None] = lambda: None,
+    ) -> None:
+        """``confirmations`` is late-bound: the lifecycle that queues the S14 is built after this
+        component (the composition root passes ``lambda: lifecycle``)."""
         self._driver = driver
         self._phi = phi
         self._clock = clock
+        self._confirmations = confirmations
 
     async def upcoming(self, conn: Connection, phone_hash: str) -> list[AppointmentRow]:
         return await appointments.upcoming_for_phone(conn, phone_hash, now=self._clock())
@@ -62,7 +80,12 @@ class AfterBooking:
         booked = [Booked(r.modality, r.start_at) for r in upcoming]
         commands, record = reply_commands(reply, booked, self._driver.cfg)
         if record == "confirmed":
-            await appointments.mark_confirmed(conn, upcoming[0].appointment_id, now=now)
+            appointment_id = upcoming[0].appointment_id
+            # A second "1" is thanked again but tells the EMRs nothing new.
+            if await appointments.mark_confirmed(conn, appointment_id, now=now):
+                confirmations = self._confirmations()
+                if confirmations is not None:
+                    await confirmations.confirmed(conn, appointment_id)
         elif record != "change":
             target = upcoming[0] if record == "cancel" else None
             await self._request(

@@ -20,6 +20,7 @@ import pytest
 import mllp
 from channels import Ack, AckCode, read_ack
 from channels import parse as parse_hl7
+from mllp.testing import LoopbackPeer
 from radsched.daemon import Daemon, running
 from radsched.privacy import phone_hash
 from radsched.settings import Settings
@@ -210,6 +211,31 @@ async def start_flow(
     settings = settings_for(database_url, data_dir, twilio, **overrides)
     async with running(settings, clock=clock) as daemon:
         yield Flow(daemon, clock, twilio)
+
+
+@asynccontextmanager
+async def start_flow_with_emr(
+    database_url: str,
+    data_dir: Path,
+    twilio: TwilioDouble,
+    clock: Clock,
+    sim: SimRis,
+    **overrides: Any,
+) -> AsyncIterator[tuple[Flow, LoopbackPeer]]:
+    """A daemon booking on ``sim`` whose SIU go to an EMR peer (ch10-2.5.1) on loopback."""
+    async with (
+        LoopbackPeer() as emr,
+        start_flow(
+            database_url,
+            data_dir,
+            twilio,
+            clock,
+            ris_addr=f"127.0.0.1:{sim.port}",
+            emr_routes=f"*=127.0.0.1:{emr.port};ch10-2.5.1",
+            **overrides,
+        ) as started,
+    ):
+        yield started, emr
 
 
 @pytest.fixture

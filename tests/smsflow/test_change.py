@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mllp.testing import LoopbackPeer
 from radsched.simris import SimRis
-from tests.smsflow.conftest import Clock, Flow, Patient, start_flow
+from tests.smsflow.conftest import Clock, Flow, Patient, start_flow, start_flow_with_emr
 from tests.smsflow.test_conversation import CODE, book_by_text, converse, new_order_id
 from tests.twilio_double import TwilioDouble
 from tests.waiting import eventually
@@ -26,17 +25,7 @@ from tests.waiting import eventually
 async def flow(
     database_url: str, data_dir: Path, twilio: TwilioDouble, clock: Clock, sim: SimRis
 ) -> AsyncIterator[Flow]:
-    async with (
-        LoopbackPeer() as emr,
-        start_flow(
-            database_url,
-            data_dir,
-            twilio,
-            clock,
-            ris_addr=f"127.0.0.1:{sim.port}",
-            emr_routes=f"*=127.0.0.1:{emr.port};ch10-2.5.1",
-        ) as started,
-    ):
+    async with start_flow_with_emr(database_url, data_dir, twilio, clock, sim) as (started, _):
         yield started
 
 
