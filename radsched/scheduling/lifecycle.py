@@ -234,7 +234,7 @@ class Lifecycle:
 
     def add_event_listener(self, listener: EventListener) -> None:
         """Run ``listener(conn, appointment_id, kind)`` in the transaction of every event of the record
-        (booked, rescheduled, modified, cancelled, deleted), whichever path made it: our cancel and
+        (booked, rescheduled, modified, cancelled, deleted, noshow), whichever path made it: our cancel and
         reschedule, an SIU or an ORM cancel from the RIS. The SMS reminders stop there (issue 13)."""
         self._listeners.append(listener)
 
