@@ -41,6 +41,7 @@ from radsched.conversation.waitlist import (
     outcome_commands,
     toggle_commands,
 )
+from radsched.logs import correlation_id
 from radsched.privacy import PhiBox
 from radsched.scheduling.errors import RisFailed, RisTimeout, RisUnavailable, SchedulingError
 from radsched.sms.driver import Driver
@@ -271,7 +272,9 @@ class Waitlist:
         await store.end_entries(conn, state="filled", now=now, entry_id=entry)
         phone = await self._phone(conn, row)
         consent = await get_consent(conn, offer.phone_hash)
-        trail = AuditTrail(offer.phone_hash, None, "-", row.modality, consent.value)
+        trail = AuditTrail(
+            offer.phone_hash, None, correlation_id.get() or "-", row.modality, consent.value
+        )
         commands = outcome_commands(
             Outcome.TAKEN,
             booked=Booked(row.modality, row.start_at),

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from radsched.retention import RetentionPolicy, run_job
 from radsched.simris import SimRis
 from radsched.sms.waitlist import Waitlist
 from tests.smsflow.conftest import Clock, Flow, Patient, start_flow
@@ -36,6 +39,8 @@ async def flow(
         waitlist_min_days=0,
         waitlist_hold_min=10,  # the first open slots are 15-45 minutes away
     ) as started:
+        listener = started.daemon.listening["mllp"]
+        sim.notify = (listener.host, listener.port)  # staff actions at the RIS send their SIU here
         yield started
 
 
@@ -45,7 +50,7 @@ def _waitlist(flow: Flow) -> Waitlist:
     return waitlist
 
 
-async def _appointment(flow: Flow, patient: Patient) -> dict[str, object]:
+async def _appointment(flow: Flow, patient: Patient) -> dict[str, Any]:
     [row] = await flow.fetch(
         "SELECT appointment_id, slot_id, start_at, confirmation_code FROM appointments"
         " WHERE phone_hash = $1",
@@ -81,7 +86,7 @@ async def _text_to(flow: Flow, patient: Patient, count: int) -> str:
     return flow.texts_to(patient)[count - 1]
 
 
-async def _two_waiting(flow: Flow) -> tuple[Patient, Patient, dict[str, object]]:
+async def _two_waiting(flow: Flow) -> tuple[Patient, Patient, dict[str, Any]]:
     """A first patient books; two more book later slots and join the waitlist, in that order.
     Returns them and the first patient's appointment (the slot a cancel frees)."""
     first, second, third = Patient(), Patient(), Patient()
@@ -91,7 +96,7 @@ async def _two_waiting(flow: Flow) -> tuple[Patient, Patient, dict[str, object]]
     return second, third, await _appointment(flow, first)
 
 
-async def _cancel(flow: Flow, appointment: dict[str, object]) -> None:
+async def _cancel(flow: Flow, appointment: dict[str, Any]) -> None:
     assert flow.daemon.lifecycle is not None
     await flow.daemon.lifecycle.cancel(str(appointment["appointment_id"]), origin="cli")
 
@@ -217,3 +222,28 @@ async def test_two_cancels_and_yes_at_once_never_give_one_slot_to_two_patients(
     assert slots == sorted(str(f["slot_id"]) for f in freed)
     assert len(sim.frames_of("SRM^S02")) == 2
     assert sorted(s for _, _, s in await _offers(flow)) == ["taken", "taken"]
+
+
+async def test_a_cancel_made_at_the_ris_offers_the_slot_too(flow: Flow, sim: SimRis) -> None:
+    second, _third, freed = await _two_waiting(flow)
+    assert (await sim.staff_cancel(str(freed["appointment_id"])))["ack"] == "AA"  # SIU^S15 to us
+    offer = await _text_to(flow, second, _JOINED + 1)
+    assert offer.startswith("An earlier time opened"), offer
+    moved = await converse(flow, second, "yes")
+    assert moved.startswith("Your X-ray was moved to"), moved
+    assert (await _appointment(flow, second))["slot_id"] == freed["slot_id"]
+    assert len(sim.frames_of("SRM^S02")) == 1
+
+
+async def test_retention_deletes_the_waitlist_with_the_appointments_identifiers(
+    flow: Flow,
+) -> None:
+    second, third, freed = await _two_waiting(flow)
+    await _cancel(flow, freed)
+    await _text_to(flow, second, _JOINED + 1)
+    last = max([(await _appointment(flow, p))["start_at"] for p in (second, third)])
+    now = last + timedelta(days=1, minutes=1)
+    report = await run_job(flow.daemon.db, now, RetentionPolicy(), wait=True, only_if_due=False)
+    assert report.removed["waitlist rows"] == 2
+    assert await flow.fetch("SELECT 1 FROM waitlist_entries") == []
+    assert await flow.fetch("SELECT 1 FROM waitlist_offers") == []
