@@ -393,6 +393,7 @@ async def running(
                 lifecycle=lifecycle,
                 clock=clock,
                 hold=timedelta(minutes=settings.waitlist_hold_min),
+                registry=metrics.registry,
             )
             lifecycle.add_event_listener(waitlist.on_event)
             engine.waitlist = waitlist

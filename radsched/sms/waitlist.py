@@ -28,6 +28,8 @@ from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
+from prometheus_client import CollectorRegistry, Counter
+
 from radsched.conversation.after_booking import Booked
 from radsched.conversation.config import ConversationConfig
 from radsched.conversation.model import Command, ConsentStatus, SendText
@@ -93,6 +95,7 @@ class Waitlist:
         lifecycle: WaitlistLifecycle,
         clock: Callable[[], datetime],
         hold: timedelta,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._db = db
         self._driver = driver
@@ -101,6 +104,13 @@ class Waitlist:
         self._clock = clock
         self.hold = hold
         self._timer: ConversationTimer | None = None
+        self._events = Counter(
+            "radsched_waitlist",
+            "Waitlist events: joined, left; offers offered, accepting, taken, declined, expired, "
+            "unavailable (the RIS refused).",
+            ["event"],
+            registry=registry,
+        )
 
     # ---- replies --------------------------------------------------------------------------------------
 
@@ -135,11 +145,11 @@ class Waitlist:
             if offer is None or offer.state != "offered":
                 trail.add("waitlist_reply_ignored", "system", offer.state if offer else "none")
             elif reply is WaitlistReply.TAKE:
-                await store.settle_offer(conn, offer.id, state="accepting", now=now)
+                await self._settle(conn, offer.id, "accepting", now)
                 trail.add("waitlist_accepting", "system")
                 accept = offer
             else:
-                await store.settle_offer(conn, offer.id, state="declined", now=now)
+                await self._settle(conn, offer.id, "declined", now)
                 row = await appointments.get(conn, offer.appointment_id)
                 if row is not None:
                     commands = outcome_commands(
@@ -150,6 +160,12 @@ class Waitlist:
             conn, commands, trail=trail, phone=phone, now=now, modality=trail.modality
         )
         return accept
+
+    async def _settle(
+        self, conn: Connection, offer_id: int, state: store.OfferState, now: datetime
+    ) -> None:
+        await store.settle_offer(conn, offer_id, state=state, now=now)
+        self._events.labels(state).inc()
 
     async def _toggle(
         self,
@@ -163,6 +179,7 @@ class Waitlist:
         first = Booked(upcoming[0].modality, upcoming[0].start_at)
         if await store.waiting_for_appointments(conn, ids):
             await self._leave(conn, now, appointment_ids=ids)
+            self._events.labels("left").inc()
             return toggle_commands(joined=False, booked=first, cfg=self._cfg)
         for row in upcoming:
             await store.join(
@@ -173,6 +190,7 @@ class Waitlist:
                 phone_hash=phone_hash,
                 now=now,
             )
+        self._events.labels("joined").inc()
         log.info("joined the waitlist", extra={"appointments": len(ids)})
         return toggle_commands(joined=True, booked=first, cfg=self._cfg)
 
@@ -195,7 +213,7 @@ class Waitlist:
         if not ended:
             return
         for offer in await store.close_vacancy_entries(conn, ended):
-            await store.settle_offer(conn, offer.id, state="declined", now=now)
+            await self._settle(conn, offer.id, "declined", now)
             await self._advance(conn, offer.vacancy, self._vacancy(offer), offer.slot_id, now)
 
     async def accept(self, offer: store.Offer, *, phone: str, correlation: str) -> None:
@@ -217,8 +235,13 @@ class Waitlist:
             current = await store.live_offer_for_phone(conn, offer.phone_hash, for_update=True)
             if current is None or current.id != offer.id or current.state != "accepting":
                 return  # settled meanwhile (the reschedule's event)
-            await store.settle_offer(conn, offer.id, state="unavailable", now=now)
             row = await appointments.get(conn, offer.appointment_id)
+            if row is None or row.ended:
+                # The patient's own appointment went meanwhile: the slot is still free for the next.
+                await self._settle(conn, offer.id, "declined", now)
+                await self._advance(conn, offer.vacancy, self._vacancy(offer), offer.slot_id, now)
+                return
+            await self._settle(conn, offer.id, "unavailable", now)
             consent = await get_consent(conn, offer.phone_hash)
             trail = AuditTrail(offer.phone_hash, None, correlation, offer.modality, consent.value)
             trail.add("waitlist_unavailable", "system", why)
@@ -226,7 +249,7 @@ class Waitlist:
                 outcome_commands(
                     Outcome.GONE, booked=Booked(row.modality, row.start_at), cfg=self._cfg
                 )
-                if row is not None and consent is ConsentStatus.GRANTED
+                if consent is ConsentStatus.GRANTED
                 else []
             )
             await self._driver.perform_outside(
@@ -268,7 +291,7 @@ class Waitlist:
         if offer is None or offer.state != "accepting" or offer.slot_id != row.slot_id:
             return  # moved some other way: the entry keeps waiting, from the new time
         now = self._clock()
-        await store.settle_offer(conn, offer.id, state="taken", now=now)
+        await self._settle(conn, offer.id, "taken", now)
         await store.end_entries(conn, state="filled", now=now, entry_id=entry)
         phone = await self._phone(conn, row)
         consent = await get_consent(conn, offer.phone_hash)
@@ -336,6 +359,7 @@ class Waitlist:
             await self._text_offer(conn, vacancy, entry, phone, now=now, hold_until=hold_until)
             if self._timer is not None:
                 self._timer.deadline(hold_until)
+            self._events.labels("offered").inc()
             log.info("waitlist slot offered", extra={"offer": offer_id})
             return True
 
@@ -419,9 +443,7 @@ class Waitlist:
                     # A stale 'accepting' offer closes the slot (the RIS may have it); a hold
                     # that ran out passes it on.
                     stale = offer.state == "accepting"
-                    await store.settle_offer(
-                        conn, offer.id, state="unavailable" if stale else "expired", now=now
-                    )
+                    await self._settle(conn, offer.id, "unavailable" if stale else "expired", now)
                     if not stale:
                         await self._advance(
                             conn, offer.vacancy, self._vacancy(offer), offer.slot_id, now

@@ -132,6 +132,18 @@ async def test_a_cancel_offers_the_slot_in_order_no_passes_it_on_yes_moves(
     assert await _offers(flow) == [(h2, slot, "declined"), (h3, slot, "taken")]
     entries = await flow.fetch("SELECT phone_hash, state FROM waitlist_entries ORDER BY id")
     assert [(r["phone_hash"], r["state"]) for r in entries] == [(h2, "waiting"), (h3, "filled")]
+    counted = {
+        event: flow.counter("radsched_waitlist_total", event=event)
+        for event in ("joined", "offered", "declined", "accepting", "taken", "expired")
+    }
+    assert counted == {
+        "joined": 2,
+        "offered": 2,
+        "declined": 1,
+        "accepting": 1,
+        "taken": 1,
+        "expired": 0,
+    }
     # A YES with no live offer is a plain reply again (the closed conversation's text), no move.
     assert "closed" in await converse(flow, third, "yes")
     assert len(sim.frames_of("SRM^S02")) == 1
@@ -247,3 +259,15 @@ async def test_retention_deletes_the_waitlist_with_the_appointments_identifiers(
     assert report.removed["waitlist rows"] == 2
     assert await flow.fetch("SELECT 1 FROM waitlist_entries") == []
     assert await flow.fetch("SELECT 1 FROM waitlist_offers") == []
+
+
+async def test_stop_with_a_live_offer_passes_the_slot_to_the_next_patient(flow: Flow) -> None:
+    second, third, freed = await _two_waiting(flow)
+    await _cancel(flow, freed)
+    await _text_to(flow, second, _JOINED + 1)  # the offer
+    await flow.reply(second, "STOP")
+    offer = await _text_to(flow, third, _JOINED + 1)
+    assert offer.startswith("An earlier time opened"), offer
+    assert [s for _, _, s in await _offers(flow)] == ["declined", "offered"]
+    # Nothing more to the phone that opted out but the one permitted confirmation.
+    assert "no more texts" in await _text_to(flow, second, _JOINED + 2)
