@@ -483,6 +483,9 @@ async def running(
         if engine is not None:
             resume = spawn(intake.resume_waiting(engine), name="sms-resume")
             stack.callback(resume.cancel)
+            if engine.waitlist is not None:
+                moves = spawn(engine.waitlist.resume_accepting(), name="waitlist-resume")
+                stack.callback(moves.cancel)
         notifier.notify(f"STATUS=listening {status}", "READY=1")
         stack.callback(notifier.notify, "STOPPING=1")
 

@@ -257,6 +257,20 @@ class Waitlist:
             )
         log.info("waitlist offer refused at the RIS", extra={"offer": offer.id, "why": why})
 
+    async def resume_accepting(self) -> int:
+        """Ask again for every move a YES started that a previous process left unanswered (a crash
+        between the YES's commit and the RIS's answer). The lifecycle's reschedule is idempotent on
+        (appointment, slot): a change already sent is settled, not sent twice."""
+        async with self._db.transaction("waitlist.resume") as conn:
+            offers = await store.accepting(conn)
+            phones = []
+            for offer in offers:
+                row = await appointments.get(conn, offer.appointment_id)
+                phones.append(await self._phone(conn, row) if row is not None else None)
+        for offer, phone in zip(offers, phones, strict=True):
+            await self.accept(offer, phone=phone or "", correlation=uuid.uuid4().hex[:16])
+        return len(offers)
+
     # ---- offering: an appointment-event listener -------------------------------------------------------
 
     async def on_event(self, conn: Connection, appointment_id: str, kind: str) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "Entry",
     "Offer",
     "OfferState",
+    "accepting",
     "claim_expired",
     "close_vacancy_entries",
     "end_entries",
@@ -100,6 +101,7 @@ _OFFERS_OF_ENTRIES = _offers(
 _LIVE_FOR_PHONE = _offers("WHERE o.phone_hash = $1 AND o.state IN ('offered', 'accepting')")
 _LIVE_FOR_PHONE_LOCKED = _LIVE_FOR_PHONE + " FOR UPDATE OF o"
 _LIVE_OF_ENTRY = _offers("WHERE o.entry_id = $1 AND o.state IN ('offered', 'accepting')")
+_ACCEPTING = _offers("WHERE o.state = 'accepting' ORDER BY o.id")
 _EXPIRED = _offers(
     """WHERE (o.state = 'offered' AND o.hold_until <= $1)
           OR (o.state = 'accepting' AND o.hold_until <= $2)
@@ -330,3 +332,8 @@ async def entry_of_appointment(conn: asyncpg.Connection, appointment_id: str) ->
         appointment_id,
     )
     return value
+
+
+async def accepting(conn: asyncpg.Connection) -> list[Offer]:
+    """Offers a YES was given to whose reschedule may not have reached the RIS (a restart)."""
+    return [_offer(r) for r in await conn.fetch(_ACCEPTING)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -271,3 +272,32 @@ async def test_stop_with_a_live_offer_passes_the_slot_to_the_next_patient(flow: 
     assert [s for _, _, s in await _offers(flow)] == ["declined", "offered"]
     # Nothing more to the phone that opted out but the one permitted confirmation.
     assert "no more texts" in await _text_to(flow, second, _JOINED + 2)
+
+
+async def test_a_yes_interrupted_by_a_restart_is_finished_once(
+    database_url: str, data_dir: Path, twilio: TwilioDouble, clock: Clock, sim: SimRis
+) -> None:
+    keys = {"phone_hash_key": secrets.token_hex(32), "phi_key": secrets.token_hex(32)}
+    common: dict[str, Any] = {
+        "ris_addr": f"127.0.0.1:{sim.port}",
+        "shutdown_grace_s": 0.2,
+        "waitlist_min_days": 0,
+        "waitlist_hold_min": 10,
+        **keys,
+    }
+    async with start_flow(database_url, data_dir, twilio, clock, **common) as flow:
+        second, _third, freed = await _two_waiting(flow)
+        await _cancel(flow, freed)
+        await _text_to(flow, second, _JOINED + 1)
+        # The RIS moves the appointment but its answer is held; the daemon stops before it arrives.
+        sim.set_faults(stall=True)
+        await flow.engine.on_inbound_text(second.e164, "YES", "SM" + secrets.token_hex(16), "t")
+        assert [s for _, _, s in await _offers(flow)] == ["accepting"]
+    sim.set_faults(stall=False)
+    async with start_flow(database_url, data_dir, twilio, clock, **common) as flow:
+        moved = await _text_to(flow, second, _JOINED + 2)
+        assert moved.startswith("Your X-ray was moved to"), moved
+        assert (await _appointment(flow, second))["slot_id"] == freed["slot_id"]
+        assert [s for _, _, s in await _offers(flow)] == ["taken"]
+    assert len(set(sim.frames_of("SRM^S02"))) == 1  # asked again with the same MSH-10
+    assert len(flow.texts_to(second)) == _JOINED + 2  # one "moved" text
