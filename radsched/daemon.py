@@ -62,6 +62,7 @@ from radsched.sms.after_booking import StaffDesk
 from radsched.sms.engine import SmsEngine
 from radsched.sms.news import NewsTexts
 from radsched.sms.reminders import Reminders
+from radsched.sms.waitlist import Waitlist
 from radsched.storage import outbox_health
 from radsched.storage.connect import storage
 from radsched.storage.db import Database
@@ -385,6 +386,20 @@ async def running(
                 overdue_after=timedelta(minutes=settings.staff_request_overdue_min),
                 clock=clock,
             )
+        if lifecycle is not None and engine is not None:
+            # Earlier-slot offers (issue 13 item 5): a cancel offers the freed slot to the waitlist.
+            waitlist = Waitlist(
+                db=db,
+                driver=engine.driver,
+                phi=phi,
+                lifecycle=lifecycle,
+                clock=clock,
+                hold=timedelta(minutes=settings.waitlist_hold_min),
+                registry=metrics.registry,
+            )
+            lifecycle.add_event_listener(waitlist.on_event)
+            engine.waitlist = waitlist
+            waitlist.start_sweep(stack)
         # Reminders (issue 13): planned and stopped beside the record, sent by the SMS engine's daemon.
         reminders: Reminders | None = None
         if lifecycle is not None or engine is not None:
@@ -470,6 +485,9 @@ async def running(
         if engine is not None:
             resume = spawn(intake.resume_waiting(engine), name="sms-resume")
             stack.callback(resume.cancel)
+            if engine.waitlist is not None:
+                moves = spawn(engine.waitlist.resume_accepting(), name="waitlist-resume")
+                stack.callback(moves.cancel)
         notifier.notify(f"STATUS=listening {status}", "READY=1")
         stack.callback(notifier.notify, "STOPPING=1")
 

@@ -315,6 +315,10 @@ class Settings(BaseSettings):
     ris_wait_max_min: int = Field(default=30, ge=1, le=1440)
     # Issue 13 item 3: a staff request waiting longer than this is counted as overdue.
     staff_request_overdue_min: int = Field(default=240, ge=1, le=10080)
+    # Issue 13 item 5: the booking confirmation offers the waitlist ("Reply W") when the slot is more
+    # than this many days out (-1: never); a freed slot is held this long for each patient offered it.
+    waitlist_min_days: int = Field(default=3, ge=-1, le=365)
+    waitlist_hold_min: int = Field(default=30, ge=1, le=1440)
     # Issue 13: reminders of appointments booked by text (radsched/conversation/reminders.py): durations
     # before the start (m/h/d, or off), sent only inside the local window (or off: any time).
     reminders: str = "3d,1d"

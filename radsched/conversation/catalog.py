@@ -109,6 +109,29 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
             "Reminder: your {procedure_type} at {location_name} on {time}. Reply 1 to confirm, "
             "2 to change, 3 to cancel."
         ),
+        "confirmation_waitlist": (
+            "Booked: {procedure_type} at {location_name}, {time}. Code {code}. Reply W for a "
+            "text if an earlier time opens."
+        ),
+        "waitlist_joined": (
+            "{practice_name}: we'll text you if an earlier time opens for your {procedure_type}. "
+            "Reply W again to stop."
+        ),
+        "waitlist_left": (
+            "{practice_name}: no more texts about earlier times. Your {procedure_type} on {time} "
+            "stays booked."
+        ),
+        "waitlist_offer": (
+            "An earlier time opened for your {procedure_type}: {time}, same place. Reply YES to "
+            "take it or NO to keep your time."
+        ),
+        "waitlist_kept": (
+            "OK, your {procedure_type} stays on {time}. We'll text if another earlier time opens."
+        ),
+        "waitlist_gone": (
+            "Sorry, that time was just taken. Your {procedure_type} stays on {time}. We'll text "
+            "if another opens."
+        ),
     },
     "es": {
         "consent_request": (
@@ -197,6 +220,29 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
         "reminder": (
             "Recordatorio: su {procedure_type} en {location_name} el {time}. Responda 1 para "
             "confirmar, 2 para cambiar, 3 para cancelar."
+        ),
+        "confirmation_waitlist": (
+            "Cita reservada: {procedure_type} en {location_name}, {time}. Codigo {code}. "
+            "Responda W si quiere aviso de un horario antes."
+        ),
+        "waitlist_joined": (
+            "{practice_name}: le avisaremos si se libera un horario antes para su "
+            "{procedure_type}. Responda W otra vez para parar."
+        ),
+        "waitlist_left": (
+            "{practice_name}: no le avisaremos de horarios antes. Su {procedure_type} del {time} "
+            "sigue reservado."
+        ),
+        "waitlist_offer": (
+            "Se libero un horario antes para su {procedure_type}: {time}, mismo lugar. Responda "
+            "SI para tomarlo o NO para seguir igual."
+        ),
+        "waitlist_kept": (
+            "De acuerdo, su {procedure_type} sigue el {time}. Le avisaremos si se libera otro."
+        ),
+        "waitlist_gone": (
+            "Lo sentimos, ese horario ya se ocupo. Su {procedure_type} sigue el {time}. Le "
+            "avisaremos si se libera otro."
         ),
     },
 }

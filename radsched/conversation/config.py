@@ -37,6 +37,8 @@ class ConversationConfig:
     max_lifetime: timedelta = timedelta(hours=72)  # hard cap on holding PHI, whatever happens
     busy_timeout: timedelta = timedelta(minutes=10)  # a Fetch*/Book left unanswered
     ris_wait_max: timedelta = timedelta(minutes=30)  # RIS_WAIT_MAX_MIN: then staff call instead
+    # WAITLIST_MIN_DAYS: a booking further out than this is offered the waitlist (None: never).
+    waitlist_after: timedelta | None = None
     max_booking_attempts: int = 3  # slot-taken retries before handing to staff
     max_replies_after_end: int = 1  # answers to texts after the end; bounds bot ping-pong
     slot_page_size: int = field(init=False)

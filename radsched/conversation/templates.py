@@ -77,6 +77,14 @@ class TemplateId(enum.StrEnum):
     REQUEST_APPROVED = "request_approved"
     REQUEST_DENIED = "request_denied"
     REMINDER = "reminder"  # before the appointment (radsched/sms/reminders.py)
+    # Earlier-slot offers (waitlist.py): the confirmation of a booking further out than
+    # WAITLIST_MIN_DAYS offers the list; replies W (join/leave), and YES/NO to an offer.
+    CONFIRMATION_WAITLIST = "confirmation_waitlist"
+    WAITLIST_JOINED = "waitlist_joined"
+    WAITLIST_LEFT = "waitlist_left"
+    WAITLIST_OFFER = "waitlist_offer"
+    WAITLIST_KEPT = "waitlist_kept"
+    WAITLIST_GONE = "waitlist_gone"
 
 
 # The allow-list, with the longest value each may take (characters; values are cut to this).
@@ -121,6 +129,12 @@ ALLOWED: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.REQUEST_APPROVED: _GLOBAL | {"procedure_type", "time"},
     TemplateId.REQUEST_DENIED: _GLOBAL,
     TemplateId.REMINDER: _GLOBAL | {"procedure_type", "location_name", "time"},
+    TemplateId.CONFIRMATION_WAITLIST: _GLOBAL | {"procedure_type", "location_name", "time", "code"},
+    TemplateId.WAITLIST_JOINED: _GLOBAL | {"procedure_type"},
+    TemplateId.WAITLIST_LEFT: _GLOBAL | {"procedure_type", "time"},
+    TemplateId.WAITLIST_OFFER: _GLOBAL | {"procedure_type", "time"},
+    TemplateId.WAITLIST_KEPT: _GLOBAL | {"procedure_type", "time"},
+    TemplateId.WAITLIST_GONE: _GLOBAL | {"procedure_type", "time"},
 }
 # What each template must contain, as placeholders and as (normalised) words.
 _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
@@ -140,10 +154,14 @@ _REQUIRED_FIELDS: Mapping[TemplateId, frozenset[str]] = {
     TemplateId.REQUEST_APPROVED: frozenset({"time"}),
     TemplateId.REQUEST_DENIED: frozenset({"scheduling_phone"}),
     TemplateId.REMINDER: frozenset({"location_name", "time"}),
+    TemplateId.CONFIRMATION_WAITLIST: frozenset({"location_name", "time", "code"}),
+    TemplateId.WAITLIST_OFFER: frozenset({"time"}),
 }
 _REQUIRED_WORDS: Mapping[TemplateId, str] = {
     TemplateId.CONSENT_REQUEST: "stop",
     TemplateId.HELP: "stop",
+    TemplateId.CONFIRMATION_WAITLIST: "w",
+    TemplateId.WAITLIST_JOINED: "w",
 }
 # The reminder's numbered replies may say what "3" does ("3 to cancel", "3 para cancelar"): the word is
 # allowed there and only there, never as a reply word (reference/sms.md trap 1).

@@ -63,6 +63,7 @@ from radsched.conversation.model import (
     Tick,
 )
 from radsched.conversation.templates import TemplateId
+from radsched.conversation.waitlist import offers_waitlist
 
 __all__ = ["step"]
 
@@ -296,8 +297,14 @@ class _Step(MenuSteps):
         assert slot is not None and location is not None
         start = event.start or slot.start
         moved = conv.state is State.RESCHEDULING
+        if moved:
+            template = TemplateId.RESCHEDULED
+        elif offers_waitlist(start, self.now, self.cfg):
+            template = TemplateId.CONFIRMATION_WAITLIST  # "Reply W ..." (waitlist.py)
+        else:
+            template = TemplateId.CONFIRMATION
         self.text(
-            TemplateId.RESCHEDULED if moved else TemplateId.CONFIRMATION,
+            template,
             procedure_type=self.cfg.templates.procedure_type(conv.language, conv.modality),
             location_name=event.location_name or location.name,
             time=self.slot_label(start),

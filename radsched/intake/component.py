@@ -75,6 +75,11 @@ def conversation_config(settings: Settings, sections: Mapping[str, Any]) -> Conv
             timezone=ZoneInfo(settings.timezone),
             quiet_hours=parse_quiet_hours(settings.quiet_hours),
             ris_wait_max=timedelta(minutes=settings.ris_wait_max_min),
+            waitlist_after=(
+                timedelta(days=settings.waitlist_min_days)
+                if settings.waitlist_min_days >= 0
+                else None
+            ),
         )
     except ValueError as exc:
         raise ConfigError(f"RADSCHED_{exc}") from None

@@ -51,6 +51,7 @@ from radsched.conversation.model import (
 from radsched.conversation.reminders import REMINDER_TEXTS
 from radsched.conversation.ris_wait import waiting_command
 from radsched.conversation.stray import stray_reply
+from radsched.conversation.waitlist import WaitlistReply, waitlist_reply
 from radsched.logs import correlated
 from radsched.modality import ModalityControl
 from radsched.privacy import normalise_phone, phone_hash
@@ -59,6 +60,7 @@ from radsched.sms.driver import ConversationPhi, Driver, Loaded, PendingCall, Ri
 from radsched.sms.engine_metrics import EngineMetrics
 from radsched.sms.ris_calls import RisCaller
 from radsched.sms.timer import ConversationTimer
+from radsched.sms.waitlist import Waitlist
 from radsched.storage import conversations
 from radsched.storage.appointments import AppointmentRow
 from radsched.storage.audit import AuditTrail, recent_endings
@@ -114,6 +116,8 @@ class SmsEngine:
         self._db = db
         self.after_booking = after_booking
         """Replies to an appointment booked by text ("1", "3", STOP): issue 13 items 2 and 3."""
+        self.waitlist: Waitlist | None = None
+        """Earlier-slot offers (W, YES/NO to a live offer, STOP): issue 13 item 5 (set at start)."""
         self.driver = driver
         self._ris = ris
         self._hash_key = hash_key
@@ -209,14 +213,36 @@ class SmsEngine:
                 loaded = await self.driver.load_for_phone(conn, hashed)
                 after = self.after_booking
                 over = loaded is None or loaded.conv.is_over
-                reply = reply_of(body) if over else None
+                waitlist = self.waitlist if over else None
+                # YES/NO are the waitlist's only while the phone has a live offer (else a booking
+                # conversation's, or a stray reply's).
+                offered = (
+                    waitlist is not None and await waitlist.live_offer(conn, hashed) is not None
+                )
+                listed = waitlist_reply(body, live_offer=offered) if waitlist is not None else None
+                reply = reply_of(body) if over and listed is None else None
                 stop = isinstance(classify(body), Stop)
                 upcoming = (
                     await after.upcoming(conn, hashed)
-                    if after is not None and (reply is not None or stop)
+                    if after is not None and (reply is not None or stop or listed is not None)
                     else []
                 )
-                if after is not None and reply is not None and upcoming:
+                accept = None
+                if (
+                    waitlist is not None
+                    and listed is not None
+                    and (upcoming or listed is not WaitlistReply.TOGGLE)
+                ):
+                    accept = await waitlist.on_reply(
+                        conn,
+                        listed,
+                        upcoming,
+                        phone=phone,
+                        phone_hash=hashed,
+                        correlation=correlation_id,
+                    )
+                    pending = None
+                elif after is not None and reply is not None and upcoming:
                     record = await after.on_reply(
                         conn,
                         reply,
@@ -258,9 +284,19 @@ class SmsEngine:
                     await after.on_opted_out(
                         conn, upcoming, phone=phone, phone_hash=hashed, correlation=correlation_id
                     )
+                if stop and self.waitlist is not None:
+                    await self.waitlist.on_opted_out(conn, hashed)
             self.wake_outbox()
             if pending is not None:
                 self._spawn(pending)
+            if accept is not None and self.waitlist is not None:
+                # YES: the reschedule asks the RIS, outside any transaction.
+                self._track(
+                    spawn(
+                        self.waitlist.accept(accept, phone=phone, correlation=correlation_id),
+                        name="sms-waitlist-accept",
+                    )
+                )
 
     async def _start_change(
         self,
@@ -335,6 +371,8 @@ class SmsEngine:
                     )
                     trail.consent_state = "revoked"
                     trail.add("consent_revoked", "system", f"twilio-{error_code}")
+                    if self.waitlist is not None:
+                        await self.waitlist.on_opted_out(conn, phone_hash)
                 loaded = await self.driver.load_for_phone(conn, phone_hash)
                 if loaded is not None and not loaded.conv.is_over:
                     trail.session_id, trail.modality = loaded.id, loaded.modality
@@ -394,7 +432,9 @@ class SmsEngine:
     # --- RIS calls (outside any transaction) -----------------------------------------------
 
     def _spawn(self, pending: PendingCall) -> None:
-        task = spawn(self._ris_loop(pending), name="sms-ris-call")
+        self._track(spawn(self._ris_loop(pending), name="sms-ris-call"))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -46,7 +46,7 @@ from radsched.privacy import PhiBox, phone_hash
 from radsched.scheduling.lifecycle import Lifecycle
 from radsched.scheduling.service import BookedAppointment, SchedulingService
 from radsched.settings import Settings, toml_sections
-from radsched.sms.timer import ConversationTimer
+from radsched.sms.timer import ConversationTimer, start_sweep
 from radsched.storage import appointments as records
 from radsched.storage import reminders as store
 from radsched.storage.audit import AuditTrail
@@ -256,11 +256,9 @@ class Reminders:
     ) -> None:
         self._texts = texts
         self._wake_outbox = wake_outbox
-        self._timer = ConversationTimer(
-            self._db, self._clock, self.sweep, next_due=store.next_due, name="reminder-sweep"
+        self._timer = start_sweep(
+            stack, self._db, self._clock, self.sweep, next_due=store.next_due, name="reminder-sweep"
         )
-        self._timer.start()
-        stack.push_async_callback(self._timer.aclose)
 
     def wake(self) -> None:
         """Look for due reminders now (tests that move the clock; the timer also looks every 30 s)."""

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 
 from radsched.storage import conversations
@@ -21,7 +22,7 @@ from radsched.tasks import spawn
 
 log = logging.getLogger("radsched.sms.timer")
 
-__all__ = ["MAX_SLEEP_S", "ConversationTimer"]
+__all__ = ["MAX_SLEEP_S", "ConversationTimer", "start_sweep"]
 
 MAX_SLEEP_S = 30.0
 
@@ -86,3 +87,19 @@ class ConversationTimer:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+def start_sweep(
+    stack: AsyncExitStack,
+    db: Database,
+    clock: Callable[[], datetime],
+    sweep: Callable[[], Awaitable[int]],
+    *,
+    next_due: Callable[[Database], Awaitable[datetime | None]],
+    name: str,
+) -> ConversationTimer:
+    """A timer running ``sweep`` when ``next_due`` comes, stopped with ``stack`` (reminders, holds)."""
+    timer = ConversationTimer(db, clock, sweep, next_due=next_due, name=name)
+    timer.start()
+    stack.push_async_callback(timer.aclose)
+    return timer

@@ -25,6 +25,7 @@ __all__ = [
     "live_in_states",
     "lock_phone",
     "next_wake",
+    "phone_state",
     "write",
 ]
 
@@ -135,6 +136,11 @@ async def lock_phone(conn: asyncpg.Connection, phone_hash: str) -> tuple[str | N
     the lock waited for.
     """
     await conn.execute(_PHONE_LOCK, phone_hash)
+    return await phone_state(conn, phone_hash)
+
+
+async def phone_state(conn: asyncpg.Connection, phone_hash: str) -> tuple[str | None, bool]:
+    """The phone's consent state and whether it has a live conversation (no lock)."""
     row = await conn.fetchrow(_PHONE_STATE, phone_hash)
     return row["consent"], bool(row["busy"])
 

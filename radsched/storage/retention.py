@@ -92,6 +92,14 @@ def _statements(p: RetentionPolicy) -> list[tuple[str, str, tuple[timedelta, ...
             (),
         ),
         (
+            "waitlist rows",
+            # Issue 13 item 5: an entry (and its offers) goes with the appointment's identifiers: one
+            # day after the start, or at the cancel. No number is kept in them; the hash goes too.
+            """DELETE FROM waitlist_entries w USING appointments a
+                WHERE a.appointment_id = w.appointment_id AND a.phi_expires_at <= $1""",
+            (),
+        ),
+        (
             "appointment_events rows",
             "DELETE FROM appointment_events WHERE at < $1::timestamptz - $2::interval",
             (audit,),
