@@ -46,6 +46,10 @@ _AFTER_COLUMNS = (
     ("RIS CANCELS", "ris_cancels"),
     ("RIS MOVES", "ris_moves"),
     ("NO-SHOWS", "noshows"),
+    ("CHANGED", "changed"),
+    ("W JOINS", "waitlist_joins"),
+    ("W OFFERS", "waitlist_offers"),
+    ("W FILLS", "waitlist_fills"),
 )
 _COUNTED = [f for _, f in _COLUMNS[1:-1]] + list(AFTER_BOOKING)
 

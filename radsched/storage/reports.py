@@ -45,6 +45,11 @@ class ModalityReport:
     ris_cancels: int = 0
     ris_moves: int = 0
     noshows: int = 0
+    changed: int = 0
+    """Appointments the patient moved by text (reply 2)."""
+    waitlist_joins: int = 0
+    waitlist_offers: int = 0
+    waitlist_fills: int = 0
 
 
 AFTER_BOOKING = (
@@ -58,7 +63,13 @@ AFTER_BOOKING = (
     "ris_cancels",
     "ris_moves",
     "noshows",
+    "changed",
+    "waitlist_joins",
+    "waitlist_offers",
+    "waitlist_fills",
 )
+# The after-booking figures counted from the audit log (the rest come from their tables).
+_FROM_AUDIT = ("reminders_sent", "changed", "waitlist_joins", "waitlist_offers", "waitlist_fills")
 
 
 _AUDIT = """
@@ -69,7 +80,12 @@ SELECT coalesce(modality, $2) AS modality,
        count(DISTINCT session_id) FILTER (WHERE message_type = 'booked')           AS bookings,
        count(DISTINCT session_id) FILTER (WHERE message_type = 'deferred')         AS deferred,
        count(*) FILTER (WHERE message_type = 'consent_revoked')                    AS opt_outs,
-       count(*) FILTER (WHERE message_type = 'reminder')                           AS reminders_sent
+       count(*) FILTER (WHERE message_type = 'reminder')                           AS reminders_sent,
+       -- decisions are 'system' rows; a template of the same name is the 'outbound' text
+       count(*) FILTER (WHERE message_type = 'rescheduled' AND direction = 'system')     AS changed,
+       count(*) FILTER (WHERE message_type = 'waitlist_joined' AND direction = 'system') AS waitlist_joins,
+       count(*) FILTER (WHERE message_type = 'waitlist_offer' AND direction = 'outbound') AS waitlist_offers,
+       count(*) FILTER (WHERE message_type = 'waitlist_filled' AND direction = 'system') AS waitlist_fills
   FROM sms_audit_log
  WHERE occurred_at >= $1
  GROUP BY 1
@@ -165,8 +181,8 @@ async def build_report(conn: asyncpg.Connection, since: datetime) -> list[Modali
                 n("deferred"),
                 n("opt_outs"),
                 float(median) if median is not None else None,
-                reminders_sent=n("reminders_sent"),
-                **{k: later.get(k, 0) for k in AFTER_BOOKING if k != "reminders_sent"},
+                **{k: n(k) for k in _FROM_AUDIT},
+                **{k: later.get(k, 0) for k in AFTER_BOOKING if k not in _FROM_AUDIT},
             )
         )
     return out

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from radsched.report import build_report
 from radsched.simris import SimRis
 from tests.smsflow.conftest import Clock, Flow, Patient, start_flow, start_flow_with_emr
 from tests.smsflow.test_conversation import CODE, book_by_text, converse, new_order_id
@@ -75,6 +77,9 @@ async def test_2_then_a_time_moves_the_appointment_with_a_new_code(flow: Flow, s
     assert [r["state"] for r in await flow.fetch("SELECT state FROM orders")] == ["booked"]
     # "1" now confirms the moved appointment.
     assert (await converse(flow, patient, "1")).startswith("Thank you")
+    async with flow.daemon.db.transaction("test.report") as conn:
+        reported = await build_report(conn, datetime(2000, 1, 1, tzinfo=UTC))
+    assert sum(r.changed for r in reported) == 1  # radsched report's CHANGED (issue 13 item 7)
 
 
 async def test_l_moves_the_appointment_to_another_location(flow: Flow, sim: SimRis) -> None:

@@ -171,8 +171,11 @@ async def test_the_report_counts_what_happened_after_booking(
             assert after[0].split() == [
                 "MODALITY", "REMINDERS", "CONFIRMED", "CANCEL", "REQ", "APPROVED", "DENIED",
                 "PENDING", "OTHER", "REQ", "RIS", "CANCELS", "RIS", "MOVES", "NO-SHOWS",
+                "CHANGED", "W", "JOINS", "W", "OFFERS", "W", "FILLS",
             ]  # fmt: skip
-            assert after[1].split() == ["CR", "1", "1", "3", "1", "1", "1", "0", "1", "1", "0"]
+            assert after[1].split() == [
+                "CR", "1", "1", "3", "1", "1", "1", "0", "1", "1", "0", "0", "0", "0", "0",
+            ]  # fmt: skip
             code, out = await radsched(flow, "report", "--json", "--since", "2026-01-01")
             assert code == 0, out
             [reported] = [m for m in json.loads(out)["modalities"] if m["modality"] == "CR"]

@@ -12,12 +12,13 @@ import asyncio
 import re
 import secrets
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from radsched.report import build_report
 from radsched.retention import RetentionPolicy, run_job
 from radsched.simris import SimRis
 from radsched.sms.waitlist import Waitlist
@@ -148,6 +149,15 @@ async def test_a_cancel_offers_the_slot_in_order_no_passes_it_on_yes_moves(
     # A YES with no live offer is a plain reply again (the closed conversation's text), no move.
     assert "closed" in await converse(flow, third, "yes")
     assert len(sim.frames_of("SRM^S02")) == 1
+    # The report counts them per modality, from the audit log (issue 13 item 7).
+    async with flow.daemon.db.transaction("test.report") as conn:
+        reported = await build_report(conn, datetime(2000, 1, 1, tzinfo=UTC))
+    totals = [
+        (r.waitlist_joins, r.waitlist_offers, r.waitlist_fills)
+        for r in reported
+        if r.waitlist_joins
+    ]
+    assert totals == [(2, 2, 1)]
 
 
 async def test_a_hold_that_runs_out_moves_to_the_next_patient(flow: Flow, clock: Clock) -> None:
