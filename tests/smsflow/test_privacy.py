@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from channels import AckCode
 from radsched.logs import JsonFormatter, TextFormatter
-from tests.smsflow.conftest import PUBLIC_URL, Flow, Patient
+from radsched.retention import RetentionPolicy, run_job
+from tests.smsflow.conftest import PUBLIC_URL, Clock, Flow, Patient, start_flow
+from tests.twilio_double import TwilioDouble
 from tests.waiting import eventually
 
 
@@ -137,3 +141,74 @@ async def test_no_patient_data_anywhere_after_whole_conversations(
         if needle in text
     ]
     assert leaks == []
+
+
+async def _database_files(flow: Flow) -> bytes:
+    """Every file of this test's database and the cluster's WAL, after a checkpoint: what a copy
+    of the PostgreSQL directory would hold (dead row versions included)."""
+    [row] = await flow.fetch(
+        "SELECT current_setting('data_directory') AS dir, "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) AS oid"
+    )
+    await flow.fetch("CHECKPOINT")
+    root = Path(row["dir"])
+    files = [*(root / "base" / str(row["oid"])).rglob("*"), *(root / "pg_wal").glob("0*")]
+    return b"".join(p.read_bytes() for p in files if p.is_file())
+
+
+async def test_nothing_of_the_patient_is_left_once_the_appointment_is_over(
+    database_url: str,
+    data_dir: Path,
+    twilio: TwilioDouble,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 13's privacy rule: what reminders, replies and requests need is kept sealed only until
+    the appointment is over (start + 1 day); then the database, its files and the logs hold nothing."""
+    caplog.set_level(logging.DEBUG)
+    async with start_flow(
+        database_url, data_dir, twilio, clock, reminders="2m", reminder_window="off"
+    ) as flow:
+        patient, order_id = Patient(), "PL" + secrets.token_hex(5).upper()
+        assert (await flow.order(order_id, patient)).code is AckCode.AA
+        await flow.texts(1)
+        mine = f"is {patient.given.lower()} kumquat ok"
+        answers = [await webhook(flow, patient, body) for body in ("yes", mine, "1", "1")]
+        assert answers[-1].startswith("Booked")
+        [appointment] = await flow.fetch("SELECT start_at FROM appointments")
+        start = appointment["start_at"]
+        await webhook(flow, patient, "1")  # confirmed
+        await webhook(flow, patient, "3")  # a staff request, its number sealed
+        sent = len(flow.twilio.accepted)
+        clock.now = start - timedelta(minutes=2)
+        assert flow.daemon.reminders is not None
+        flow.daemon.reminders.wake()
+        assert (await flow.texts(sent + 1))[-1].body.startswith("Reminder")
+
+        report = await run_job(
+            flow.daemon.db, start + timedelta(days=1, minutes=1), RetentionPolicy(),
+            wait=True, only_if_due=False,
+        )  # fmt: skip
+        assert report.removed["appointment PHI"] == 1
+        # Not even sealed: every encrypted copy of the number and identifiers is gone.
+        sealed = await flow.fetch(
+            """SELECT 'appointments' AS t FROM appointments WHERE phi IS NOT NULL
+               UNION ALL SELECT 'orders' FROM orders WHERE phi IS NOT NULL
+               UNION ALL SELECT 'sms_conversations' FROM sms_conversations WHERE phi IS NOT NULL
+               UNION ALL SELECT 'staff_requests' FROM staff_requests WHERE phi IS NOT NULL
+               UNION ALL SELECT 'appointment_reminders' FROM appointment_reminders
+               UNION ALL SELECT 'sms_outbox' FROM sms_outbox WHERE payload IS NOT NULL"""
+        )
+        assert [r["t"] for r in sealed] == []
+        # Only what is this patient's: the generic texts are in every test's WAL of the cluster.
+        search = needles(patient, order_id, [mine, answers[-1]])
+        rendered = [f.format(r) for r in caplog.records for f in (JsonFormatter(), TextFormatter())]
+        database = await dump_everything(flow)
+        files = await _database_files(flow)
+        leaks = [f"{what} in the database" for what, n in search.items() if n in database]
+        leaks += [f"{what} in the logs" for what, n in search.items() if n in "\n".join(rendered)]
+        leaks += [
+            f"{what} in PostgreSQL's files" for what, n in search.items() if n.encode() in files
+        ]
+        assert leaks == []
+        assert files, "expected database files to search"
