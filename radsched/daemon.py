@@ -386,7 +386,6 @@ async def running(
                 overdue_after=timedelta(minutes=settings.staff_request_overdue_min),
                 clock=clock,
             )
-        if lifecycle is not None and engine is not None:
             # Earlier-slot offers (issue 13 item 5): a cancel offers the freed slot to the waitlist.
             waitlist = Waitlist(
                 db=db,

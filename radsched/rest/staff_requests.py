@@ -49,7 +49,7 @@ _Text = Annotated[
 _Note = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
 ]
-_STATES = ("pending", "approved", "denied")
+_STATES: tuple[staff_requests.State, ...] = ("pending", "approved", "denied")
 
 
 class ApproveBody(BaseModel):
@@ -95,10 +95,11 @@ class StaffRequestsApi:
     async def list(self, request: web.Request) -> web.Response:
         if (denied := self._authorise(request)) is not None:
             return denied
-        state = request.query.get("state") or None
-        if state is not None and state not in _STATES:
+        raw = request.query.get("state") or None
+        state = next((s for s in _STATES if s == raw), None)
+        if raw is not None and state is None:
             return error_response(400, "invalid_request", "state: one of pending, approved, denied")
-        found = await self._desk.list(state)  # type: ignore[arg-type]
+        found = await self._desk.list(state)
         return web.json_response({"requests": [request_json(r) for r in found]})
 
     async def approve(self, request: web.Request) -> web.Response:
