@@ -27,6 +27,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from typing import TypeVar, cast
 
 from channels import (
     AckCode,
@@ -53,6 +54,8 @@ from radsched.storage.db import Database
 from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.inbound")
+
+T = TypeVar("T")
 
 _ENHANCED = {AckCode.AA: AckCode.CA, AckCode.AE: AckCode.CE, AckCode.AR: AckCode.CR}
 
@@ -101,6 +104,15 @@ class InboundContext:
     received_at: datetime
     peer: PeerInfo | None
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    _derived: dict[str, object] = field(default_factory=dict)
+
+    def once(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()`` the first time ``key`` is asked for while handling this message, then the
+        same result: the handlers wrapped around one message type (e.g. the order intake and the
+        appointment record following it) read the message once, not once each."""
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return cast(T, self._derived[key])
 
 
 InboundHandler = Callable[[Connection, Message, InboundContext], Awaitable[AckDecision]]

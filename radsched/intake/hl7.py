@@ -21,7 +21,10 @@ from radsched.storage.pg import Connection
 
 log = logging.getLogger("radsched.intake.hl7")
 
-__all__ = ["OrmHandler"]
+__all__ = ["ORDER_KEY", "OrmHandler"]
+
+ORDER_KEY = "order"
+"""``InboundContext.once`` key of the message's parsed order (``Dialect.parse_order``)."""
 
 # ORC-1 values that carry a new order; status updates (SC), holds and the like change nothing here.
 _LANGUAGE = FieldPath("PID", 15)  # primary language (CE): "SPA^Spanish^ISO639", "es", …
@@ -43,7 +46,7 @@ class OrmHandler:
 
     async def __call__(self, conn: Connection, msg: Message, ctx: InboundContext) -> AckDecision:
         try:
-            order = self._dialect.parse_order(msg)
+            order = ctx.once(ORDER_KEY, lambda: self._dialect.parse_order(msg))
         except ParseError as exc:
             self._intake.metrics.order("", "rejected_unreadable")
             raise Rejected(

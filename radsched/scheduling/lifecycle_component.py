@@ -33,6 +33,7 @@ from radsched.emr.changes import ChangeNotifications
 from radsched.emr.routes import Routes
 from radsched.errors import ConfigError
 from radsched.inbound.router import AckDecision, InboundContext, InboundHandler, InboundRouter
+from radsched.intake.hl7 import ORDER_KEY
 from radsched.privacy import PhiBox
 from radsched.rest import openapi
 from radsched.rest.errors import error_response
@@ -154,7 +155,8 @@ def _order_follower(
         async def handle(conn: Connection, msg: Message, ctx: InboundContext) -> AckDecision:
             outcome = await intake(conn, msg, ctx) if intake is not None else AckDecision()
             try:
-                order = dialect.parse_order(msg)
+                # Parsed once for both: the intake (inside) asked first under the same key.
+                order = ctx.once(ORDER_KEY, lambda: dialect.parse_order(msg))
             except ParseError:
                 return outcome
             await lifecycle.apply_order(conn, order, orders.key(order.order_id))

@@ -121,7 +121,6 @@ async def next_wake(db: Database) -> datetime | None:
     return nearest
 
 
-_PHONE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('phone:' || $1, 0))"
 _PHONE_STATE = """
 SELECT (SELECT consent_state FROM patient_sms_consents WHERE phone_hash = $1) AS consent,
        EXISTS (SELECT 1 FROM sms_conversations WHERE phone_hash = $1 AND ended_at IS NULL) AS busy
@@ -132,11 +131,12 @@ async def lock_phone(conn: asyncpg.Connection, phone_hash: str) -> tuple[str | N
     """Serialise new conversations of one phone for the caller's transaction; then return the
     phone's consent state and whether it has a live conversation.
 
-    The look comes in a second statement: under READ COMMITTED only a later statement sees what
-    the lock waited for.
+    One round trip (``radsched_phone_lock``, migration 0021): the look runs inside the function
+    after the lock was granted, with a fresh snapshot, so it sees what the lock waited for.
     """
-    await conn.execute(_PHONE_LOCK, phone_hash)
-    return await phone_state(conn, phone_hash)
+    row = await conn.fetchrow("SELECT consent, busy FROM radsched_phone_lock($1)", phone_hash)
+    assert row is not None
+    return row["consent"], bool(row["busy"])
 
 
 async def phone_state(conn: asyncpg.Connection, phone_hash: str) -> tuple[str | None, bool]:

@@ -12,6 +12,19 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Histogram
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a pool connection without asyncpg's reset query (one round trip per transaction).
+
+    asyncpg still rolls back an open transaction and drops listeners before calling this. What the
+    default ``RESET ALL; UNLISTEN *; pg_advisory_unlock_all()`` would undo never happens on a pool
+    connection here: settings are ``SET LOCAL``, advisory locks are transaction-level, LISTEN and
+    session locks live on dedicated connections (storage/listen.py, storage/destination_locks.py),
+    and the migration's session lock is released in its own ``finally``. Keep it that way: session
+    state set on a pool connection would leak into the next transaction that borrows it.
+    """
+    del conn
+
+
 class Database:
     """One pool for the whole daemon, created once at start and closed on shutdown.
 
@@ -49,6 +62,7 @@ class Database:
             # Every timestamp we store is timestamptz; make the session agree on UTC.
             # application_name also tells other daemons on this database which roles we run.
             server_settings={"timezone": "UTC", "application_name": application_name},
+            reset=_keep_session,
         )
         return cls(pool, registry)
 

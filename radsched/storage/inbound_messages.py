@@ -17,18 +17,11 @@ async def lock_and_find(conn: asyncpg.Connection, sender: str, control_id: str) 
     """Serialise one sender + control id for the caller's transaction (across connections and
     daemons), then return the ACK stored for it, if any.
 
-    The look-up is a separate statement so that its snapshot is taken after the lock was granted:
-    a resend racing the original waits, then sees the original's committed row.
+    One round trip (``radsched_inbound_lock``, migration 0021): the look-up runs inside the
+    function after the lock was granted, with a fresh snapshot, so a resend racing the original
+    waits, then sees the original's committed row.
     """
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        f"inbound\x1f{sender}\x1f{control_id}",
-    )
-    stored = await conn.fetchval(
-        "SELECT ack_payload FROM inbound_messages WHERE sender = $1 AND control_id = $2",
-        sender,
-        control_id,
-    )
+    stored = await conn.fetchval("SELECT radsched_inbound_lock($1, $2)", sender, control_id)
     return bytes(stored) if stored is not None else None
 
 

@@ -154,3 +154,28 @@ def test_no_sql_outside_storage() -> None:
         if sql.search(line)
     ]
     assert found == []
+
+
+def test_pool_connections_carry_no_session_state() -> None:
+    """Pool connections go back without asyncpg's reset query (storage/db.py ``_keep_session``),
+    so session state set on one would reach the next transaction that borrows it: session locks,
+    LISTEN and session-level SET belong on dedicated connections only."""
+    import re
+    from pathlib import Path
+
+    # SQL only lives in storage (test above); UPDATE ... SET is not a session setting.
+    session = re.compile(
+        r"pg_(try_)?advisory_lock\(|[\"'(]\s*(UN)?LISTEN\s|[\"']\s*SET\s+(SESSION\s+)?(?!LOCAL\b)"
+        r"[a-z_]+\s+(TO|=)\s|set_config\([^)]*false\s*\)"
+    )
+    # Dedicated connections (listen, destination locks); the migration unlocks in its own finally.
+    allowed = {"listen.py", "destination_locks.py", "migrate.py"}
+    root = Path(__file__).resolve().parents[2] / "radsched" / "storage"
+    found = [
+        f"{path.relative_to(root.parent)}:{n}"
+        for path in sorted(root.rglob("*.py"))
+        if path.name not in allowed
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if session.search(line)
+    ]
+    assert found == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -38,6 +39,22 @@ async def test_order_is_stored_before_aa_with_conversation_and_one_text(flow: Fl
     assert texts[0].to == patient.e164
     assert PRACTICE in texts[0].body and "YES" in texts[0].body and "STOP" in texts[0].body
     assert flow.counter("radsched_orders_total", modality="CR", outcome="accepted") == 1
+
+
+async def test_orders_for_one_phone_arriving_together_text_it_once(flow: Flow) -> None:
+    # Six connections at once: the phone lock serialises them, and each look after it sees the
+    # conversation the previous one committed, so the phone gets one live conversation and one text.
+    patient = Patient()
+    acks = await asyncio.gather(*(flow.order(new_order_id(), patient) for _ in range(6)))
+    assert [a.code for a in acks] == [AckCode.AA] * 6
+    assert await outbox_rows(flow, patient) == ["consent_request"]
+    live = await flow.fetch("SELECT id FROM sms_conversations WHERE ended_at IS NULL")
+    assert len(live) == 1
+    states = sorted(
+        (r["state"], r["deferred_reason"])
+        for r in await flow.fetch("SELECT state, deferred_reason FROM orders")
+    )
+    assert states == [("deferred", "phone_busy")] * 5 + [("texting", None)]
 
 
 async def test_duplicate_control_id_gets_the_same_ack_and_no_second_text(flow: Flow) -> None:
