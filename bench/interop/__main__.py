@@ -15,7 +15,8 @@ expectation and its general rules:
 * no answer only where ``no_ack_ok``; a repeat of an earlier (sender, MSH-10) may get the earlier ACK
   byte for byte; the connection and the daemon (``/healthz``) stay up.
 
-Exit status 1 when any message does not match. ``--doc`` writes the result into docs/interop.md.
+Exit status 1 when any message does not match, other than the differences listed in ``DOCUMENTED``
+(where radsched now answers on purpose otherwise than the manifest, written before, expects). ``--doc`` writes the result into docs/interop.md.
 """
 
 from __future__ import annotations
@@ -40,6 +41,20 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "hl7-corpus"
 DOC = ROOT / "docs" / "interop.md"
 SECTION = "## Corpus result"
+#: Where the manifest's expectation predates what radsched now does on purpose: file -> (the MSA-1
+#: radsched gives, why in a line). Such an answer is listed as a documented difference, not a
+#: failure; any other answer to these files still fails. :data:`EXPLAINED` says why at length.
+DOCUMENTED = {
+    "SIU_fhirconverter_6.hl7": ("AA", "SIU^S17 taken since the appointment lifecycle (issue 12)"),
+}
+EXPLAINED = """\
+The documented difference, `SIU_fhirconverter_6.hl7` (SIU^S17, v2.8), is where the manifest was
+written for an earlier radsched: it expects AR or AE because radsched used to take no S17. Since the
+appointment lifecycle (issue 12), an S17 from the RIS updates the appointment record and is relayed
+to the EMRs, so it is answered AA. A deletion is a message the standard's scheduling chapter defines
+(SIU^S17, "notification of appointment deletion"), and an engine that relays S12-S15 is expected to
+take it. `bench.interop` lists it (and exits 0); any other answer to that file would fail.
+"""
 REPLY_TIMEOUT = 30.0
 NO_ANSWER_WAIT = 5.0
 
@@ -50,6 +65,8 @@ class Result:
     answer: str
     ok: bool
     why: str
+    documented: bool = False
+    """Not what the manifest expects, but a difference listed in :data:`DOCUMENTED`."""
 
 
 class Connection:
@@ -116,6 +133,8 @@ def check(
     except ParseError as exc:
         return Result(name, "(unreadable)", False, exc.reason)
     wanted_ids = set(expect.get("msa2_any_of") or [entry["msh10"]])
+    documented = DOCUMENTED.get(name)
+    differs = False
     version = entry.get("version", "").strip()
     for payload in acks:
         try:
@@ -126,7 +145,10 @@ def check(
             continue
         shown.append(f"{ack.code}|{ack.control_id}")
         if str(ack.code) not in expect["msa1"]:
-            problems.append(f"MSA-1 {ack.code} not in {expect['msa1']}")
+            if documented is not None and str(ack.code) == documented[0]:
+                differs = True
+            else:
+                problems.append(f"MSA-1 {ack.code} not in {expect['msa1']}")
         if ack.control_id not in wanted_ids and not (not entry["msh10"] and is_refusal(ack.code)):
             problems.append(f"MSA-2 {ack.control_id!r} is not the message's")
         if version and msg.version.strip() != version and not is_batch(data):
@@ -137,7 +159,12 @@ def check(
             assert_valid_hl7(payload)
         except AssertionError as exc:
             problems.append(str(exc)[:160])
-    return Result(name, ", ".join(shown) or "(empty batch)", not problems, "; ".join(problems))
+    shown_text = ", ".join(shown) or "(empty batch)"
+    if differs and not problems:
+        assert documented is not None
+        why = f"manifest expects {'/'.join(expect['msa1'])}: {documented[1]}"
+        return Result(name, shown_text, False, why, documented=True)
+    return Result(name, shown_text, not problems, "; ".join(problems))
 
 
 def is_refusal(code: object) -> bool:
@@ -201,13 +228,20 @@ def report(runs: dict[str, list[Result]]) -> str:
     ]
     for mode, results in runs.items():
         good = sum(r.ok for r in results)
-        lines.append(f"- {mode}: **{good}/{len(results)}** answers as expected")
+        known = sum(r.documented for r in results)
+        lines.append(
+            f"- {mode}: **{good}/{len(results)}** answers as the manifest expects, {known} documented"
+            f" difference(s), {len(results) - good - known} unexpected"
+        )
+    if any(r.documented for results in runs.values() for r in results):
+        lines += ["", EXPLAINED.rstrip("\n")]
     lines += ["", "| file | answer (MSA-1\\|MSA-2) | matches | why not |", "|---|---|---|---|"]
     first = next(iter(runs.values()))
     for result in first:
         why = result.why.replace("|", "\\|")
         answer = result.answer.replace("|", "\\|")
-        lines.append(f"| {result.file} | {answer} | {'yes' if result.ok else 'NO'} | {why} |")
+        matches = "yes" if result.ok else "documented" if result.documented else "NO"
+        lines.append(f"| {result.file} | {answer} | {matches} | {why} |")
     return "\n".join(lines) + "\n"
 
 
@@ -246,13 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     for mode, results in runs.items():
         print(f"== {mode}")
         for r in results:
-            mark = "ok " if r.ok else "NO "
+            mark = "ok " if r.ok else "doc" if r.documented else "NO "
             print(f"{mark} {r.file:34} {r.answer:40} {r.why}")
     text = report(runs)
     print("\n".join(line for line in text.splitlines() if line.startswith("- ")))
     if args.doc:
         _write_doc(text)
-    return 0 if all(r.ok for results in runs.values() for r in results) else 1
+    return 0 if all(r.ok or r.documented for results in runs.values() for r in results) else 1
 
 
 if __name__ == "__main__":
