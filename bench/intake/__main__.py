@@ -37,6 +37,7 @@ import asyncpg
 
 from bench import _docs, _results, _stack
 from bench._stack import DAEMON_CPU, LOAD_CPU
+from bench.twoproc.share import tree_cpu_seconds
 from bench.webhooks.__main__ import (
     PUBLIC_URL,
     TWILIO_FROM,
@@ -125,6 +126,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         host, port = daemon.addresses["mllp"]
         assert daemon.proc is not None
         daemon_pid = daemon.proc.pid
+        postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
         numbers = phones(len(AREAS) * 10_000)
         used = 0
 
@@ -138,10 +140,13 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
         def intake(connections: int, count: int, seconds: float) -> dict[str, Any]:
             spec = {"host": host, "port": port, "connections": connections, "seconds": seconds}
-            cpu = cpu_seconds(daemon_pid)
+            cpu, pg_cpu = cpu_seconds(daemon_pid), tree_cpu_seconds(postmaster)
             result = mllp_load({**spec, "orders": orders(count)}, work)
-            # The daemon's CPU (user + system) per order: what one core can sustain.
-            result["cpu_ms"] = (cpu_seconds(daemon_pid) - cpu) * 1000 / max(1, result["orders"])
+            done = max(1, result["orders"])
+            # The daemon's CPU (user + system) per order: what one core can sustain; PostgreSQL's
+            # (postmaster and backends, the outbox sender's statements included) shares the other.
+            result["cpu_ms"] = (cpu_seconds(daemon_pid) - cpu) * 1000 / done
+            result["pg_cpu_ms"] = (tree_cpu_seconds(postmaster) - pg_cpu) * 1000 / done
             return result
 
         warm = intake(4, 500, 30)
@@ -300,7 +305,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(res["codes"].items()))
         return (
             f"| {name} | {res['orders']} | {res['per_second']:.0f} | {res['p50_ms']:.1f} | "
-            f"{res['p99_ms']:.1f} | {res['max_ms']:.1f} | {res['cpu_ms']:.2f} | {codes} |"
+            f"{res['p99_ms']:.1f} | {res['max_ms']:.1f} | {res['cpu_ms']:.2f} | "
+            f"{res.get('pg_cpu_ms', 0):.2f} | {codes} |"
         )
 
     def round_row(name: str, res: dict[str, Any]) -> str:
@@ -343,8 +349,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "each consent request to the Twilio double during the run.",
             "",
             "| connections | orders | orders/s | p50 ms | p99 ms | max ms | daemon CPU ms/order "
-            "| ACK codes |",
-            "|---|---|---|---|---|---|---|---|",
+            "| PostgreSQL CPU ms/order | ACK codes |",
+            "|---|---|---|---|---|---|---|---|---|",
             intake_row("1", r["one"]),
             intake_row("8", eight),
             "",
@@ -391,15 +397,14 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             f"insert reaches {r['baseline'][1]:.0f}/s and one of ten inserts "
             f"{r['baseline'][10]:.0f}/s over 8 connections on the same server in the same run. "
             "Each statement round trip costs the daemon CPU too (a send and a wake-up per "
-            "statement, profiled as the largest single item): an order takes about 18 — the "
-            "inbound router's duplicate pre-check transaction (begin, select, commit, pool reset), "
-            "its processing transaction (begin, advisory lock, re-check, savepoint, release, ACK "
-            "record, commit, pool reset) and the intake's six (order insert; phone lock; consent "
-            "and live conversation in one look-up; the outbox's sequence number and row; the "
-            "conversation row with its audit rows in one statement); a reply about 8. Folding the "
-            "router's pre-check into its processing transaction and skipping its savepoint "
-            "(`radsched/inbound/router.py`, not this component) would save five per order; a second "
-            "daemon on the same database (docs/deploy.md) adds a core's worth.",
+            "statement, profiled as the largest single item): an order takes 9 — begin; the "
+            "inbound lock with the look for an earlier ACK of the same sender and MSH-10 (one "
+            "function call, migration 0021); the order insert; the phone lock with the phone's "
+            "consent and live conversation (one call); the outbox's sequence number and its row; "
+            "the conversation row with its audit rows in one statement; the ACK record; commit "
+            "(the pool's reset query on release is skipped: storage/db.py). A second daemon on "
+            "the same database (docs/deploy.md, SO_REUSEPORT) adds a core's worth where one is "
+            "free.",
             "",
             f"Targets: ≥ 1,000 orders/s over 8 connections with p99 < 20 ms: **"
             f"{'met' if orders_ok else 'NOT met'}** ({eight['per_second']:.0f}/s, p99 "
@@ -435,6 +440,22 @@ def ceiling_lines(r: dict[str, Any]) -> list[str]:
         f"{eight['p99_ms']:.1f} ms (target < 20 ms: {'met' if eight['p99_ms'] < 20 else 'NOT met'}"
         f"), daemon CPU {eight['cpu_ms']:.2f} ms per order.",
     ]
+    if "pg_cpu_ms" in eight:
+        # Why the target is out of reach here: the CPU it needs, in cores, from the measured costs.
+        target = 0.2 * ceiling["per_second"]
+        daemon_cores = target * eight["cpu_ms"] / 1000
+        pg_cores = target * eight["pg_cpu_ms"] / 1000
+        lines += [
+            "",
+            f"What 20% would take: {target:,.0f} orders/s at the measured costs needs "
+            f"{daemon_cores:.1f} cores of daemon ({eight['cpu_ms']:.2f} ms each; one process uses "
+            f"one) and {pg_cores:.1f} of PostgreSQL ({eight['pg_cpu_ms']:.2f} ms each), "
+            f"{daemon_cores + pg_cores:.1f} cores in all on a machine of {os.cpu_count()}, "
+            "where the load generator and the Twilio double need some too. The ceiling's single "
+            "INSERT costs PostgreSQL a fraction of an order's statements, and its client does "
+            "nothing else; the order is held to it as the issue asks, but on this machine the "
+            "daemon's core is reached first, and PostgreSQL's next.",
+        ]
     return lines
 
 
@@ -444,7 +465,8 @@ def record_targets(r: dict[str, Any]) -> None:
     _results.record(
         "16.2-ceiling",
         f"{eight['per_second']:,.0f} orders/s vs {ceiling['per_second']:,.0f} commits/s "
-        f"({ceiling['best']}); daemon CPU {eight['cpu_ms']:.2f} ms/order",
+        f"({ceiling['best']}); daemon CPU {eight['cpu_ms']:.2f} ms/order, PostgreSQL "
+        f"{eight.get('pg_cpu_ms', 0):.2f} ms/order",
         eight["per_second"] / ceiling["per_second"],
     )
     _results.record("16.2-p99", f"{eight['p99_ms']:.1f} ms", eight["p99_ms"] / 20)
