@@ -113,7 +113,8 @@ def build_ack(
     """Acknowledge ``inbound`` in its version. ``sender`` defaults to the party it was addressed to."""
     fields = inbound.msh.fields
     # Everything but MSH-7 and MSH-10 comes from the header fields a sender repeats on every message.
-    key = (sender, inbound.charset, fields[1:7], fields[9:10], fields[11:13])
+    ours = None if sender is None else (sender.application, sender.facility)  # cheaper to hash
+    key = (ours, inbound.charset, fields[1:7], fields[9:10], fields[11:13])
     prepared = _prepared.get(key)
     if prepared is None:
         prepared = _prepare_inbound(inbound, sender)
@@ -141,11 +142,11 @@ def build_ack(
             f"MSA{fs}{ack_code.value}{fs}{acked}\r"
         )
         if prepared.charset:
-            return OutboundMessage(control_id=cid, payload=_charset.encode(out, prepared.charset))
+            return OutboundMessage(cid, _charset.encode(out, prepared.charset))
         try:
-            return OutboundMessage(control_id=cid, payload=out.encode("ascii"))
+            return OutboundMessage(cid, out.encode("ascii"))
         except UnicodeEncodeError:
-            return OutboundMessage(control_id=cid, payload=_charset.encode(out, ""))
+            return OutboundMessage(cid, _charset.encode(out, ""))
     return _finish(
         prepared,
         ack_code,

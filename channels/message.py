@@ -353,13 +353,8 @@ def parse(data: bytes) -> Message:
     segments = _split_segments(text, delims, codec)
     if not segments or segments[0].name != "MSH":
         raise ParseError("message does not start with an MSH segment", location="MSH")
-    return Message(
-        segments=segments,
-        delimiters=delims,
-        charset=msh18,
-        codec=codec,
-        decode_replaced=replaced,
-    )
+    # Positional: a frozen dataclass's __init__ called with keywords costs twice as much.
+    return Message(segments, delims, msh18, codec, replaced)
 
 
 def _opening(data: bytes) -> tuple[bytes, bytes]:
