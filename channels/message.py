@@ -359,9 +359,11 @@ def parse(data: bytes) -> Message:
 
 def _opening(data: bytes) -> tuple[bytes, bytes]:
     """The message without framing junk or BOM, and its MSH-1 byte, once both are checked."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError("parse() takes bytes")
-    raw = bytes(data).strip(_LEADING_JUNK)
+    if type(data) is not bytes:  # the exact type first: cheaper than isinstance of a union
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("parse() takes bytes")
+        data = bytes(data)
+    raw = data.strip(_LEADING_JUNK)
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
     if not raw.startswith(b"MSH"):
