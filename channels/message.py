@@ -106,6 +106,7 @@ class Segment:
         fields = self._fields
         if fields is None:
             fields = self._fields = tuple(self._line.split(self._delims.field))
+            self._line = ""  # the fields hold it now
         return fields
 
     def __repr__(self) -> str:
