@@ -17,14 +17,17 @@ to 2.8 (the per-version differences are in :mod:`channels.versions`):
   :func:`wants_accept_ack` / :func:`wants_application_ack` to decide whether to send each.
 
 Speed (issue 16): an ACK is on the path of every message, so it is written as text directly from the
-inbound MSH's raw (already escaped) fields, with the timestamp formatted once per second and our own
-party's escaped form cached; it costs less than parsing the message it answers (``python -m bench.ack``).
+inbound MSH's raw (already escaped) fields. Everything that depends only on the sender's header
+(MSH-3..6, 9, 11, 12, 18 and ours) is rendered once per sender and cached, so a message costs the
+MSH-7 of the current second (formatted once a second), a control id and one f-string; it costs less
+than parsing the message it answers (``python -m bench.ack``).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import NamedTuple
@@ -110,6 +113,79 @@ def build_ack(
     with_offset: bool = True,
 ) -> OutboundMessage:
     """Acknowledge ``inbound`` in its version. ``sender`` defaults to the party it was addressed to."""
+    fields = inbound.msh.fields
+    # Everything but MSH-7 and MSH-10 comes from the header fields a sender repeats on every message.
+    ours = None if sender is None else (sender.application, sender.facility)  # cheaper to hash
+    key = (ours, inbound.charset, fields[1:7], fields[9:10], fields[11:13])
+    prepared = _prepared.get(key)
+    if prepared is None:
+        prepared = _prepare_inbound(inbound, sender)
+        if len(_prepared) >= _PREPARED_MAX:
+            _prepared.clear()
+        _prepared[key] = prepared
+    if clock is system_clock:
+        ts = _timestamps.now(tz, with_offset)
+    else:
+        ts = _timestamps.text(clock(), tz, with_offset)
+    acked = fields[10] if len(fields) > 10 else ""
+    ack_code = code if code.__class__ is AckCode else AckCode(code)
+    cid = control_ids()
+    if (
+        not text
+        and not error_code
+        and not prepared.notes
+        and len(acked) <= ST_MAX
+        and (ack_code is AckCode.AA or ack_code is AckCode.CA)
+    ):
+        # The common answer: no MSA-3, no ERR (what _finish writes for it, without the checks).
+        fs = prepared.delims.field
+        out = (
+            f"{prepared.prefix}{ts}{prepared.middle}{cid}{prepared.suffix}\r"
+            f"MSA{fs}{ack_code.value}{fs}{acked}\r"
+        )
+        if prepared.charset:
+            return OutboundMessage(cid, _charset.encode(out, prepared.charset))
+        try:
+            return OutboundMessage(cid, out.encode("ascii"))
+        except UnicodeEncodeError:
+            return OutboundMessage(cid, _charset.encode(out, ""))
+    return _finish(
+        prepared,
+        ack_code,
+        text=text,
+        error_code=error_code,
+        location=_location(error_location) if error_location else _NO_LOCATION,
+        ts=ts,
+        control_id=cid,
+        acked=acked,
+    )
+
+
+_NO_LOCATION = ErrorLocation()
+
+
+class _Prepared(NamedTuple):
+    """The parts of an ACK that depend only on the header of the message it answers (and on us).
+
+    ``prefix`` is MSH up to MSH-7, ``middle`` from after MSH-7 to MSH-10, ``suffix`` after MSH-10;
+    ``notes`` are the truncation notes of MSH-3..6."""
+
+    rules: VersionRules
+    delims: Delimiters
+    trunc: str
+    charset: str
+    prefix: str
+    middle: str
+    suffix: str
+    notes: tuple[str, ...]
+
+
+# Per-sender header parts (issue 16): a feed repeats its MSH-3..6/9/11/12 on every message.
+_prepared: dict[object, _Prepared] = {}
+_PREPARED_MAX = 1024
+
+
+def _prepare_inbound(inbound: Message, sender: Party | None) -> _Prepared:
     delims = inbound.delimiters
     fields = inbound.msh.fields
     nfields = len(fields)
@@ -126,25 +202,11 @@ def build_ack(
         ours=ours,
         theirs=(_first(fields, 3), _first(fields, 4)),
         trigger=_echoable_trigger(_component(fields[9], delims, 1) if nfields > 9 else ""),
-        control_id=fields[10] if nfields > 10 else "",
+        control_id="",
         processing_id=_echoable_processing_id(fields[11] if nfields > 11 else "", delims),
         charset=charset if rules.has_charset_field else "",
     )
-    return _render(
-        header,
-        rules,
-        AckCode(code),
-        text=text,
-        error_code=error_code,
-        location=_location(error_location) if error_location else _NO_LOCATION,
-        moment=clock(),
-        control_id=control_ids(),
-        tz=tz,
-        with_offset=with_offset,
-    )
-
-
-_NO_LOCATION = ErrorLocation()
+    return _prepare(header, rules)
 
 
 def _echoable_trigger(raw: str) -> str:
@@ -194,23 +256,22 @@ class _SecondCache:
         self._last = (key, value)  # one assignment: safe if threads ever share it
         return value
 
+    def now(self, tz: tzinfo, with_offset: bool) -> str:
+        """As :meth:`text` for the :func:`~channels.ids.system_clock` time, without building a datetime
+        unless the second changed."""
+        key = (int(time.time()), tz, with_offset)
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        value = format_ts(datetime.fromtimestamp(key[0], UTC), tz, with_offset=with_offset)
+        self._last = (key, value)
+        return value
+
 
 _timestamps = _SecondCache()
 
 
-def _render(
-    h: _Header,
-    rules: VersionRules,
-    code: AckCode,
-    *,
-    text: str,
-    error_code: str,
-    location: ErrorLocation,
-    moment: datetime,
-    control_id: str,
-    tz: tzinfo,
-    with_offset: bool,
-) -> OutboundMessage:
+def _prepare(h: _Header, rules: VersionRules) -> _Prepared:
     d = h.delims
     fs, cs = d.field, d.component
     trunc = h.encoding[4:]
@@ -220,20 +281,37 @@ def _render(
     them_fac = _fit(h.theirs[1], limit, d=d, trunc=trunc, name="MSH-4", notes=notes)
     our_app = _fit(h.ours[0], limit, d=d, trunc=trunc, name="MSH-5", notes=notes)
     our_fac = _fit(h.ours[1], limit, d=d, trunc=trunc, name="MSH-6", notes=notes)
-    acked = _fit(h.control_id, ST_MAX, d=d, trunc=trunc, name="MSH-10", notes=notes, whole=True)
-    ts = _timestamps.text(moment, tz, with_offset)
-    if rules.ts_precision:
-        ts += cs + "S"
     if rules.msh9_structure:
         msh9 = f"ACK{cs}{h.trigger}{cs}ACK"
     else:
         msh9 = f"ACK{cs}{h.trigger}" if h.trigger else "ACK"
-    msh = (
+    prefix = (
         f"MSH{fs}{h.encoding or d.encoding_characters}{fs}{our_app}{fs}{our_fac}{fs}{them_app}{fs}"
-        f"{them_fac}{fs}{ts}{fs}{fs}{msh9}{fs}{control_id}{fs}{h.processing_id}{fs}{rules.version}"
+        f"{them_fac}{fs}"
     )
+    middle = (cs + "S" if rules.ts_precision else "") + f"{fs}{fs}{msh9}{fs}"
+    suffix = f"{fs}{h.processing_id}{fs}{rules.version}"
     if h.charset:
-        msh += fs * 6 + escape(h.charset, d)
+        suffix += fs * 6 + escape(h.charset, d)
+    return _Prepared(rules, d, trunc, h.charset, prefix, middle, suffix, tuple(notes))
+
+
+def _finish(
+    p: _Prepared,
+    code: AckCode,
+    *,
+    text: str,
+    error_code: str,
+    location: ErrorLocation,
+    ts: str,
+    control_id: str,
+    acked: str,
+) -> OutboundMessage:
+    d, trunc, rules = p.delims, p.trunc, p.rules
+    fs = d.field
+    notes = list(p.notes)
+    acked = _fit(acked, ST_MAX, d=d, trunc=trunc, name="MSH-10", notes=notes, whole=True)
+    msh = f"{p.prefix}{ts}{p.middle}{control_id}{p.suffix}"
     line = _one_line(text)
     if notes:
         line = "; ".join([line, *notes]) if line else "; ".join(notes)
@@ -256,7 +334,7 @@ def _render(
             rules, err_code, severity=severity, text=line, loc=location, d=d, trunc=trunc
         )
         out += err + "\r"
-    return OutboundMessage(control_id=control_id, payload=_charset.encode(out, h.charset))
+    return OutboundMessage(control_id=control_id, payload=_charset.encode(out, p.charset))
 
 
 def _fit(
@@ -429,17 +507,15 @@ def build_nak(
         processing_id=escape(salvaged.get(11, ""), delims) or "P",
         charset="",
     )
-    return _render(
-        header,
-        rules,
+    return _finish(
+        _prepare(header, rules),
         AckCode(code),
         text=reason,
         error_code=error_code,
         location=ErrorLocation("MSH", 1, 0),
-        moment=clock(),
+        ts=_timestamps.text(clock(), tz, True),
         control_id=control_ids(),
-        tz=tz,
-        with_offset=True,
+        acked=header.control_id,
     )
 
 

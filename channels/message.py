@@ -24,7 +24,7 @@ state than this ~300-line module.)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import charset as _charset
@@ -79,15 +79,35 @@ class FieldPath:
 
 
 class Segment:
-    """One parsed segment. ``fields[n]`` is the raw (still escaped) text of field n; ``fields[0]`` is the name."""
+    """One parsed segment. ``fields[n]`` is the raw (still escaped) text of field n; ``fields[0]`` is the name.
 
-    __slots__ = ("_codec", "_delims", "fields", "name")
+    A segment read by :func:`parse` keeps its line and splits it into fields the first time they are
+    read (issue 16): the ACK path reads only MSH, so the other segments are never split there.
+    """
 
-    def __init__(self, name: str, fields: tuple[str, ...], delims: Delimiters, codec: str) -> None:
+    __slots__ = ("_codec", "_delims", "_fields", "_line", "name")
+
+    def __init__(
+        self,
+        name: str,
+        fields: tuple[str, ...] | None,
+        delims: Delimiters,
+        codec: str,
+        line: str = "",
+    ) -> None:
         self.name = name
-        self.fields = fields
+        self._fields = fields
+        self._line = line
         self._delims = delims
         self._codec = codec
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = tuple(self._line.split(self._delims.field))
+            self._line = ""  # the fields hold it now
+        return fields
 
     def __repr__(self) -> str:
         return f"<Segment {self.name} ({len(self.fields) - 1} fields)>"
@@ -310,9 +330,41 @@ _LEADING_JUNK = b"\x00\x0b\x1c\r\n\t "
 
 def parse(data: bytes) -> Message:
     """Parse one message. Raises :class:`ParseError` (and nothing else) for any unreadable input."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError("parse() takes bytes")
-    raw = bytes(data).strip(_LEADING_JUNK)
+    raw, fs_byte = _opening(data)
+    # The header ends at the first CR or LF, whichever comes first.
+    cr = raw.find(b"\r")
+    lf = raw.find(b"\n", 0, cr) if cr >= 0 else raw.find(b"\n")
+    header_end = lf if lf >= 0 else cr if cr >= 0 else len(raw)
+    header = raw[:header_end].split(fs_byte)
+    enc_bytes = header[1] if len(header) > 1 else b""
+    delims = _DELIMITERS.get(fs_byte + enc_bytes)
+    if delims is None:
+        delims = _delimiters(fs_byte, enc_bytes)
+    msh18 = _first_value(header[17], delims) if len(header) > 17 else ""
+    if msh18:
+        decoded = _charset.decode(raw, msh18)
+        text, codec, replaced = decoded.text, decoded.codec, decoded.replaced
+    else:
+        # What charset.decode does for an empty MSH-18, with its common case inlined.
+        try:
+            text, codec, replaced = raw.decode("ascii"), "ascii", False
+        except UnicodeDecodeError:
+            decoded = _charset.decode(raw, msh18)
+            text, codec, replaced = decoded.text, decoded.codec, decoded.replaced
+    segments = _split_segments(text, delims, codec)
+    if not segments or segments[0].name != "MSH":
+        raise ParseError("message does not start with an MSH segment", location="MSH")
+    # Positional: a frozen dataclass's __init__ called with keywords costs twice as much.
+    return Message(segments, delims, msh18, codec, replaced)
+
+
+def _opening(data: bytes) -> tuple[bytes, bytes]:
+    """The message without framing junk or BOM, and its MSH-1 byte, once both are checked."""
+    if type(data) is not bytes:  # the exact type first: cheaper than isinstance of a union
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("parse() takes bytes")
+        data = bytes(data)
+    raw = data.strip(_LEADING_JUNK)
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
     if not raw.startswith(b"MSH"):
@@ -328,27 +380,30 @@ def parse(data: bytes) -> Message:
         raise ParseError(
             "MSH-1 field separator is not a printable ASCII character", location="MSH-1"
         )
-    header_end = min((i for i in (raw.find(b"\r"), raw.find(b"\n")) if i != -1), default=len(raw))
-    header = raw[:header_end].split(fs_byte)
-    enc_bytes = header[1] if len(header) > 1 else b""
+    return raw, fs_byte
+
+
+# MSH-1 + MSH-2 bytes -> their delimiters: a feed uses one set, so validation happens once.
+_DELIMITERS: dict[bytes, Delimiters] = {}
+_DELIMITERS_MAX = 256
+
+
+def _delimiters(fs_byte: bytes, enc_bytes: bytes) -> Delimiters:
+    delims = _read_delimiters(fs_byte, enc_bytes)
+    if len(_DELIMITERS) >= _DELIMITERS_MAX:
+        _DELIMITERS.clear()
+    _DELIMITERS[fs_byte + enc_bytes] = delims
+    return delims
+
+
+def _read_delimiters(fs_byte: bytes, enc_bytes: bytes) -> Delimiters:
     if not enc_bytes or any(b >= 0x80 for b in enc_bytes):
         raise ParseError("MSH-2 encoding characters are missing", location="MSH-2")
     try:
         delims = Delimiters.from_msh(fs_byte.decode("ascii"), enc_bytes.decode("ascii")[:4])
     except ValueError as exc:
         raise ParseError(str(exc), location="MSH-2") from None
-    msh18 = _first_value(header[17], delims) if len(header) > 17 else ""
-    decoded = _charset.decode(raw, msh18)
-    segments = tuple(_split_segments(decoded.text, delims, decoded.codec))
-    if not segments or segments[0].name != "MSH":
-        raise ParseError("message does not start with an MSH segment", location="MSH")
-    return Message(
-        segments=segments,
-        delimiters=delims,
-        charset=msh18,
-        codec=decoded.codec,
-        decode_replaced=decoded.replaced,
-    )
+    return delims
 
 
 def _first_value(field: bytes, delims: Delimiters) -> str:
@@ -356,24 +411,32 @@ def _first_value(field: bytes, delims: Delimiters) -> str:
     return text.split(delims.repetition)[0].split(delims.component)[0].strip()
 
 
-def _split_segments(text: str, delims: Delimiters, codec: str) -> Iterator[Segment]:
+# Segment IDs already checked against _SEGMENT_NAME (at most 26 * 36 * 36 of them).
+_VALID_NAMES: set[str] = set()
+
+
+def _split_segments(text: str, delims: Delimiters, codec: str) -> tuple[Segment, ...]:
     lines = text.replace("\r\n", "\r").split("\r") if "\r" in text else text.split("\n")
     fs = delims.field
+    valid = _VALID_NAMES
+    out: list[Segment] = []
     for index, raw_line in enumerate(lines, start=1):
         line = raw_line.strip("\x00\n\t ")
         if not line:
             continue
-        parts = line.split(fs)
-        name = parts[0]
-        if not _SEGMENT_NAME.fullmatch(name):
-            raise ParseError(f"segment {index} has no valid three-character segment ID")
+        # The ID is what comes before the first field separator: exactly three characters.
+        name = line[:3]
+        if name not in valid or (len(line) > 3 and line[3] != fs):
+            if (len(line) > 3 and line[3] != fs) or not _SEGMENT_NAME.fullmatch(name):
+                raise ParseError(f"segment {index} has no valid three-character segment ID")
+            valid.add(name)
         if name == "MSH":
             if index != 1 and not _is_first_nonblank(lines, index):
                 raise ParseError("a second MSH segment was found; send one message per frame")
-            fields = ("MSH", fs, *parts[1:])
+            out.append(Segment(name, ("MSH", fs, *line.split(fs)[1:]), delims, codec))
         else:
-            fields = tuple(parts)
-        yield Segment(name, fields, delims, codec)
+            out.append(Segment(name, None, delims, codec, line))
+    return tuple(out)
 
 
 def _is_first_nonblank(lines: list[str], index: int) -> bool:
