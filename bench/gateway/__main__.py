@@ -404,7 +404,7 @@ def breakdown() -> list[str]:
     from zoneinfo import ZoneInfo
 
     from channels import get_dialect
-    from radsched.rest.scheduling import slot_json
+    from radsched.rest.scheduling import SlotsBody
     from radsched.simris import default_calendar
 
     tz = ZoneInfo("America/New_York")
@@ -420,9 +420,7 @@ def breakdown() -> list[str]:
         answer = dialect.build_slot_response(query, slots).payload
         build = _best_ms(partial(dialect.build_slot_query, "DTWN", "CR", start, end))
         parse = _best_ms(partial(dialect.parse_slot_response, answer, out.control_id))
-        body = partial(
-            lambda found: json.dumps({"slots": [slot_json(x, tz) for x in found]}), slots
-        )
+        body = partial(SlotsBody(tz), slots)
         rows.append(f"| {name} | {len(slots)} | {build:.2f} | {parse:.2f} | {_best_ms(body):.2f} |")
     return rows
 
