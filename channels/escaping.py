@@ -98,6 +98,10 @@ def _escaper(delims: Delimiters, line_breaks: LineBreaks) -> tuple[re.Pattern[st
     return pattern, table
 
 
+# The escaper last used, per line-break style (HEX, FORMATTED).
+_LAST: list[tuple[Delimiters, re.Pattern[str], dict[str, str]] | None] = [None, None]
+
+
 def escape(
     text: str, delims: Delimiters = STANDARD, line_breaks: LineBreaks = LineBreaks.HEX
 ) -> str:
@@ -106,7 +110,13 @@ def escape(
         return text  # most leaves (ids, codes, numbers): no delimiter, no control character
     if line_breaks is LineBreaks.FORMATTED:
         text = _NEWLINE.sub("\n", text)
-    pattern, table = _escaper(delims, line_breaks)
+    # Looked up by identity first: hashing the Delimiters dataclass for the lru_cache costs more than the
+    # search itself, and a message's leaves all share one Delimiters object.
+    index = 0 if line_breaks is LineBreaks.HEX else 1
+    entry = _LAST[index]
+    if entry is None or entry[0] is not delims:
+        entry = _LAST[index] = (delims, *_escaper(delims, line_breaks))
+    _, pattern, table = entry
     if pattern.search(text) is None:
         return text
     return pattern.sub(lambda m: table[m.group()], text)

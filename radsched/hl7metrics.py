@@ -118,6 +118,7 @@ class PrometheusObserver(mllp.Observer):
         self._bin = metrics.bytes.labels(peer, "in")
         self._bout = metrics.bytes.labels(peer, "out")
         self._conns = metrics.connections.labels(peer)
+        self._round_trip = metrics.round_trip.labels(peer)
 
     def frame_received(self, role: Role, size: int) -> None:
         self._in.inc()
@@ -170,4 +171,4 @@ class PrometheusObserver(mllp.Observer):
         self._event("foreign_reply")
 
     def round_trip(self, seconds: float) -> None:
-        self._m.round_trip.labels(self._peer).observe(seconds)
+        self._round_trip.observe(seconds)

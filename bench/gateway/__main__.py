@@ -228,7 +228,9 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
-async def run(seconds: float, profile: Path | None = None) -> tuple[list[Result], dict[str, str]]:
+async def run(
+    seconds: float, profile: Path | None = None, profile_cache_s: float = 0.0
+) -> tuple[list[Result], dict[str, str]]:
     from radsched.storage import embedded
     from tests.daemonproc import DaemonProcess
 
@@ -281,7 +283,12 @@ async def run(seconds: float, profile: Path | None = None) -> tuple[list[Result]
                 os.sched_setaffinity(0, {OTHER_CPU})
 
         profiler = ("-m", "cProfile", "-o", str(profile)) if profile else ()
-        daemon = start_daemon({}, profiler)
+        profiled: dict[str, str] = {}
+        if profile is not None and profile_cache_s > 0:
+            # What a request costs besides the HL7 round trip: the answers come from the slot cache.
+            (workdir / "profile.toml").write_text(f"[ris]\nslot_cache_s = {profile_cache_s}\n")
+            profiled["RADSCHED_CONFIG"] = str(workdir / "profile.toml")
+        daemon = start_daemon(profiled, profiler)
         host, port = daemon.addresses["http"]
         days = weekdays(datetime.now(UTC).date(), 20)
         slot_requests = [
@@ -404,7 +411,7 @@ def breakdown() -> list[str]:
     from zoneinfo import ZoneInfo
 
     from channels import get_dialect
-    from radsched.rest.scheduling import slot_json
+    from radsched.rest.scheduling import SlotsBody
     from radsched.simris import default_calendar
 
     tz = ZoneInfo("America/New_York")
@@ -420,9 +427,7 @@ def breakdown() -> list[str]:
         answer = dialect.build_slot_response(query, slots).payload
         build = _best_ms(partial(dialect.build_slot_query, "DTWN", "CR", start, end))
         parse = _best_ms(partial(dialect.parse_slot_response, answer, out.control_id))
-        body = partial(
-            lambda found: json.dumps({"slots": [slot_json(x, tz) for x in found]}), slots
-        )
+        body = partial(SlotsBody(tz), slots)
         rows.append(f"| {name} | {len(slots)} | {build:.2f} | {parse:.2f} | {_best_ms(body):.2f} |")
     return rows
 
@@ -542,11 +547,21 @@ def main() -> None:
         help="run the daemon under cProfile for slot queries only, write its stats to FILE and "
         "print the top functions (make profile); the figures are not written to the docs",
     )
+    parser.add_argument(
+        "--profile-slot-cache-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --profile: run the daemon with [ris] slot_cache_s = S, to profile the request "
+        "path without the HL7 round trip",
+    )
     args = parser.parse_args()
     before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.profile is not None:
         args.profile.parent.mkdir(parents=True, exist_ok=True)
-        results, _ = asyncio.run(run(args.seconds, args.profile.resolve()))
+        results, _ = asyncio.run(
+            run(args.seconds, args.profile.resolve(), args.profile_slot_cache_s)
+        )
         print_profile(args.profile, len(results[0].latencies) if results else 1)
         return
     results, loads = asyncio.run(run(args.seconds))

@@ -21,7 +21,7 @@ from .. import ack as _ack
 from ..changes import REQUEST_TRIGGERS, SIU_EVENTS, ChangeKind, ChangeRequest
 from ..errors import ParseError
 from ..header import request_header
-from ..message import Message, Segment, SegmentBuilder, parse
+from ..message import Segment, SegmentBuilder, parse
 from ..model import (
     AckCode,
     Appointment,
@@ -35,6 +35,7 @@ from ..orders import mrn_of
 from ..segments import pid_segment, resource_segments, service_for, split_xcn, tq1_segment
 from ..values import int_or_none
 from .base import Dialect
+from .leaves import Leaves, first_by_name
 from .settings import Placement
 
 _SLOTS_WHAT = ("SOP", "Open slots", "HL70048")
@@ -182,38 +183,37 @@ class Ch10Dialect(Dialect):
         self._expect(msg, ("SQR", "S25"), ("ACK", ""))
         ack = self._answer(msg, expected_control_id)
         self._raise_for(ack, msg)
-        out: list[Slot] = []
-        for group in msg.groups("SCH"):
-            out.append(self._read_slot(msg, group))
-        return out
+        leaves = Leaves(msg)
+        return [self._read_slot(leaves, group) for group in msg.groups("SCH")]
 
-    def _read_slot(self, msg: Message, group: list[Segment]) -> Slot:
-        slot_id = self._read(msg, "slot_response.slot_id", group)
+    def _read_slot(self, leaves: Leaves, group: list[Segment]) -> Slot:
+        first = first_by_name(group)
+        get = leaves.get
+        paths = self.paths
+        slot_id = leaves.at(first, paths["slot_response.slot_id"])
         if not slot_id:
             raise ParseError(
                 "an SQR slot has no id (SCH-2)", hl7_error_code="101", location="SCH-2"
             )
-        ais = _first(group, "AIS")
-        tq1 = _first(group, "TQ1")
+        ais = first.get("AIS")
+        tq1 = first.get("TQ1")
         sch = group[0]
-        start_text = (ais.get(4) if ais else "") or (tq1.get(7) if tq1 else "") or sch.get(11, 4)
+        start_text = get(ais, 4) or get(tq1, 7) or get(sch, 11, 4)
         if not start_text:
             raise ParseError(
                 "an SQR slot has no start (AIS-4/TQ1-7)", hl7_error_code="101", location="AIS-4"
             )
         minutes = (
-            int_or_none(ais.get(7) if ais else "")
-            or int_or_none(sch.get(9))
-            or int_or_none(tq1.get(6, 1) if tq1 else "")
+            int_or_none(get(ais, 7)) or int_or_none(get(sch, 9)) or int_or_none(get(tq1, 6, 1))
         )
         if minutes is None:
             raise ParseError(
                 "an SQR slot has no duration (AIS-7/SCH-9)", hl7_error_code="101", location="AIS-7"
             )
-        modality = self._read(msg, "slot_response.modality", group) or (ais.get(3) if ais else "")
+        modality = leaves.at(first, paths["slot_response.modality"]) or get(ais, 3)
         return Slot(
             id=slot_id,
-            location_id=self._read(msg, "slot_response.location_id", group),
+            location_id=leaves.at(first, paths["slot_response.location_id"]),
             modality=modality.upper(),
             start=self._read_ts(start_text, "AIS-4"),
             duration_minutes=minutes,

@@ -28,6 +28,8 @@ def _quote(value: str, specials: str) -> str:
 
 
 def _unquote(value: str) -> str:
+    if "%" not in value:
+        return value  # most cells (ids, codes, timestamps): nothing encoded
     out: list[str] = []
     i = 0
     while i < len(value):

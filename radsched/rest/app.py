@@ -41,6 +41,9 @@ def build_app(
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 30),
     )
 
+    # Labelled children by (method, route, status); routes are templates, so the set is small.
+    timers: dict[tuple[str, str, int], Callable[[float], None]] = {}
+
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
         # Accept a caller's id only when it is short and printable, so it cannot forge log lines.
@@ -62,7 +65,14 @@ def build_app(
                 status = 500
             finally:
                 elapsed = time.perf_counter() - started
-                seconds.labels(request.method, _route_name(request), str(status)).observe(elapsed)
+                route = _route_name(request)
+                key = (request.method, route, status)
+                observe = timers.get(key)
+                if observe is None:
+                    observe = timers[key] = seconds.labels(
+                        request.method, route, str(status)
+                    ).observe
+                observe(elapsed)
             response.headers["X-Request-Id"] = request_id
             log.debug(
                 "request",

@@ -70,6 +70,9 @@ class RisClient:
         self.port = port
         self.timeout = timeout
         self._metrics = metrics
+        # Labelled metric children by (message type, outcome): labels() takes a lock and builds a key.
+        self._counted: dict[tuple[str, str], Callable[[], None]] = {}
+        self._timed: dict[str, Callable[[float], None]] = {}
         self._ssl = ssl_context
         self._server_hostname = server_hostname or (host if ssl_context else None)
         self._connect_timeout = connect_timeout
@@ -169,8 +172,7 @@ class RisClient:
             elif result_label != "error":
                 self._failed_at = None  # the RIS answered (whatever it said)
             elapsed = time.perf_counter() - started
-            self._metrics.exchanges.labels(PEER, message_type, result_label).inc()
-            self._metrics.exchange_seconds.labels(PEER, message_type).observe(elapsed)
+            self._count(message_type, result_label, elapsed)
             log.debug(
                 "RIS exchange",
                 extra={
@@ -180,6 +182,18 @@ class RisClient:
                     "ms": round(elapsed * 1000, 2),
                 },
             )
+
+    def _count(self, message_type: str, outcome: str, seconds: float) -> None:
+        inc = self._counted.get((message_type, outcome))
+        if inc is None:
+            inc = self._metrics.exchanges.labels(PEER, message_type, outcome).inc
+            self._counted[(message_type, outcome)] = inc
+        inc()
+        observe = self._timed.get(message_type)
+        if observe is None:
+            observe = self._metrics.exchange_seconds.labels(PEER, message_type).observe
+            self._timed[message_type] = observe
+        observe(seconds)
 
     @property
     def reachable(self) -> bool:
