@@ -115,19 +115,29 @@ async def holds_lock(conn: asyncpg.Connection, fence: LockFence) -> bool:
 
 async def claim(conn: asyncpg.Connection, destination: str, limit: int) -> list[Claimed]:
     """The head of the destination's queue, locked, in id order, stopping at the first row someone
-    else holds (an operator's ``retry``/``drop`` in progress): skipping it would break FIFO."""
-    head = await conn.fetch(
+    else holds (an operator's ``retry``/``drop`` in progress): skipping it would break FIFO.
+
+    Run it in a transaction of its own (the sender's ``emr.claim``): it turns ``synchronous_commit``
+    off for that transaction. The claim changes no row, it only locks the head until the commit, and
+    a lock needs no durability (a crash releases every lock anyway); waiting for the WAL flush of the
+    lock records was most of the claim's time and all of its tail (issue 16, target 5).
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("emr_outbox.claim needs the caller's transaction")
+    # The head, in the hl7_outbox_pending index's own order; set_config rides along in the same
+    # round trip (SET LOCAL: for this transaction only).
+    ids: list[int] = await conn.fetchval(
         """
-        SELECT id FROM hl7_outbox
-         WHERE destination = $1 AND state = 'pending'
-         ORDER BY id LIMIT $2
+        SELECT array(SELECT id FROM hl7_outbox
+                      WHERE destination = $1 AND state = 'pending'
+                      ORDER BY id LIMIT $2) AS ids,
+               set_config('synchronous_commit', 'off', true)
         """,
         destination,
         limit,
     )
-    if not head:
+    if not ids:
         return []
-    ids = [r["id"] for r in head]
     rows = await conn.fetch(
         """
         SELECT id, control_id, message_type, payload, rejections, next_attempt_at,
@@ -141,7 +151,7 @@ async def claim(conn: asyncpg.Connection, destination: str, limit: int) -> list[
     )
     claimed: list[Claimed] = []
     for expected, row in zip(ids, rows, strict=False):
-        if row["id"] != expected:
+        if row["id"] != expected:  # held by someone else (or settled meanwhile): FIFO stops here
             break
         claimed.append(
             Claimed(
