@@ -124,35 +124,35 @@ async def claim(conn: asyncpg.Connection, destination: str, limit: int) -> list[
     """
     if not conn.is_in_transaction():
         raise RuntimeError("emr_outbox.claim needs the caller's transaction")
-    # The head, in the hl7_outbox_pending index's own order; set_config rides along in the same
-    # round trip (SET LOCAL: for this transaction only).
-    ids: list[int] = await conn.fetchval(
+    # One round trip. The head comes from the hl7_outbox_pending index in its own order; the rows
+    # are then locked through the primary key only (the outer WHERE names no state, so the planner
+    # cannot walk the partial index with a filter, which with a stale estimate of "few pending" it
+    # would, over a whole backlog). Each row says its place in the head: a gap is a row someone else
+    # holds. A row settled meanwhile comes back locked but not pending and stops the queue likewise.
+    # set_config rides along (is_local: this transaction only).
+    rows = await conn.fetch(
         """
-        SELECT array(SELECT id FROM hl7_outbox
-                      WHERE destination = $1 AND state = 'pending'
-                      ORDER BY id LIMIT $2) AS ids,
-               set_config('synchronous_commit', 'off', true)
+        WITH head AS MATERIALIZED (
+            SELECT array(SELECT id FROM hl7_outbox
+                          WHERE destination = $1 AND state = 'pending'
+                          ORDER BY id LIMIT $2) AS ids,
+                   set_config('synchronous_commit', 'off', true) AS durability
+        )
+        SELECT o.id, o.state, o.control_id, o.message_type, o.payload, o.rejections,
+               o.next_attempt_at, coalesce(o.appointment_id, '') AS appointment_id,
+               o.correlation_id, array_position((SELECT ids FROM head), o.id) AS place
+          FROM hl7_outbox o
+         WHERE o.id = ANY((SELECT ids FROM head)::bigint[])
+         ORDER BY o.id
+           FOR UPDATE OF o SKIP LOCKED
         """,
         destination,
         limit,
     )
-    if not ids:
-        return []
-    rows = await conn.fetch(
-        """
-        SELECT id, control_id, message_type, payload, rejections, next_attempt_at,
-               coalesce(appointment_id, '') AS appointment_id, correlation_id
-          FROM hl7_outbox
-         WHERE id = ANY($1::bigint[]) AND state = 'pending'
-         ORDER BY id
-           FOR UPDATE SKIP LOCKED
-        """,
-        ids,
-    )
     claimed: list[Claimed] = []
-    for expected, row in zip(ids, rows, strict=False):
-        if row["id"] != expected:  # held by someone else (or settled meanwhile): FIFO stops here
-            break
+    for place, row in enumerate(rows, start=1):
+        if row["place"] != place or row["state"] != "pending":
+            break  # the head's row before it is held by someone else, or this one settled meanwhile
         claimed.append(
             Claimed(
                 row["id"],
