@@ -115,34 +115,44 @@ async def holds_lock(conn: asyncpg.Connection, fence: LockFence) -> bool:
 
 async def claim(conn: asyncpg.Connection, destination: str, limit: int) -> list[Claimed]:
     """The head of the destination's queue, locked, in id order, stopping at the first row someone
-    else holds (an operator's ``retry``/``drop`` in progress): skipping it would break FIFO."""
-    head = await conn.fetch(
+    else holds (an operator's ``retry``/``drop`` in progress): skipping it would break FIFO.
+
+    Run it in a transaction of its own (the sender's ``emr.claim``): it turns ``synchronous_commit``
+    off for that transaction. The claim changes no row, it only locks the head until the commit, and
+    a lock needs no durability (a crash releases every lock anyway); waiting for the WAL flush of the
+    lock records was most of the claim's time and all of its tail (issue 16, target 5).
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("emr_outbox.claim needs the caller's transaction")
+    # One round trip. The head comes from the hl7_outbox_pending index in its own order; the rows
+    # are then locked through the primary key only (the outer WHERE names no state, so the planner
+    # cannot walk the partial index with a filter, which with a stale estimate of "few pending" it
+    # would, over a whole backlog). Each row says its place in the head: a gap is a row someone else
+    # holds. A row settled meanwhile comes back locked but not pending and stops the queue likewise.
+    # set_config rides along (is_local: this transaction only).
+    rows = await conn.fetch(
         """
-        SELECT id FROM hl7_outbox
-         WHERE destination = $1 AND state = 'pending'
-         ORDER BY id LIMIT $2
+        WITH head AS MATERIALIZED (
+            SELECT array(SELECT id FROM hl7_outbox
+                          WHERE destination = $1 AND state = 'pending'
+                          ORDER BY id LIMIT $2) AS ids,
+                   set_config('synchronous_commit', 'off', true) AS durability
+        )
+        SELECT o.id, o.state, o.control_id, o.message_type, o.payload, o.rejections,
+               o.next_attempt_at, coalesce(o.appointment_id, '') AS appointment_id,
+               o.correlation_id, array_position((SELECT ids FROM head), o.id) AS place
+          FROM hl7_outbox o
+         WHERE o.id = ANY((SELECT ids FROM head)::bigint[])
+         ORDER BY o.id
+           FOR UPDATE OF o SKIP LOCKED
         """,
         destination,
         limit,
     )
-    if not head:
-        return []
-    ids = [r["id"] for r in head]
-    rows = await conn.fetch(
-        """
-        SELECT id, control_id, message_type, payload, rejections, next_attempt_at,
-               coalesce(appointment_id, '') AS appointment_id, correlation_id
-          FROM hl7_outbox
-         WHERE id = ANY($1::bigint[]) AND state = 'pending'
-         ORDER BY id
-           FOR UPDATE SKIP LOCKED
-        """,
-        ids,
-    )
     claimed: list[Claimed] = []
-    for expected, row in zip(ids, rows, strict=False):
-        if row["id"] != expected:
-            break
+    for place, row in enumerate(rows, start=1):
+        if row["place"] != place or row["state"] != "pending":
+            break  # the head's row before it is held by someone else, or this one settled meanwhile
         claimed.append(
             Claimed(
                 row["id"],
