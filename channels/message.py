@@ -426,8 +426,9 @@ def _split_segments(text: str, delims: Delimiters, codec: str) -> tuple[Segment,
             continue
         # The ID is what comes before the first field separator: exactly three characters.
         name = line[:3]
-        if name not in valid or (len(line) > 3 and line[3] != fs):
-            if (len(line) > 3 and line[3] != fs) or not _SEGMENT_NAME.fullmatch(name):
+        longer = len(line) > 3 and line[3] != fs
+        if longer or name not in valid:
+            if longer or not _SEGMENT_NAME.fullmatch(name):
                 raise ParseError(f"segment {index} has no valid three-character segment ID")
             valid.add(name)
         if name == "MSH":

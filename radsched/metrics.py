@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -15,6 +17,21 @@ from prometheus_client import (
 )
 
 import radsched
+
+
+def labelled(metric: Any) -> Callable[..., Any]:
+    """``metric.labels(*values)``, remembered per values: ``labels()`` takes a lock and builds a key
+    on every call, which shows on per-request paths (issue 16). For label sets that stay small
+    (routes, message types, outcomes), never for values from the outside."""
+    children: dict[tuple[str, ...], Any] = {}
+
+    def child(*values: str) -> Any:
+        found = children.get(values)
+        if found is None:
+            found = children[values] = metric.labels(*values)
+        return found
+
+    return child
 
 
 class ProcessMetrics(ProcessCollector):

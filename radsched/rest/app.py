@@ -12,6 +12,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Histogram
 
 from radsched.logs import correlated
+from radsched.metrics import labelled
 from radsched.rest.errors import error_response
 from radsched.rest.ratelimit import RateLimiter
 
@@ -41,8 +42,8 @@ def build_app(
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 30),
     )
 
-    # Labelled children by (method, route, status); routes are templates, so the set is small.
-    timers: dict[tuple[str, str, int], Callable[[float], None]] = {}
+    # Routes are templates, so the (method, route, status) label sets stay few.
+    timer = labelled(seconds)
 
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -65,14 +66,7 @@ def build_app(
                 status = 500
             finally:
                 elapsed = time.perf_counter() - started
-                route = _route_name(request)
-                key = (request.method, route, status)
-                observe = timers.get(key)
-                if observe is None:
-                    observe = timers[key] = seconds.labels(
-                        request.method, route, str(status)
-                    ).observe
-                observe(elapsed)
+                timer(request.method, _route_name(request), str(status)).observe(elapsed)
             response.headers["X-Request-Id"] = request_id
             log.debug(
                 "request",

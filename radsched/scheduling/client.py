@@ -21,6 +21,7 @@ from typing import TypeVar
 import mllp
 from channels import ControlIdMismatch, OutboundMessage, ParseError, ResponseError, sniff
 from radsched.hl7metrics import HL7Metrics
+from radsched.metrics import labelled
 from radsched.scheduling.cache import Monotonic, TtlCache
 from radsched.scheduling.errors import RisFailed, RisTimeout, RisUnavailable
 
@@ -70,9 +71,8 @@ class RisClient:
         self.port = port
         self.timeout = timeout
         self._metrics = metrics
-        # Labelled metric children by (message type, outcome): labels() takes a lock and builds a key.
-        self._counted: dict[tuple[str, str], Callable[[], None]] = {}
-        self._timed: dict[str, Callable[[float], None]] = {}
+        self._exchanges = labelled(metrics.exchanges)
+        self._exchange_seconds = labelled(metrics.exchange_seconds)
         self._ssl = ssl_context
         self._server_hostname = server_hostname or (host if ssl_context else None)
         self._connect_timeout = connect_timeout
@@ -172,7 +172,8 @@ class RisClient:
             elif result_label != "error":
                 self._failed_at = None  # the RIS answered (whatever it said)
             elapsed = time.perf_counter() - started
-            self._count(message_type, result_label, elapsed)
+            self._exchanges(PEER, message_type, result_label).inc()
+            self._exchange_seconds(PEER, message_type).observe(elapsed)
             log.debug(
                 "RIS exchange",
                 extra={
@@ -182,18 +183,6 @@ class RisClient:
                     "ms": round(elapsed * 1000, 2),
                 },
             )
-
-    def _count(self, message_type: str, outcome: str, seconds: float) -> None:
-        inc = self._counted.get((message_type, outcome))
-        if inc is None:
-            inc = self._metrics.exchanges.labels(PEER, message_type, outcome).inc
-            self._counted[(message_type, outcome)] = inc
-        inc()
-        observe = self._timed.get(message_type)
-        if observe is None:
-            observe = self._metrics.exchange_seconds.labels(PEER, message_type).observe
-            self._timed[message_type] = observe
-        observe(seconds)
 
     @property
     def reachable(self) -> bool:
