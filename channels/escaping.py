@@ -98,6 +98,12 @@ def _escaper(delims: Delimiters, line_breaks: LineBreaks) -> tuple[re.Pattern[st
     return pattern, table
 
 
+def special_characters(delims: Delimiters) -> re.Pattern[str]:
+    """A pattern matching every character :func:`escape` would change (the same for both line-break
+    styles): a value it does not match is written as it is."""
+    return _escaper(delims, LineBreaks.HEX)[0]
+
+
 # The escaper last used, per line-break style (HEX, FORMATTED).
 _LAST: list[tuple[Delimiters, re.Pattern[str], dict[str, str]] | None] = [None, None]
 

@@ -23,13 +23,14 @@ state than this ~300-line module.)
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import charset as _charset
 from .errors import ParseError
-from .escaping import STANDARD, Delimiters, LineBreaks, escape, unescape
+from .escaping import STANDARD, Delimiters, LineBreaks, escape, special_characters, unescape
 
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}")
 _PATH = re.compile(
@@ -463,13 +464,15 @@ class SegmentBuilder:
     __slots__ = ("_fields", "formatted", "name")
 
     def __init__(self, name: str, *fields: FieldValue | None) -> None:
-        if not _SEGMENT_NAME.fullmatch(name):
-            raise ValueError(f"invalid segment name {name!r}")
+        if name not in _VALID_NAMES:
+            if not _SEGMENT_NAME.fullmatch(name):
+                raise ValueError(f"invalid segment name {name!r}")
+            _VALID_NAMES.add(name)
         self.name = name
         self._fields: dict[int, list[list[list[str]]]] = {}
         # Fields of type FT get `\.br\` line breaks (see channels.escaping).
         self.formatted: set[int] = set()
-        for number, value in enumerate(fields, start=1):
+        for number, value in enumerate(fields, 1):
             if value is not None:
                 self.field(number, value)
 
@@ -482,7 +485,9 @@ class SegmentBuilder:
 
     def field(self, number: int, value: FieldValue) -> SegmentBuilder:
         """Set a whole field: a string, a tuple of components, or a list of repetitions of those."""
-        if isinstance(value, list):
+        if value.__class__ is str:
+            self._fields[number] = [[[value]]]
+        elif isinstance(value, list):
             self._fields[number] = [_components(v) for v in value]
         else:
             self._fields[number] = [_components(value)]
@@ -514,40 +519,97 @@ class SegmentBuilder:
         """ER7 text of the segment; with ``codec_hint`` (a Python codec) each value is first made to
         fit that codec, so transliteration happens before escaping and never yields a delimiter."""
         codec = codec_hint or "utf-8"
-        top = max(self._fields, default=0)
+        # A leaf that is ASCII (so already fits any codec that carries ASCII) and holds no delimiter and
+        # no control character is written as it is: one isascii() and one regex search, in C, instead of
+        # fit() and escape(). Everything else goes through them (the general path below).
+        fast = _carries_ascii(codec)
+        special = _special_search(delims)
+        fields = self._fields
         out: list[str] = []
-        for number in range(1, top + 1):
+        append = out.append
+        for number in range(1, max(fields, default=0) + 1):
+            reps = fields.get(number)
+            if not reps:
+                append("")
+                continue
+            # Most fields are one plain leaf: one repetition of one component of one subcomponent.
+            if fast and len(reps) == 1:
+                comps = reps[0]
+                if len(comps) == 1 and len(comps[0]) == 1:
+                    s = comps[0][0]
+                    if s.isascii() and special(s) is None:
+                        append(s)
+                        continue
             breaks = LineBreaks.FORMATTED if number in self.formatted else LineBreaks.HEX
-            reps = self._fields.get(number, [])
-            out.append(
-                delims.repetition.join(
-                    _trim(
-                        delims.component.join(
-                            _trim(
-                                delims.subcomponent.join(
-                                    escape(_charset.fit(s, codec), delims, breaks) for s in subs
-                                ),
-                                "",
-                            )
-                            for subs in comps
-                        ),
-                        delims.component,
-                    )
-                    for comps in reps
-                )
-            )
+            append(_encode_field(reps, delims, codec, breaks, special if fast else None))
         while out and out[-1] == "":
             out.pop()
         return delims.field.join([self.name, *out])
 
 
+def _encode_field(
+    reps: list[list[list[str]]],
+    delims: Delimiters,
+    codec: str,
+    breaks: LineBreaks,
+    special: Callable[[str], object] | None,
+) -> str:
+    """One field's ER7 text. With ``special`` (the codec carries ASCII), a leaf it finds nothing in is
+    plain and kept as it is; every other leaf is made to fit the codec and escaped."""
+    comp_sep = delims.component
+    sub_sep = delims.subcomponent
+    rep_texts: list[str] = []
+    for comps in reps:
+        comp_texts: list[str] = []
+        for subs in comps:
+            if len(subs) == 1:
+                s = subs[0]
+                if special is None or not s.isascii() or special(s) is not None:
+                    s = escape(_charset.fit(s, codec), delims, breaks)
+                comp_texts.append(s)
+                continue
+            leaves = [
+                s
+                if special is not None and s.isascii() and special(s) is None
+                else escape(_charset.fit(s, codec), delims, breaks)
+                for s in subs
+            ]
+            comp_texts.append(sub_sep.join(leaves))
+        text = comp_texts[0] if len(comp_texts) == 1 else comp_sep.join(comp_texts)
+        rep_texts.append(_trim(text, comp_sep) if text.endswith(comp_sep) else text)
+    return rep_texts[0] if len(rep_texts) == 1 else delims.repetition.join(rep_texts)
+
+
+# The search last used: a message's segments all share one Delimiters object, and hashing the dataclass
+# (for a dict or lru_cache) costs more than comparing identity.
+_LAST_SPECIAL: list[tuple[Delimiters, Callable[[str], object]]] = []
+
+
+def _special_search(delims: Delimiters) -> Callable[[str], object]:
+    """``search(value)`` is None when ``value`` holds no delimiter and no control character of ``delims``;
+    ``escape`` (either line-break style) returns such a value as it is."""
+    last = _LAST_SPECIAL
+    if last and last[0][0] is delims:
+        return last[0][1]
+    search = special_characters(delims).search
+    last[:] = [(delims, search)]
+    return search
+
+
+@functools.lru_cache(maxsize=32)
+def _carries_ascii(codec: str) -> bool:
+    """Whether every ASCII character encodes in ``codec`` (then ``fit`` leaves ASCII text alone)."""
+    try:
+        bytes(range(128)).decode("ascii").encode(codec)
+    except (UnicodeError, LookupError):
+        return False  # the general path raises what it raised before for an unknown codec
+    return True
+
+
 def _components(value: Component | Sequence[Component]) -> list[list[str]]:
     if isinstance(value, str):
         return [[value]]
-    comps: list[list[str]] = []
-    for comp in value:
-        comps.append([comp] if isinstance(comp, str) else list(comp))
-    return comps
+    return [[comp] if isinstance(comp, str) else list(comp) for comp in value]
 
 
 def _trim(text: str, sep: str) -> str:

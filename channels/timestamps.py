@@ -31,7 +31,14 @@ def format_ts(moment: datetime, tz: tzinfo = UTC, *, with_offset: bool = True) -
     if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
     local = moment.astimezone(tz)
-    text = local.strftime("%Y%m%d%H%M%S")
+    year = local.year
+    if year >= 1000:
+        text = (
+            f"{year}{local.month:02d}{local.day:02d}"
+            f"{local.hour:02d}{local.minute:02d}{local.second:02d}"
+        )
+    else:
+        text = local.strftime("%Y%m%d%H%M%S")  # how strftime pads a short year is the platform's
     if with_offset:
         offset = local.utcoffset() or timedelta(0)
         minutes = int(offset.total_seconds()) // 60
