@@ -98,14 +98,26 @@ def _escaper(delims: Delimiters, line_breaks: LineBreaks) -> tuple[re.Pattern[st
     return pattern, table
 
 
+# The escaper last used, per line-break style (HEX, FORMATTED).
+_LAST: list[tuple[Delimiters, re.Pattern[str], dict[str, str]] | None] = [None, None]
+
+
+def _current_escaper(
+    delims: Delimiters, line_breaks: LineBreaks
+) -> tuple[Delimiters, re.Pattern[str], dict[str, str]]:
+    # Looked up by identity first: hashing the Delimiters dataclass for the lru_cache costs more than the
+    # search itself, and a message's leaves all share one Delimiters object.
+    index = 0 if line_breaks is LineBreaks.HEX else 1
+    entry = _LAST[index]
+    if entry is None or entry[0] is not delims:
+        entry = _LAST[index] = (delims, *_escaper(delims, line_breaks))
+    return entry
+
+
 def special_characters(delims: Delimiters) -> re.Pattern[str]:
     """A pattern matching every character :func:`escape` would change (the same for both line-break
     styles): a value it does not match is written as it is."""
-    return _escaper(delims, LineBreaks.HEX)[0]
-
-
-# The escaper last used, per line-break style (HEX, FORMATTED).
-_LAST: list[tuple[Delimiters, re.Pattern[str], dict[str, str]] | None] = [None, None]
+    return _current_escaper(delims, LineBreaks.HEX)[1]
 
 
 def escape(
@@ -116,13 +128,7 @@ def escape(
         return text  # most leaves (ids, codes, numbers): no delimiter, no control character
     if line_breaks is LineBreaks.FORMATTED:
         text = _NEWLINE.sub("\n", text)
-    # Looked up by identity first: hashing the Delimiters dataclass for the lru_cache costs more than the
-    # search itself, and a message's leaves all share one Delimiters object.
-    index = 0 if line_breaks is LineBreaks.HEX else 1
-    entry = _LAST[index]
-    if entry is None or entry[0] is not delims:
-        entry = _LAST[index] = (delims, *_escaper(delims, line_breaks))
-    _, pattern, table = entry
+    _, pattern, table = _current_escaper(delims, line_breaks)
     if pattern.search(text) is None:
         return text
     return pattern.sub(lambda m: table[m.group()], text)

@@ -523,7 +523,7 @@ class SegmentBuilder:
         # no control character is written as it is: one isascii() and one regex search, in C, instead of
         # fit() and escape(). Everything else goes through them (the general path below).
         fast = _carries_ascii(codec)
-        special = _special_search(delims)
+        special = special_characters(delims).search
         fields = self._fields
         out: list[str] = []
         append = out.append
@@ -562,12 +562,6 @@ def _encode_field(
     for comps in reps:
         comp_texts: list[str] = []
         for subs in comps:
-            if len(subs) == 1:
-                s = subs[0]
-                if special is None or not s.isascii() or special(s) is not None:
-                    s = escape(_charset.fit(s, codec), delims, breaks)
-                comp_texts.append(s)
-                continue
             leaves = [
                 s
                 if special is not None and s.isascii() and special(s) is None
@@ -578,22 +572,6 @@ def _encode_field(
         text = comp_texts[0] if len(comp_texts) == 1 else comp_sep.join(comp_texts)
         rep_texts.append(_trim(text, comp_sep) if text.endswith(comp_sep) else text)
     return rep_texts[0] if len(rep_texts) == 1 else delims.repetition.join(rep_texts)
-
-
-# The search last used: a message's segments all share one Delimiters object, and hashing the dataclass
-# (for a dict or lru_cache) costs more than comparing identity.
-_LAST_SPECIAL: list[tuple[Delimiters, Callable[[str], object]]] = []
-
-
-def _special_search(delims: Delimiters) -> Callable[[str], object]:
-    """``search(value)`` is None when ``value`` holds no delimiter and no control character of ``delims``;
-    ``escape`` (either line-break style) returns such a value as it is."""
-    last = _LAST_SPECIAL
-    if last and last[0][0] is delims:
-        return last[0][1]
-    search = special_characters(delims).search
-    last[:] = [(delims, search)]
-    return search
 
 
 @functools.lru_cache(maxsize=32)
