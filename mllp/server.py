@@ -3,16 +3,27 @@
 Per connection, decoded frames go into a FIFO drained by one task at a time, so replies leave in the
 order the frames came (HL7 ordering) while connections run in parallel. The task exists only while
 there is work; an idle connection costs a protocol object and nothing else.
+
+The common case, one frame arriving on a connection with nothing else in hand, skips the queue: the
+handler's first step runs straight from ``data_received`` (with the connection's worker task as the
+current task and the connection's own context, as if the worker ran it). A handler that answers
+without suspending — an ACK built from the frame alone — is answered in the same callback as the read,
+which saves the wake-up of the worker and one turn of the event loop per message. A handler that does
+suspend (a database commit) is handed over to the worker where it stopped, ahead of anything queued,
+so replies keep their order and nothing already started is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import ssl as _ssl
+from asyncio.tasks import _enter_task, _leave_task
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, cast
 
 from mllp._lifecycle import AsyncClosing
@@ -60,6 +71,48 @@ class _Settings:
     observer: Observer
 
 
+_UNSTARTED = object()
+
+
+class _Resume:
+    """A handler coroutine that suspended during its first step in ``data_received``.
+
+    Awaiting it inside the worker task carries on from where it stopped: the object the coroutine
+    yielded (a future, or None for a bare ``sleep(0)``) is passed to the task as if the worker had
+    been running the coroutine all along, and whatever the task throws in (a cancellation) is
+    thrown on into the coroutine. This is what ``await coro`` does, minus the first ``send``.
+    """
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Awaitable[bytes | None], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, None, bytes | None]:
+        if self._yielded is _UNSTARTED:  # not a coroutine, never stepped: plain delegation
+            return (yield from self._coro.__await__())
+        coro = cast("Coroutine[Any, Any, bytes | None]", self._coro)
+        yielded = self._yielded
+        while True:
+            try:
+                yield yielded
+            except BaseException as exc:  # thrown in by the task: pass it on
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return cast("bytes | None", stop.value)
+            else:
+                try:
+                    yielded = coro.send(None)
+                except StopIteration as stop:
+                    return cast("bytes | None", stop.value)
+
+    def close(self) -> None:
+        if isinstance(self._coro, CoroutineType):
+            self._coro.close()
+
+
 class _Connection(asyncio.Protocol):
     """One accepted connection. Not public: handlers see only :class:`PeerInfo`."""
 
@@ -82,7 +135,12 @@ class _Connection(asyncio.Protocol):
         # waits on ``_wake``; waking a task costs less than creating one per frame.
         self._worker: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
-        self._busy = False  # a queued item is being handled right now
+        # The worker and the handler steps run in data_received share one context per connection,
+        # so a context variable a handler sets before its first suspension is there after it.
+        self._context = contextvars.copy_context()
+        # A handler started in data_received that suspended: the worker finishes it before the queue.
+        self._resume: _Resume | None = None
+        self._busy = False  # a frame is being handled right now
         self._transport: asyncio.Transport | None = None
         self._paused = False  # reading paused by us (back-pressure or shutdown)
         self._stopped = False  # no more input will be accepted (fatal error, EOF, shutdown)
@@ -146,15 +204,25 @@ class _Connection(asyncio.Protocol):
             obs.junk_skipped("server", decoder.junk_bytes - self._junk_seen)
             self._junk_seen = decoder.junk_bytes
         queue = self._queue
+        # The worker is parked with nothing in hand and the peer is reading its replies: the first
+        # frame of this read can be handled right here (see the module docstring).
+        inline = self._wake is not None and not queue and self._write_ready is None
         for event in events:
             cls = type(event)
             if cls is bytes:
                 size = len(event)  # type: ignore[arg-type]
                 if counting:
                     obs.frame_received("server", size)
+                self._bad_run = 0
+                if inline:
+                    inline = False
+                    if self._handle_inline(event):  # type: ignore[arg-type]
+                        continue
+                    if self._stopped:
+                        break  # the reply closed the connection
+                    continue  # suspended: the worker has it, later frames queue behind it
                 queue.append(event)  # type: ignore[arg-type]
                 self._queued_bytes += size
-                self._bad_run = 0
             elif cls is FramingError:
                 assert isinstance(event, FramingError)
                 obs.framing_error("server", event.kind.value)
@@ -180,7 +248,7 @@ class _Connection(asyncio.Protocol):
             if self._wake is not None:
                 self._wake_worker()
             elif self._worker is None:
-                self._worker = self._loop.create_task(self._work())
+                self._worker = self._loop.create_task(self._work(), context=self._context)
             if not self._paused and (
                 len(queue) > self._high_frames or self._queued_bytes > self._high_bytes
             ):
@@ -226,6 +294,66 @@ class _Connection(asyncio.Protocol):
         self._write_ready = None
 
     # --- work ----------------------------------------------------------------------------------
+    def _handle_inline(self, payload: bytes) -> bool:
+        """Run the handler for ``payload`` up to its first suspension, from ``data_received``.
+
+        True when it finished and its reply is written (or the connection closed on it); False
+        when it suspended and now belongs to the worker, which has been woken to finish it.
+        """
+        worker, peer = self._worker, self.peer
+        assert worker is not None and peer is not None
+        self._busy = True
+        loop, context = self._loop, self._context
+        out: bytes | None
+        # As the worker would be if it ran this step: asyncio.timeout() and current_task() inside
+        # the handler see the worker task, which is parked on _wake and so not running.
+        _enter_task(loop, worker)
+        try:
+            awaitable = context.run(self._cfg.handler, payload, peer)
+            if type(awaitable) is not CoroutineType:  # a Future or the like: nothing to step
+                self._resume = _Resume(awaitable, _UNSTARTED)
+                self._wake_worker()
+                return False
+            coro = cast("Coroutine[Any, Any, bytes | None]", awaitable)
+            yielded = context.run(coro.send, None)
+        except StopIteration as stop:
+            out = self._reply_bytes(cast("bytes | None", stop.value))
+        except Exception as exc:  # the per-connection boundary, as in the worker
+            out = self._handler_failed(exc, peer)
+        except asyncio.CancelledError:  # awaited something cancelled: the worker would end here
+            out = None
+        else:
+            self._resume = _Resume(coro, yielded)
+            self._wake_worker()
+            return False
+        finally:
+            _leave_task(loop, worker)
+        self._busy = False
+        self._last_activity = loop.time()
+        self._send(out)
+        return True
+
+    def _reply_bytes(self, reply: bytes | None) -> bytes:
+        """What goes on the wire for a handler's return value (nothing for None)."""
+        out = b"" if reply is None else encode_frame(reply)
+        if reply is not None and self._counting:
+            self._obs.frame_sent("server", len(reply))
+        if self._cfg.commit_ack:
+            out = COMMIT_ACK_BLOCK + out
+        return out
+
+    def _send(self, out: bytes | None) -> None:
+        """Write ``out``; None closes the connection (a hook's verdict)."""
+        transport = self._transport
+        assert transport is not None
+        if out is None:
+            self._stop_reading()
+            transport.close()
+        elif out and not transport.is_closing():
+            transport.write(out)
+            if self._counting:
+                self._obs.bytes_sent("server", len(out))
+
     def _wake_worker(self) -> None:
         wake, self._wake = self._wake, None
         if wake is not None and not wake.done():
@@ -234,31 +362,31 @@ class _Connection(asyncio.Protocol):
     async def _work(self) -> None:
         """The connection's worker: handle queued items strictly in order, then wait for more."""
         assert self._transport is not None and self.peer is not None
-        transport, peer, cfg, obs = self._transport, self.peer, self._cfg, self._obs
-        counting, commit_ack = self._counting, cfg.commit_ack
-        queue, handler = self._queue, cfg.handler
+        transport, peer, obs = self._transport, self.peer, self._obs
+        counting, queue, handler = self._counting, self._queue, self._cfg.handler
         out: bytes | None
         try:
             while True:
-                while queue and not transport.is_closing():
+                while self._resume is not None or (queue and not transport.is_closing()):
                     self._busy = True
-                    item = queue.popleft()
-                    if type(item) is bytes:
+                    resume, self._resume = self._resume, None
+                    if resume is not None:
+                        # Started in data_received; finished even if the peer has gone since,
+                        # like any handler already under way.
+                        try:
+                            out = self._reply_bytes(await resume)
+                        except Exception as exc:
+                            out = self._handler_failed(exc, peer)
+                    elif type(item := queue.popleft()) is bytes:
                         self._queued_bytes -= len(item)
                         if self._paused:
                             self._maybe_resume()
                         # Awaited inline, not in a task per frame: one worker per connection is
                         # what keeps the replies in order.
                         try:
-                            reply = await handler(item, peer)
-                            out = b"" if reply is None else encode_frame(reply)
+                            out = self._reply_bytes(await handler(item, peer))
                         except Exception as exc:  # the per-connection boundary
                             out = self._handler_failed(exc, peer)
-                        else:
-                            if counting and reply is not None:
-                                obs.frame_sent("server", len(reply))
-                            if commit_ack:
-                                out = COMMIT_ACK_BLOCK + out
                     else:
                         assert isinstance(item, FramingError)
                         out = self._framing_reply(item, peer)
@@ -409,6 +537,9 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def abort(self) -> None:
+        if self._resume is not None:  # started inline, never picked up: unwind it here
+            resume, self._resume = self._resume, None
+            resume.close()
         if self._worker is not None:
             self._worker.cancel()
         if self._transport is not None:
