@@ -54,6 +54,7 @@ from ..segments import split_xcn
 from ..timestamps import format_ts, parse_ts
 from . import dsp
 from .settings import Placement, resolve
+from .slotmemo import SlotMemo
 
 # Placements every dialect has (orders from the RIS, the location query).
 COMMON_PLACEMENTS: dict[str, Placement] = {
@@ -106,6 +107,8 @@ class Dialect(abc.ABC):
         self.tz: tzinfo = ZoneInfo(str(zone)) if zone else tz
         self.clock = clock
         self.control_ids = control_ids
+        #: Slots of recent answer bodies (slotmemo.py); per instance, as they depend on tz and paths.
+        self.slot_memo = SlotMemo()
 
     def __repr__(self) -> str:
         return f"<Dialect {self.name} v{self.version}>"

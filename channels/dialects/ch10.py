@@ -21,7 +21,7 @@ from .. import ack as _ack
 from ..changes import REQUEST_TRIGGERS, SIU_EVENTS, ChangeKind, ChangeRequest
 from ..errors import ParseError
 from ..header import request_header
-from ..message import Segment, SegmentBuilder, parse
+from ..message import Message, Segment, SegmentBuilder, parse
 from ..model import (
     AckCode,
     Appointment,
@@ -179,10 +179,14 @@ class Ch10Dialect(Dialect):
         return self._respond(query.header, ("SQR", "S25", "SQR_S25"), segments + groups)
 
     def parse_slot_response(self, data: bytes, expected_control_id: str) -> list[Slot]:
-        msg = parse(data)
-        self._expect(msg, ("SQR", "S25"), ("ACK", ""))
-        ack = self._answer(msg, expected_control_id)
-        self._raise_for(ack, msg)
+        def check(msg: Message) -> bool:
+            self._expect(msg, ("SQR", "S25"), ("ACK", ""))
+            self._raise_for(self._answer(msg, expected_control_id), msg)
+            return True
+
+        return self.slot_memo.read(data, b"SCH", check, self._read_slots)
+
+    def _read_slots(self, msg: Message) -> list[Slot]:
         leaves = Leaves(msg)
         return [self._read_slot(leaves, group) for group in msg.groups("SCH")]
 

@@ -132,12 +132,14 @@ class Qie23Dialect(Dialect):
         return self._display_response(query.header, query.query_id, echo, rows)
 
     def parse_slot_response(self, data: bytes, expected_control_id: str) -> list[Slot]:
-        msg = parse(data)
-        self._expect(msg, ("DSR", "Q01"), ("ACK", ""))
-        ack = self._answer(msg, expected_control_id)
-        self._raise_for(ack, msg)
-        if self._no_data(msg):
-            return []
+        def check(msg: Message) -> bool:
+            self._expect(msg, ("DSR", "Q01"), ("ACK", ""))
+            self._raise_for(self._answer(msg, expected_control_id), msg)
+            return not self._no_data(msg)
+
+        return self.slot_memo.read(data, b"DSP", check, self._read_slots)
+
+    def _read_slots(self, msg: Message) -> list[Slot]:
         sep = self._opt("dsp_separator")
         out: list[Slot] = []
         for seg in msg.all("DSP"):

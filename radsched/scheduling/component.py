@@ -8,7 +8,8 @@ Site configuration beyond the public settings lives in the ``RADSCHED_CONFIG`` T
 * ``[ris]`` — ``application`` / ``facility`` (MSH-5/6 we address the RIS as), ``tls`` (true: TLS with the
   system trust store), ``tls_ca`` (CA file instead), ``tls_cert`` + ``tls_key`` (client certificate for
   mutual TLS), ``tls_server_name`` (name to verify when it differs from the host), ``connect_timeout_s``,
-  ``slot_cache_s`` (keep slot lists that long; 0 = off, the default — see docs/integration.md).
+  ``slot_cache_s`` (keep slot lists that long; 0 = off, the default — see docs/integration.md),
+  ``slot_memo`` (how many recent slot answers to keep read; 0 = read every answer in full).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from zoneinfo import ZoneInfo
 
 from channels import ConfigError as DialectConfigError
 from channels import Party, get_dialect
+from channels.dialects.slotmemo import DEFAULT_SIZE as SLOT_MEMO_SIZE
+from channels.dialects.slotmemo import SlotMemo
 from radsched.errors import ConfigError
 from radsched.hl7metrics import HL7Metrics
 from radsched.rest.health import Readiness
@@ -47,6 +50,7 @@ _RIS_KEYS = {
     "tls_server_name",
     "connect_timeout_s",
     "slot_cache_s",
+    "slot_memo",
 }
 
 
@@ -59,6 +63,7 @@ class RisPeer:
     server_name: str | None
     connect_timeout: float
     slot_cache_s: float = 0.0
+    slot_memo: int = SLOT_MEMO_SIZE
 
 
 def ris_tls_settings(settings: Settings) -> dict[str, Any]:
@@ -115,8 +120,13 @@ def ris_peer(table: dict[str, Any]) -> RisPeer:
         raise ConfigError(
             "RADSCHED_CONFIG [ris]: connect_timeout_s must be in (0, 60], slot_cache_s in [0, 60]"
         )
+    memo = table.get("slot_memo", SLOT_MEMO_SIZE)
+    if type(memo) is not int or not 0 <= memo <= 4096:
+        raise ConfigError("RADSCHED_CONFIG [ris]: slot_memo must be a whole number in [0, 4096]")
     server_name = table.get("tls_server_name")
-    return RisPeer(party, context, str(server_name) if server_name else None, timeout, slot_cache_s)
+    return RisPeer(
+        party, context, str(server_name) if server_name else None, timeout, slot_cache_s, memo
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +195,7 @@ async def start(
         )
     except DialectConfigError as exc:
         raise ConfigError(f"RADSCHED_CONFIG [dialect]: {exc}") from None
+    dialect.slot_memo = SlotMemo(peer.slot_memo)
     simulated = None
     if settings.ris_hostport is None:
         simulated = await _simulated_ris(settings, tz, clock, stack, overrides)

@@ -234,6 +234,32 @@ async def test_slot_lists_are_not_kept_unless_the_site_opts_in(
             pass
 
 
+async def test_the_slot_memo_asks_the_ris_every_time_and_never_offers_a_booked_slot(
+    gateway: GatewayFactory, sim: SimRis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The memo keeps the slots read from an answer's body, not the RIS's calendar: every query
+    # still goes to the RIS, and an answer that changed (a slot booked meanwhile) is read afresh.
+    config = tmp_path / "radsched.toml"
+    for order, memo in (("PLC1", ""), ("PLC2", "slot_memo = 0\n")):
+        config.write_text("[ris]\n" + memo)
+        monkeypatch.setenv("RADSCHED_CONFIG", str(config))
+        async with gateway(ris_addr=f"127.0.0.1:{sim.port}") as gw:
+            await gw.add_order(order)
+            before = len(sim.frames_of("SQM^S25"))
+            _, listed = await gw.slots()
+            assert (await gw.slots())[1] == listed
+            assert len(sim.frames_of("SQM^S25")) == before + 2
+            assert (await gw.book(**booking_for(order, listed["slots"][0])))[0] == 201
+            _, after = await gw.slots()
+            assert after["slots"] == listed["slots"][1:]
+
+    for bad in ("-1", "'64'", "1.5", "5000"):
+        config.write_text(f"[ris]\nslot_memo = {bad}\n")
+        with pytest.raises(ConfigError, match="slot_memo"):
+            async with gateway(ris_addr=f"127.0.0.1:{sim.port}"):
+                pass
+
+
 async def test_pending_bookings_are_resolved_in_the_background_or_given_up(
     gateway: GatewayFactory, sim: SimRis
 ) -> None:
