@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import tzinfo
 
@@ -12,8 +13,12 @@ from .model import OutboundMessage, Party, RequestHeader
 from .timestamps import format_ts
 
 
+@functools.lru_cache(maxsize=64)
 def version_tuple(version: str) -> tuple[int, ...]:
-    """``"2.5.1"`` -> ``(2, 5, 1)``; unreadable versions sort as 2.3 (the most tolerant form to answer in)."""
+    """``"2.5.1"`` -> ``(2, 5, 1)``; unreadable versions sort as 2.3 (the most tolerant form to answer in).
+
+    Cached: every message built asks, and a site speaks one or two versions (bounded, as MSH-12 of
+    inbound messages reaches it too)."""
     parts: list[int] = []
     for piece in version.strip().split("."):
         # isdigit() is true for "¹" and other non-ASCII digits that int() rejects.
