@@ -105,6 +105,22 @@ class HL7Metrics:
             buckets=LATENCY_BUCKETS,
         )
 
+        self.slot_answers = Counter(
+            "radsched_ris_slot_answers_total",
+            "RIS slot answers by how their slots were read: memo (the same body as a recent "
+            "answer, [ris] slot_memo) or parsed.",
+            ["read"],
+            registry=registry,
+        )
+        self._slot_read = {
+            True: self.slot_answers.labels("memo"),
+            False: self.slot_answers.labels("parsed"),
+        }
+
+    def slot_answer_read(self, from_memo: bool) -> None:
+        """The slot memo's ``on_read``: count one answer."""
+        self._slot_read[from_memo].inc()
+
     def observer(self, peer: str) -> PrometheusObserver:
         return PrometheusObserver(self, peer)
 

@@ -47,11 +47,15 @@ class SlotMemo:
     """The slots of the last ``size`` answer bodies, each read once; the oldest goes first (0 keeps
     nothing)."""
 
-    __slots__ = ("_entries", "_size", "hits", "misses")
+    __slots__ = ("_entries", "_on_read", "_size", "hits", "misses")
 
-    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+    def __init__(
+        self, size: int = DEFAULT_SIZE, *, on_read: Callable[[bool], None] | None = None
+    ) -> None:
         self._entries: dict[tuple[Delimiters, str, bytes], tuple[Slot, ...]] = {}
         self._size = size
+        #: Told of each answer that got as far as its slots: True when they came from the memo.
+        self._on_read = on_read
         self.hits = 0
         self.misses = 0
 
@@ -65,16 +69,19 @@ class SlotMemo:
         start = split_body(data, first) if self._size else -1
         if start < 0:
             whole = parse(data)
-            return read(whole) if check(whole) else []
+            if not check(whole):
+                return []
+            self._count(False)
+            return read(whole)
         head = parse(data[:start])
         if not check(head):
             return []
         key = (head.delimiters, head.codec, data[start:])
         hit = self._entries.get(key)
         if hit is not None:
-            self.hits += 1
+            self._count(True)
             return list(hit)
-        self.misses += 1
+        self._count(False)
         whole = parse(data)
         if any(seg.name in _HEADER_NAMES for seg in whole.segments[len(head.segments) :]):
             # The header was not all before the first slot: check the whole answer, keep nothing.
@@ -84,3 +91,11 @@ class SlotMemo:
             del self._entries[next(iter(self._entries))]
         self._entries[key] = tuple(slots)
         return slots
+
+    def _count(self, hit: bool) -> None:
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
+        if self._on_read is not None:
+            self._on_read(hit)

@@ -195,7 +195,7 @@ async def start(
         )
     except DialectConfigError as exc:
         raise ConfigError(f"RADSCHED_CONFIG [dialect]: {exc}") from None
-    dialect.slot_memo = SlotMemo(peer.slot_memo)
+    dialect.slot_memo = SlotMemo(peer.slot_memo, on_read=hl7_metrics.slot_answer_read)
     simulated = None
     if settings.ris_hostport is None:
         simulated = await _simulated_ris(settings, tz, clock, stack, overrides)

@@ -239,8 +239,9 @@ async def test_the_slot_memo_asks_the_ris_every_time_and_never_offers_a_booked_s
 ) -> None:
     # The memo keeps the slots read from an answer's body, not the RIS's calendar: every query
     # still goes to the RIS, and an answer that changed (a slot booked meanwhile) is read afresh.
+    # radsched_ris_slot_answers_total tells a site how often answers repeat: (memo, parsed).
     config = tmp_path / "radsched.toml"
-    for order, memo in (("PLC1", ""), ("PLC2", "slot_memo = 0\n")):
+    for order, memo, counts in (("PLC1", "", (1, 2)), ("PLC2", "slot_memo = 0\n", (0, 3))):
         config.write_text("[ris]\n" + memo)
         monkeypatch.setenv("RADSCHED_CONFIG", str(config))
         async with gateway(ris_addr=f"127.0.0.1:{sim.port}") as gw:
@@ -252,6 +253,9 @@ async def test_the_slot_memo_asks_the_ris_every_time_and_never_offers_a_booked_s
             assert (await gw.book(**booking_for(order, listed["slots"][0])))[0] == 201
             _, after = await gw.slots()
             assert after["slots"] == listed["slots"][1:]
+            _, text = await gw.call("GET", "/metrics", key=None)
+        for read, count in zip(("memo", "parsed"), counts, strict=True):
+            assert f'radsched_ris_slot_answers_total{{read="{read}"}} {count:.1f}' in text
 
     for bad in ("-1", "'64'", "1.5", "5000"):
         config.write_text(f"[ris]\nslot_memo = {bad}\n")
