@@ -215,12 +215,12 @@ class _Connection(asyncio.Protocol):
                     obs.frame_received("server", size)
                 self._bad_run = 0
                 if inline:
+                    # Answered here, or suspended and now the worker's: later frames queue behind.
                     inline = False
-                    if self._handle_inline(event):  # type: ignore[arg-type]
-                        continue
+                    self._handle_inline(event)  # type: ignore[arg-type]
                     if self._stopped:
                         break  # the reply closed the connection
-                    continue  # suspended: the worker has it, later frames queue behind it
+                    continue
                 queue.append(event)  # type: ignore[arg-type]
                 self._queued_bytes += size
             elif cls is FramingError:
@@ -294,12 +294,10 @@ class _Connection(asyncio.Protocol):
         self._write_ready = None
 
     # --- work ----------------------------------------------------------------------------------
-    def _handle_inline(self, payload: bytes) -> bool:
-        """Run the handler for ``payload`` up to its first suspension, from ``data_received``.
-
-        True when it finished and its reply is written (or the connection closed on it); False
-        when it suspended and now belongs to the worker, which has been woken to finish it.
-        """
+    def _handle_inline(self, payload: bytes) -> None:
+        """Run the handler for ``payload`` up to its first suspension, from ``data_received``:
+        its reply is written (or the connection closed on it), or, when it suspended, the worker
+        has been woken to finish it."""
         worker, peer = self._worker, self.peer
         assert worker is not None and peer is not None
         self._busy = True
@@ -313,7 +311,7 @@ class _Connection(asyncio.Protocol):
             if type(awaitable) is not CoroutineType:  # a Future or the like: nothing to step
                 self._resume = _Resume(awaitable, _UNSTARTED)
                 self._wake_worker()
-                return False
+                return
             coro = cast("Coroutine[Any, Any, bytes | None]", awaitable)
             yielded = context.run(coro.send, None)
         except StopIteration as stop:
@@ -325,13 +323,12 @@ class _Connection(asyncio.Protocol):
         else:
             self._resume = _Resume(coro, yielded)
             self._wake_worker()
-            return False
+            return
         finally:
             _leave_task(loop, worker)
         self._busy = False
         self._last_activity = loop.time()
         self._send(out)
-        return True
 
     def _reply_bytes(self, reply: bytes | None) -> bytes:
         """What goes on the wire for a handler's return value (nothing for None)."""
@@ -362,8 +359,8 @@ class _Connection(asyncio.Protocol):
     async def _work(self) -> None:
         """The connection's worker: handle queued items strictly in order, then wait for more."""
         assert self._transport is not None and self.peer is not None
-        transport, peer, obs = self._transport, self.peer, self._obs
-        counting, queue, handler = self._counting, self._queue, self._cfg.handler
+        transport, peer = self._transport, self.peer
+        queue, handler = self._queue, self._cfg.handler
         out: bytes | None
         try:
             while True:
@@ -390,13 +387,9 @@ class _Connection(asyncio.Protocol):
                     else:
                         assert isinstance(item, FramingError)
                         out = self._framing_reply(item, peer)
+                    self._send(out)
                     if out is None:
-                        transport.close()
                         return
-                    if out and not transport.is_closing():
-                        transport.write(out)
-                        if counting:
-                            obs.bytes_sent("server", len(out))
                     if self._write_ready is not None:
                         await self._write_ready  # the peer is not reading its replies: wait
                     elif queue:

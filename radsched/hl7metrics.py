@@ -104,7 +104,6 @@ class HL7Metrics:
             registry=registry,
             buckets=LATENCY_BUCKETS,
         )
-
         self.slot_answers = Counter(
             "radsched_ris_slot_answers_total",
             "RIS slot answers by how their slots were read: memo (the same body as a recent "
@@ -112,6 +111,7 @@ class HL7Metrics:
             ["read"],
             registry=registry,
         )
+        # Both children made once: this runs per slot query (radsched.metrics.labelled is a layer up).
         self._slot_read = {
             True: self.slot_answers.labels("memo"),
             False: self.slot_answers.labels("parsed"),

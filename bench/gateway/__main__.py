@@ -371,7 +371,7 @@ async def run(
             await measure(daemon, "slots", itertools.cycle(slot_requests), clients, 200)
             await measure(daemon, "booking", bookings(), clients, 201)
 
-        def restarted(ris_table: str) -> tuple[DaemonProcess, list[bytes]]:
+        async def restarted(ris_table: str) -> tuple[DaemonProcess, list[bytes]]:
             """The daemon again with ``[ris] ris_table``, warmed up, and the slot queries for it."""
             config = workdir / "ris.toml"
             config.write_text(f"[ris]\n{ris_table}\n")
@@ -382,21 +382,22 @@ async def run(
                 for d in days
                 for loc, mod in PAIRS
             ]
+            try:
+                await load(host, port, iter(queries * 2), clients=4, seconds=10, ok=200)
+            except BaseException:
+                again.stop()  # not yet the caller's to stop in its finally
+                raise
             return again, queries
 
         # The same slot queries with every answer read in full ([ris] slot_memo = 0): the cost when
         # no patient asks what another asked before the RIS's answer changed.
         daemon.stop()
-        daemon, unmemoised = restarted("slot_memo = 0")
-        where = daemon.addresses["http"]
-        await load(*where, iter(unmemoised * 2), clients=4, seconds=10, ok=200)
+        daemon, unmemoised = await restarted("slot_memo = 0")
         await measure(daemon, NO_MEMO, itertools.cycle(unmemoised), 1, 200)
 
         # The same slot queries with the site option [ris] slot_cache_s = 2.
         daemon.stop()
-        daemon, cached = restarted("slot_cache_s = 2")
-        where = daemon.addresses["http"]
-        await load(*where, iter(cached * 2), clients=4, seconds=10, ok=200)
+        daemon, cached = await restarted("slot_cache_s = 2")
         for clients in (1, 32):
             await measure(daemon, "slots, slot_cache_s=2", itertools.cycle(cached), clients, 200)
         loads = {"after": " ".join(f"{x:.2f}" for x in os.getloadavg())}
@@ -447,8 +448,7 @@ def breakdown() -> list[str]:
             d.slot_memo = SlotMemo()  # a body not seen before: the slots are read in full
             d.parse_slot_response(a, cid)
 
-        first = _best_ms(first_read)
-        dialect.slot_memo = SlotMemo()
+        first = _best_ms(first_read)  # leaves the answer in the memo: what follows repeats it
         repeat = _best_ms(partial(dialect.parse_slot_response, answer, out.control_id))
         body = _best_ms(partial(SlotsBody(tz), slots))
         rows.append(

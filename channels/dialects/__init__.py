@@ -11,6 +11,7 @@ from ..model import DEFAULT_LOCAL, DEFAULT_REMOTE, Party
 from .base import Dialect
 from .ch10 import Ch10Dialect
 from .qie23 import Qie23Dialect
+from .slotmemo import SlotMemo
 
 DIALECTS: dict[str, type[Dialect]] = {cls.name: cls for cls in (Ch10Dialect, Qie23Dialect)}
 
@@ -24,11 +25,13 @@ def get_dialect(
     tz: tzinfo = UTC,
     clock: Clock = system_clock,
     control_ids: ControlIdSource = random_control_ids,
+    slot_memo: SlotMemo | None = None,
 ) -> Dialect:
     """The dialect called ``name`` (``ch10-2.5.1`` or ``qie-2.3``) with site ``overrides`` applied.
 
     ``local`` is MSH-3/4 of what we send (``SENDING_APP``/``SENDING_FACILITY``), ``remote`` MSH-5/6 of the RIS;
-    ``tz`` the site time zone (for wall-clock values without an offset, and for the times we write).
+    ``tz`` the site time zone (for wall-clock values without an offset, and for the times we write);
+    ``slot_memo`` keeps the slots of repeated slot answers (slotmemo.py; 64 answers by default).
     Raises :class:`~channels.errors.ConfigError` naming the bad name or override.
     """
     try:
@@ -37,7 +40,15 @@ def get_dialect(
         raise ConfigError(
             f"unknown dialect {name!r} (known: {', '.join(sorted(DIALECTS))})"
         ) from None
-    return cls(overrides, local=local, remote=remote, tz=tz, clock=clock, control_ids=control_ids)
+    return cls(
+        overrides,
+        local=local,
+        remote=remote,
+        tz=tz,
+        clock=clock,
+        control_ids=control_ids,
+        slot_memo=slot_memo,
+    )
 
 
 __all__ = ["DIALECTS", "Ch10Dialect", "Dialect", "Qie23Dialect", "get_dialect"]

@@ -94,6 +94,7 @@ class Dialect(abc.ABC):
         tz: tzinfo = UTC,
         clock: Clock = system_clock,
         control_ids: ControlIdSource = random_control_ids,
+        slot_memo: SlotMemo | None = None,
     ) -> None:
         self.paths, self.options = resolve(
             self.name,
@@ -108,7 +109,7 @@ class Dialect(abc.ABC):
         self.clock = clock
         self.control_ids = control_ids
         #: Slots of recent answer bodies (slotmemo.py); per instance, as they depend on tz and paths.
-        self.slot_memo = SlotMemo()
+        self.slot_memo = SlotMemo() if slot_memo is None else slot_memo
 
     def __repr__(self) -> str:
         return f"<Dialect {self.name} v{self.version}>"

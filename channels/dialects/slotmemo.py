@@ -67,30 +67,32 @@ class SlotMemo:
         the memo, so the result is always what ``read(parse(data))`` after ``check`` gives.
         """
         start = split_body(data, first) if self._size else -1
-        if start < 0:
-            whole = parse(data)
-            if not check(whole):
+        key = None
+        if start >= 0:
+            head = parse(data[:start])
+            if not check(head):
                 return []
-            self._count(False)
-            return read(whole)
-        head = parse(data[:start])
-        if not check(head):
-            return []
-        key = (head.delimiters, head.codec, data[start:])
-        hit = self._entries.get(key)
-        if hit is not None:
-            self._count(True)
-            return list(hit)
-        self._count(False)
+            key = (head.delimiters, head.codec, data[start:])
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._count(True)
+                return list(hit)
         whole = parse(data)
-        if any(seg.name in _HEADER_NAMES for seg in whole.segments[len(head.segments) :]):
-            # The header was not all before the first slot: check the whole answer, keep nothing.
-            return read(whole) if check(whole) else []
-        slots = read(whole)
-        if len(self._entries) >= self._size:
-            del self._entries[next(iter(self._entries))]
-        self._entries[key] = tuple(slots)
-        return slots
+        if key is not None and not any(
+            seg.name in _HEADER_NAMES for seg in whole.segments[len(head.segments) :]
+        ):
+            # The header checked is the whole answer's: read the slots and keep them.
+            self._count(False)
+            slots = read(whole)
+            if len(self._entries) >= self._size:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = tuple(slots)
+            return slots
+        # Not split, or header segments after the first slot (an ERR): check it all, keep nothing.
+        if not check(whole):
+            return []
+        self._count(False)
+        return read(whole)
 
     def _count(self, hit: bool) -> None:
         if hit:

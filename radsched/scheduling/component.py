@@ -192,10 +192,10 @@ async def start(
             tz=tz,
             clock=clock,
             control_ids=ids,
+            slot_memo=SlotMemo(peer.slot_memo, on_read=hl7_metrics.slot_answer_read),
         )
     except DialectConfigError as exc:
         raise ConfigError(f"RADSCHED_CONFIG [dialect]: {exc}") from None
-    dialect.slot_memo = SlotMemo(peer.slot_memo, on_read=hl7_metrics.slot_answer_read)
     simulated = None
     if settings.ris_hostport is None:
         simulated = await _simulated_ris(settings, tz, clock, stack, overrides)
