@@ -201,12 +201,20 @@ async def claim_due(
 
     The claim is committed durably (``synchronous_commit = on`` whatever the session says) before
     this returns: a claim lost in a PostgreSQL crash after the text left would make the row
-    pending again, and the text would go twice.
+    pending again, and the text would go twice. So it must not run inside the caller's
+    transaction (its rows would be committed only later, after the texts left).
+
+    One round trip: the statement is its own transaction and switches ``synchronous_commit`` on
+    for that transaction only (``set_config(…, true)`` lasts until the transaction ends, and the
+    commit that ends it reads the setting first). BEGIN, SET LOCAL and COMMIT were three more round
+    trips per batch (issue 16).
     """
+    if conn.is_in_transaction():
+        raise RuntimeError(
+            "sms_outbox.claim_due commits its own claim; call it outside a transaction"
+        )
     token = uuid.uuid4()
-    async with conn.transaction():
-        await conn.execute("SET LOCAL synchronous_commit TO on")
-        rows = await _claim(conn, now=now, limit=limit, token=token, claimed_by=claimed_by)
+    rows = await _claim(conn, now=now, limit=limit, token=token, claimed_by=claimed_by)
     return [
         ClaimedText(
             id=r["id"],
@@ -227,7 +235,9 @@ async def _claim(
 ) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         """
-        WITH due AS (
+        WITH durable AS MATERIALIZED (
+            SELECT set_config('synchronous_commit', 'on', true) AS setting
+        ), due AS (
             SELECT id FROM sms_outbox
             WHERE state = 'pending' AND next_attempt_at <= $1
             ORDER BY next_attempt_at, id
@@ -237,7 +247,9 @@ async def _claim(
         UPDATE sms_outbox o
         SET state = 'sending', attempts = o.attempts + 1,
             claim_token = $3, claimed_by = $4, claimed_at = $1
-        FROM due WHERE o.id = due.id
+        -- A row is claimed only through the join with `durable`, so the setting is in place
+        -- before any row changes (a claim of nothing writes nothing that needs a flush).
+        FROM due, durable WHERE o.id = due.id
         RETURNING o.id, o.payload, o.template_id, o.phone_hash, o.attempts, o.not_after,
                   o.correlation_id
         """,
