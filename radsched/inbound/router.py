@@ -315,18 +315,7 @@ class InboundRouter:
             return None  # MSH-15/16 NE/SU/ER said not to answer this outcome
         return self._ack(msg, code, text, error_code, location)
 
-    async def _lock_and_check(self, conn: Connection, sender: str, control_id: str) -> None:
-        """Serialise one sender + control id across connections and daemons, then look it up.
-
-        A resend racing the original waits on the lock and, once the original commits, is answered
-        with the stored ACK: a handler never runs twice for one message. The look-up is a separate
-        statement so that its snapshot is taken after the lock was granted.
-        """
-        stored = await inbound_messages.lock_and_find(conn, sender, control_id)
-        if stored is not None:
-            raise _Duplicate(stored)
-
-    async def _record(
+    async def _claim(
         self,
         conn: Connection,
         *,
@@ -337,7 +326,13 @@ class InboundRouter:
         code: AckCode,
         ack: bytes,
     ) -> None:
-        await inbound_messages.record(
+        """Serialise one sender + control id across connections and daemons, look it up, and
+        record the message with ``ack`` when it is new.
+
+        A resend racing the original waits on the lock and, once the original commits, is answered
+        with the stored ACK: a handler never runs twice for one message.
+        """
+        stored = await inbound_messages.claim(
             conn,
             sender=sender,
             control_id=msg.control_id,
@@ -347,21 +342,32 @@ class InboundRouter:
             ack=ack,
             correlation_id=ctx.correlation_id,
         )
+        if stored is not None:
+            raise _Duplicate(stored)
 
     async def _process(
         self, msg: Message, key: str, sender: str, ctx: InboundContext
     ) -> tuple[bytes | None, AckCode]:
         handler = self._handlers[key]
         rejection: Rejected | None = None
+        # Recorded with the message at the start (one round trip, not two): the ACK of a plain
+        # accept, which nearly every message gets. Another decision overwrites it before the
+        # commit; an exception rolls it back with the handler's writes.
+        accepted = self._ack(msg, AckCode.AA)
         try:
             async with self._db.transaction(f"inbound {key}") as conn:
-                await self._lock_and_check(conn, sender, msg.control_id)
+                await self._claim(
+                    conn, msg=msg, key=key, sender=sender, ctx=ctx, code=AckCode.AA, ack=accepted
+                )
                 outcome = await handler(conn, msg, ctx)
                 code = outcome.code
-                ack = self._ack(msg, code, outcome.text)
-                await self._record(
-                    conn, msg=msg, key=key, sender=sender, ctx=ctx, code=code, ack=ack
-                )
+                if code is AckCode.AA and not outcome.text:
+                    ack = accepted
+                else:
+                    ack = self._ack(msg, code, outcome.text)
+                    await inbound_messages.settle(
+                        conn, sender=sender, control_id=msg.control_id, ack_code=str(code), ack=ack
+                    )
         except Rejected as rej:
             rejection = rej  # the transaction rolled back every write the handler made
         if rejection is not None:
@@ -370,8 +376,7 @@ class InboundRouter:
             code = AckCode.AE
             ack = self._ack(msg, code, rejection.reason, rejection.error_code)
             async with self._db.transaction(f"inbound {key} rejected") as conn:
-                await self._lock_and_check(conn, sender, msg.control_id)
-                await self._record(
+                await self._claim(
                     conn, msg=msg, key=key, sender=sender, ctx=ctx, code=code, ack=ack
                 )
         if not _answered(msg, code.is_success):

@@ -10,22 +10,10 @@ from datetime import datetime
 
 import asyncpg
 
-__all__ = ["lock_and_find", "record"]
+__all__ = ["claim", "settle"]
 
 
-async def lock_and_find(conn: asyncpg.Connection, sender: str, control_id: str) -> bytes | None:
-    """Serialise one sender + control id for the caller's transaction (across connections and
-    daemons), then return the ACK stored for it, if any.
-
-    One round trip (``radsched_inbound_lock``, migration 0021): the look-up runs inside the
-    function after the lock was granted, with a fresh snapshot, so a resend racing the original
-    waits, then sees the original's committed row.
-    """
-    stored = await conn.fetchval("SELECT radsched_inbound_lock($1, $2)", sender, control_id)
-    return bytes(stored) if stored is not None else None
-
-
-async def record(
+async def claim(
     conn: asyncpg.Connection,
     *,
     sender: str,
@@ -35,13 +23,18 @@ async def record(
     ack_code: str,
     ack: bytes,
     correlation_id: str,
-) -> None:
-    await conn.execute(
-        """
-        INSERT INTO inbound_messages
-            (sender, control_id, message_type, received_at, ack_code, ack_payload, correlation_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
-        """,
+) -> bytes | None:
+    """Serialise one sender + control id for the caller's transaction (across connections and
+    daemons); return the ACK stored for it, or, when there is none, record this message with
+    ``ack`` and return None.
+
+    One round trip (``radsched_inbound_claim``, migration 0022): the look-up runs inside the
+    function after the lock was granted, with a fresh snapshot, so a resend racing the original
+    waits, then sees the original's committed row. ``ack`` is the answer the message gets when its
+    work succeeds as expected; another answer replaces it with :func:`settle` before the commit.
+    """
+    stored = await conn.fetchval(
+        "SELECT radsched_inbound_claim($1, $2, $3, $4, $5, $6, $7)",
         sender,
         control_id,
         message_type,
@@ -49,4 +42,19 @@ async def record(
         ack_code,
         ack,
         correlation_id,
+    )
+    return bytes(stored) if stored is not None else None
+
+
+async def settle(
+    conn: asyncpg.Connection, *, sender: str, control_id: str, ack_code: str, ack: bytes
+) -> None:
+    """Replace the ACK that :func:`claim` recorded, in the same transaction."""
+    await conn.execute(
+        "UPDATE inbound_messages SET ack_code = $3, ack_payload = $4"
+        " WHERE sender = $1 AND control_id = $2",
+        sender,
+        control_id,
+        ack_code,
+        ack,
     )

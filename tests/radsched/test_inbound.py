@@ -44,6 +44,7 @@ class Scratch:
     calls: list[str] = field(default_factory=list)
     fail_next: int = 0
     reject: set[str] = field(default_factory=set)
+    decide: dict[str, AckDecision] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ async def setup(db: Database) -> AsyncIterator[tuple[mllp.Server, Scratch, Datab
             raise RuntimeError("database went away")
         if msg.control_id in scratch.reject:
             raise Rejected("no usable mobile number in PID-13", location="PID-13")
-        return AckDecision()
+        return scratch.decide.get(msg.control_id, AckDecision())
 
     router = InboundRouter(
         db,
@@ -180,6 +181,30 @@ async def test_orders_in_every_version_are_committed_and_acked_in_that_version(
     assert msg.encoding_characters == ("^~\\&#" if version >= "2.7" else "^~\\&")
     assert_valid_hl7(reply)
     assert scratch.calls == [f"V{version}"]
+
+
+async def test_a_resend_gets_the_answer_the_handler_gave_not_the_plain_accept(
+    setup: tuple[mllp.Server, Scratch, Database],
+) -> None:
+    # The router records a plain AA with the message before its handler runs (one round trip); an
+    # answer with a text, or another code, must replace it before the commit.
+    server, scratch, db = setup
+    scratch.decide["SC1"] = AckDecision(AckCode.AA, "order control SC not acted on")
+    scratch.decide["AE1"] = AckDecision(AckCode.AE, "not for this department")
+    async with mllp.Client("127.0.0.1", server.port) as client:
+        replies = {
+            cid: [await client.request(orm(cid), timeout=10) for _ in range(2)]
+            for cid in ("SC1", "AE1", "AA1")
+        }
+    for first, again in replies.values():
+        assert first == again
+    assert read_ack(parse_hl7(replies["SC1"][0])).text == "order control SC not acted on"
+    assert read_ack(parse_hl7(replies["AE1"][0])).code == AckCode.AE
+    assert read_ack(parse_hl7(replies["AA1"][0])).text == ""
+    assert scratch.calls == ["SC1", "AE1", "AA1"]
+    async with db.transaction("test.read") as conn:
+        rows = dict(await conn.fetch("SELECT control_id, ack_code FROM inbound_messages"))
+    assert rows == {"SC1": "AA", "AE1": "AE", "AA1": "AA"}
 
 
 async def test_rejected_content_is_ae_rolled_back_and_remembered(
