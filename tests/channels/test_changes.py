@@ -345,7 +345,8 @@ def test_change_requests_round_trip(
     assert_valid_hl7(answer.payload)
     result = us.parse_change_response(answer.payload, out.control_id)
     assert not result.accepted
-    assert result.reason == (reason or "no")[:80]
+    # An ACK's text is one line: runs of whitespace come back as one space (channels.ack).
+    assert result.reason == " ".join((reason or "no").split())[:80]
 
 
 @settings(
