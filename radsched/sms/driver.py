@@ -51,7 +51,7 @@ from radsched.storage.audit import AuditTrail
 from radsched.storage.consents import record_consent
 from radsched.storage.orders import OrderState, OrderStore
 from radsched.storage.pg import Connection, Record
-from radsched.storage.sms_outbox import drop_pending_to_phone, enqueue_text
+from radsched.storage.sms_outbox import OutboxIds, drop_pending_to_phone, enqueue_text
 
 log = logging.getLogger("radsched.sms.driver")
 
@@ -148,11 +148,13 @@ class Driver:
         phi: PhiBox,
         orders: OrderStore,
         metrics: DriverMetrics,
+        outbox_ids: OutboxIds | None = None,
     ) -> None:
         self.cfg = cfg
         self._phi = phi
         self._orders = orders
         self._metrics = metrics
+        self._outbox_ids = outbox_ids if outbox_ids is not None else OutboxIds()
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -331,6 +333,7 @@ class Driver:
                         correlation_id=trail.correlation_id,
                         now=now,
                         not_after=not_after,
+                        ids=self._outbox_ids,
                     )
                     outcome.texts += 1
                     self._metrics.text_queued(command.template_id.value)

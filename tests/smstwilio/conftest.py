@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from radsched.privacy import PhiBox, phone_hash
 from radsched.storage.db import Database
-from radsched.storage.sms_outbox import enqueue_text
+from radsched.storage.sms_outbox import OutboxIds, enqueue_text
 from radsched.twilio.providers import SmsProvider, TwilioProvider
 from radsched.twilio.sender import OutboxSender, RetryPolicy, SmsMetrics, SmsSenderConfig
 from tests.twilio_double import TwilioDouble
@@ -128,6 +128,8 @@ class Rig:
         to: str = PATIENT,
         template_id: str = "consent_request",
         not_after: datetime | None = None,
+        conversation_id: uuid.UUID | None = None,
+        ids: OutboxIds | None = None,
     ) -> int:
         async with self.db.transaction("test.enqueue") as conn:
             return await enqueue_text(
@@ -137,10 +139,11 @@ class Rig:
                 body=body,
                 template_id=template_id,
                 phone_hash=phone_hash(HASH_KEY, to),
-                conversation_id=uuid.uuid4(),
+                conversation_id=conversation_id or uuid.uuid4(),
                 correlation_id="cid-" + secrets.token_hex(4),
                 now=self.clock(),
                 not_after=not_after,
+                ids=ids,
             )
 
     async def row(self, outbox_id: int) -> dict[str, object]:
