@@ -46,6 +46,7 @@ DAEMON_CPU, OTHER_CPU = 0, 1
 API_KEY = "bench-key-0123456789abcdef"
 PAIRS = (("DTWN", "CR"), ("NRTH", "CT"), ("WEST", "DX"))
 NO_MEMO = "slots, slot_memo=0"
+FLOOR = "floor: aiohttp + a bare MLLP exchange"
 BOOKABLE = (("DTWN", "CR"), ("DTWN", "DX"), ("NRTH", "CR"), ("NRTH", "DX"), ("WEST", "CR"))
 
 
@@ -336,16 +337,25 @@ async def run(
         results: list[Result] = []
 
         async def measure(
-            running: DaemonProcess, name: str, requests: Iterator[bytes], clients: int, ok: int
+            running: DaemonProcess | tuple[tuple[str, int], int],
+            name: str,
+            requests: Iterator[bytes],
+            clients: int,
+            ok: int,
         ) -> None:
-            where = running.addresses["http"]
+            """One row: ``running`` is a daemon, or the (address, pid) of the floor server."""
+            if isinstance(running, DaemonProcess):
+                where = running.addresses["http"]
+                assert running.proc is not None
+                pid = running.proc.pid
+            else:
+                where, pid = running
             control(ctl + "/stats", "DELETE")
-            assert running.proc is not None
-            cpu_before = cpu_seconds(running.proc.pid)
+            cpu_before = cpu_seconds(pid)
             latencies, elapsed, errors = await load(
                 where[0], where[1], requests, clients=clients, seconds=seconds, ok=ok
             )
-            cpu = (cpu_seconds(running.proc.pid) - cpu_before) / max(1, len(latencies))
+            cpu = (cpu_seconds(pid) - cpu_before) / max(1, len(latencies))
             service = control(ctl + "/stats")["service_us"]
             assert isinstance(service, dict)
             result = Result(
@@ -370,6 +380,31 @@ async def run(
         for clients in (1, 32):
             await measure(daemon, "slots", itertools.cycle(slot_requests), clients, 200)
             await measure(daemon, "booking", bookings(), clients, 201)
+
+        # The floor (bench/gateway/floor.py) on the daemon's core: aiohttp and one bare MLLP
+        # exchange with the same RIS per request, none of radsched's work.
+        os.sched_setaffinity(0, {DAEMON_CPU})
+        try:
+            floor = subprocess.Popen(  # noqa: ASYNC220 - set-up, between rows
+                [sys.executable, "-m", "bench.gateway.floor", ris],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+        finally:
+            os.sched_setaffinity(0, {OTHER_CPU})
+        try:
+            assert floor.stdout is not None
+            announced = dict(item.split("=", 1) for item in floor.stdout.readline().split())
+            floor_port = int(announced["port"])
+            floor_request = _get(host, floor_port, "/api/ris/available-slots")
+            warm = itertools.repeat(floor_request, 300)
+            await load(host, floor_port, warm, clients=1, seconds=10, ok=200)
+            where = ((host, floor_port), floor.pid)
+            await measure(where, FLOOR, itertools.repeat(floor_request), 1, 200)
+        finally:
+            floor.terminate()
+            floor.wait(30)
 
         async def restarted(ris_table: str) -> tuple[DaemonProcess, list[bytes]]:
             """The daemon again with ``[ris] ris_table``, warmed up, and the slot queries for it."""
@@ -528,6 +563,14 @@ def render(results: list[Result], seconds: float, before: str, after: str, parts
         "the site option `[ris] slot_cache_s` (off by default, because a slot shown from the cache "
         "may be gone by booking time and turn into a 409; our own bookings drop the cached lists "
         f"of their location): with 2 s, slots p99 at 32 clients was {p99_cached:.1f} ms. "
+        f"*{FLOOR}* is bench/gateway/floor.py on the daemon's core: aiohttp answering each "
+        "request with one MLLP exchange with the same RIS over a bare `asyncio.Protocol` and "
+        "a JSON body built once, none of radsched's work (credentials, validation, building "
+        "the query, checking and reading the answer, JSON, metrics, logs). Its "
+        f"{cpu.get(FLOOR, 0):.2f} ms of CPU per request is the least this stack (aiohttp, "
+        f"uvloop) spends on one; the daemon's {cpu.get('slots', 0):.2f} ms is "
+        f"{cpu.get('slots', 0) / max(cpu.get(FLOOR, 0), 1e-9):.1f}x that, and the 0.4 ms "
+        f"target {0.4 / max(cpu.get(FLOOR, 0), 1e-9):.1f}x. "
         "The single MLLP connection is not the limit: the RIS holds it for "
         f"{one.get('slots', results[0]).ris_p50_us / 1000:.2f} ms per query. A booking's latency "
         "is mostly waiting for PostgreSQL: three commits (fsync on; the server shares core "
@@ -545,6 +588,8 @@ def record_targets(results: list[Result]) -> None:
     if one := rows.get(("slots", 1)):
         fresh = rows.get((NO_MEMO, 1))
         worst = f"; {fresh.daemon_cpu_ms:.2f} ms with `slot_memo = 0`" if fresh else ""
+        if floor := rows.get((FLOOR, 1)):
+            worst += f"; aiohttp + a bare MLLP exchange alone {floor.daemon_cpu_ms:.2f} ms"
         measured = f"{one.daemon_cpu_ms:.2f} ms ({mix}{worst})"
         _results.record("16.3-cpu", measured, one.daemon_cpu_ms / 0.4)
         own = one.pct(0.5) - one.ris_p50_us / 1000
