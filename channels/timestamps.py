@@ -30,6 +30,19 @@ def format_ts(moment: datetime, tz: tzinfo = UTC, *, with_offset: bool = True) -
     """Format an aware datetime as TS in ``tz`` (seconds precision)."""
     if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0)  # dropped anyway; "now" then hits within its second
+    return _format_ts(moment, moment.fold, tz, with_offset)
+
+
+# A message carries the same few instants again and again (a slot query's window, the header's
+# "now" within one second), and zone conversion is most of the cost: the text is a pure function of
+# (instant, zone, with_offset), so it is cached. Aware datetimes hash and compare as instants, so
+# one instant given in two zones is one entry, which is right: the text depends on ``tz`` alone.
+# Except in a fold: two datetimes of the same zone compare (and hash) equal on their wall time,
+# fold ignored, though 01:30 fold=0 and fold=1 are an hour apart; ``fold`` in the key parts them.
+@lru_cache(maxsize=4096)
+def _format_ts(moment: datetime, fold: int, tz: tzinfo, with_offset: bool) -> str:
     local = moment.astimezone(tz)
     year = local.year
     if year >= 1000:

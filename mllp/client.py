@@ -126,6 +126,12 @@ class _ClientProtocol(asyncio.Protocol):
         self._fail(ConnectionLost(reason))
 
 
+def _expire(waiter: asyncio.Future[bytes]) -> None:
+    """The reply's deadline passed: the request fails with TimeoutError (unless answered meanwhile)."""
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 def _readable(proto: _ClientProtocol) -> bool:
     """True if the idle socket has something to read: EOF, a reset, a TLS alert or stray bytes.
 
@@ -234,9 +240,12 @@ class Client(AsyncClosing):
                 proto.transport.write(frame)
                 self._obs.bytes_sent("client", len(frame))
                 self._obs.frame_sent("client", len(payload))
+                # A timer that fails the waiter, rather than asyncio.timeout: the same outcome
+                # for a fraction of the CPU (no Timeout object, no task cancel and uncancel),
+                # which counts on every RIS query (issue 16).
+                timer = loop.call_later(timeout, _expire, waiter)
                 try:
-                    async with asyncio.timeout(timeout):
-                        reply = await waiter
+                    reply = await waiter
                 except TimeoutError:
                     self._obs.reply_timeout()
                     raise ReplyTimeout(
@@ -245,6 +254,8 @@ class Client(AsyncClosing):
                 except CommitRejected:
                     keep = True  # a NAK is an answer: the stream is still in step
                     raise
+                finally:
+                    timer.cancel()
                 self._obs.round_trip(loop.time() - start)
                 keep = True
                 return reply

@@ -8,6 +8,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import channels
 from channels import (
@@ -62,6 +64,51 @@ def test_format_ts() -> None:
     )
     with pytest.raises(ValueError, match="aware"):
         format_ts(datetime(2025, 1, 1))
+
+
+def test_format_ts_tells_the_two_halves_of_a_fold_apart() -> None:
+    # 01:30 on the night clocks go back happens twice in New York, an hour apart. The two
+    # datetimes compare equal (same zone, fold ignored): a cache keyed on them alone would give
+    # the second the first's text.
+    first, second = (
+        datetime(2025, 11, 2, 1, 30, tzinfo=NY),
+        datetime(2025, 11, 2, 1, 30, fold=1, tzinfo=NY),
+    )
+    assert first == second
+    assert format_ts(first, NY) == "20251102013000-0400"
+    assert format_ts(second, NY) == "20251102013000-0500"
+    assert format_ts(second, UTC) == "20251102063000+0000"
+    assert format_ts(first, UTC) == "20251102053000+0000"
+
+
+def _format_ts_uncached(moment: datetime, tz: ZoneInfo | timezone, with_offset: bool) -> str:
+    """What format_ts wrote before it kept its answers (channels/timestamps.py)."""
+    local = moment.astimezone(tz)
+    text = local.strftime("%Y%m%d%H%M%S")  # years 1970-2100 here: no short-year padding question
+    if with_offset:
+        minutes = int((local.utcoffset() or timedelta(0)).total_seconds()) // 60
+        sign = "+" if minutes >= 0 else "-"
+        text += f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    return text
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1970, 1, 1),
+        max_value=datetime(2100, 1, 1),
+        timezones=st.sampled_from([UTC, NY, ZoneInfo("Europe/London"), ZoneInfo("Asia/Kolkata")]),
+    ),
+    tz=st.sampled_from([UTC, NY, ZoneInfo("Australia/Lord_Howe"), timezone(timedelta(hours=-3))]),
+    with_offset=st.booleans(),
+)
+def test_format_ts_answers_as_if_computed_afresh(
+    moment: datetime, tz: ZoneInfo | timezone, with_offset: bool
+) -> None:
+    # Asked twice (the second answer comes from the cache), and in another zone in between.
+    expected = _format_ts_uncached(moment, tz, with_offset)
+    assert format_ts(moment, tz, with_offset=with_offset) == expected
+    format_ts(moment.astimezone(UTC), NY)
+    assert format_ts(moment, tz, with_offset=with_offset) == expected
 
 
 @pytest.mark.parametrize(
