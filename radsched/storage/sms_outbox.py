@@ -59,9 +59,10 @@ class OutboxIds:
     Nothing else changes for readers of the table: the ids come from the same sequence (a daemon of
     the previous release, drawing one at a time, never collides), and the AAD is the same, so any
     sender opens the row. Ids reserved and never used leave gaps, as a rolled-back ``nextval``
-    always did. With two daemons an id no longer tells which of their rows is older; the sender
-    orders a batch by due time first (:func:`claim_due`), and those are taken under the
-    conversation's lock, so one conversation's texts still go in the order they were queued.
+    always did. With two daemons an id no longer tells which of their rows is older, so the sender
+    starts a claimed batch in the order the rows were queued (``created_at``, then id:
+    :func:`claim_due`); one conversation's steps are serialised by its lock, so its texts still
+    go in the order its steps queued them.
     """
 
     def __init__(self, block: int = 32) -> None:
@@ -270,9 +271,9 @@ async def claim_due(
             not_after=r["not_after"],
             correlation_id=r["correlation_id"],
         )
-        # Sent in the order they became due, as claimed: ids come in blocks (OutboxIds), so
-        # with two daemons the id alone no longer follows the order texts were queued in.
-        for r in sorted(rows, key=lambda r: (r["next_attempt_at"], int(r["id"])))
+        # Started in the order they were queued: ids come in blocks (OutboxIds), so with two
+        # daemons the id alone no longer follows that order; the time of queueing does.
+        for r in sorted(rows, key=lambda r: (r["created_at"], int(r["id"])))
     ]
 
 
@@ -297,7 +298,7 @@ async def _claim(
         -- before any row changes (a claim of nothing writes nothing that needs a flush).
         FROM due, durable WHERE o.id = due.id
         RETURNING o.id, o.payload, o.template_id, o.phone_hash, o.attempts, o.not_after,
-                  o.correlation_id, o.next_attempt_at
+                  o.correlation_id, o.created_at
         """,
         now,
         limit,
