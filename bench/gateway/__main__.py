@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -141,6 +142,16 @@ async def load(
 
 
 # ---- set-up ------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def on_daemon_core() -> Iterator[None]:
+    """A process started inside inherits the daemon's core; this one goes back to the other."""
+    os.sched_setaffinity(0, {DAEMON_CPU})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, {OTHER_CPU})
 
 
 def cpu_seconds(pid: int) -> float:
@@ -276,13 +287,10 @@ async def run(
         }
 
         def start_daemon(extra: dict[str, str], python_args: tuple[str, ...] = ()) -> DaemonProcess:
-            os.sched_setaffinity(0, {DAEMON_CPU})  # the daemon inherits core 0
-            try:
+            with on_daemon_core():
                 return DaemonProcess(
                     data_dir, env={**env, **extra}, python_args=python_args
                 ).start()
-            finally:
-                os.sched_setaffinity(0, {OTHER_CPU})
 
         profiler = ("-m", "cProfile", "-o", str(profile)) if profile else ()
         profiled: dict[str, str] = {}
@@ -383,16 +391,13 @@ async def run(
 
         # The floor (bench/gateway/floor.py) on the daemon's core: aiohttp and one bare MLLP
         # exchange with the same RIS per request, none of radsched's work.
-        os.sched_setaffinity(0, {DAEMON_CPU})
-        try:
+        with on_daemon_core():
             floor = subprocess.Popen(  # noqa: ASYNC220 - set-up, between rows
                 [sys.executable, "-m", "bench.gateway.floor", ris],
                 stdout=subprocess.PIPE,
                 text=True,
                 cwd=ROOT,
             )
-        finally:
-            os.sched_setaffinity(0, {OTHER_CPU})
         try:
             assert floor.stdout is not None
             announced = dict(item.split("=", 1) for item in floor.stdout.readline().split())
