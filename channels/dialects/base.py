@@ -53,6 +53,7 @@ from ..model import (
 from ..segments import split_xcn
 from ..timestamps import format_ts, parse_ts
 from . import dsp
+from .querytemplate import QUERY_ID_LEN, QueryTemplates
 from .settings import Placement, resolve
 from .slotmemo import SlotMemo
 
@@ -110,6 +111,8 @@ class Dialect(abc.ABC):
         self.control_ids = control_ids
         #: Slots of recent answer bodies (slotmemo.py); per instance, as they depend on tz and paths.
         self.slot_memo = SlotMemo() if slot_memo is None else slot_memo
+        #: Encoded slot queries by question (querytemplate.py); per instance, like the memo.
+        self.query_templates = QueryTemplates(self._ts)
 
     def __repr__(self) -> str:
         return f"<Dialect {self.name} v{self.version}>"
@@ -168,6 +171,8 @@ class Dialect(abc.ABC):
         kind: tuple[str, str, str],
         segments: Sequence[SegmentBuilder],
         control_id: str | None = None,
+        *,
+        now: datetime | None = None,
     ) -> OutboundMessage:
         msg_type, trigger, structure = kind
         return build(
@@ -178,7 +183,7 @@ class Dialect(abc.ABC):
             structure=structure,
             version=self.version,
             segments=segments,
-            clock=self.clock,
+            clock=self.clock if now is None else (lambda: now),
             control_ids=self.control_ids,
             tz=self.tz,
             with_offset=self.with_offset,
@@ -191,9 +196,11 @@ class Dialect(abc.ABC):
         kind: tuple[str, str, str],
         segments: Sequence[SegmentBuilder],
         control_id: str | None = None,
+        *,
+        now: datetime | None = None,
     ) -> OutboundMessage:
-        """A request from us to the RIS."""
-        return self._build(self.local, self.remote, kind, segments, control_id)
+        """A request from us to the RIS (built at ``now``, else at the clock's time)."""
+        return self._build(self.local, self.remote, kind, segments, control_id, now=now)
 
     def _respond(
         self, header: RequestHeader, kind: tuple[str, str, str], segments: Sequence[SegmentBuilder]
@@ -251,15 +258,17 @@ class Dialect(abc.ABC):
         what: tuple[str, str, str],
         department: Sequence[str],
         limit: int | None = None,
+        *,
+        now: datetime | None = None,
     ) -> SegmentBuilder:
         """QRD of an original-mode query: QRD-2 D (display, QRY) or R (record, SQM); QRD-4 is ST(10) in 2.3,
         so the query id is the last 10 characters of the control id."""
         return SegmentBuilder(
             "QRD",
-            self._ts(self.clock()),
+            self._ts(self.clock() if now is None else now),
             format_code,
             "I",
-            query_id[-10:],
+            query_id[-QUERY_ID_LEN:],
             None,
             None,
             (str(limit or self.options["query_limit"]), "RD"),
@@ -382,8 +391,10 @@ class Dialect(abc.ABC):
         start: datetime,
         end: datetime,
         limit: int | None,
+        now: datetime | None = None,
     ) -> list[SegmentBuilder]:
-        """Body of the slot query (also echoed by the responder where the answer repeats it)."""
+        """Body of the slot query (also echoed by the responder where the answer repeats it), its QRD-1
+        ``now`` (else the clock's time)."""
 
     def build_slot_query(
         self,
@@ -396,10 +407,22 @@ class Dialect(abc.ABC):
     ) -> OutboundMessage:
         """Open slots for ``modality`` at ``location_id`` starting in [start, end)."""
         cid = self.control_ids()
-        segments = self._slot_query_segments(
-            cid, location_id=location_id, modality=modality, start=start, end=end, limit=limit
-        )
-        return self._send(self.SLOT_QUERY, segments, cid)
+
+        def build(control_id: str, now: datetime) -> bytes:
+            segments = self._slot_query_segments(
+                control_id,
+                now=now,
+                location_id=location_id,
+                modality=modality,
+                start=start,
+                end=end,
+                limit=limit,
+            )
+            return self._send(self.SLOT_QUERY, segments, control_id, now=now).payload
+
+        # The same question again is its template with this query's id and time (querytemplate.py).
+        question = (location_id, modality, start, end, limit)
+        return OutboundMessage(cid, self.query_templates.build(question, cid, self.clock(), build))
 
     @abc.abstractmethod
     def parse_slot_response(self, data: bytes, expected_control_id: str) -> list[Slot]: ...

@@ -101,9 +101,10 @@ class Ch10Dialect(Dialect):
         start: datetime,
         end: datetime,
         limit: int | None,
+        now: datetime | None = None,
     ) -> list[SegmentBuilder]:
         segments = [
-            self._qrd("R", query_id, _SLOTS_WHAT, ("",), limit),
+            self._qrd("R", query_id, _SLOTS_WHAT, ("",), limit, now=now),
             SegmentBuilder("QRF", "RAD", self._ts(start), self._ts(end)),
             self._arq(query_id, start, end, None),
             *resource_segments(

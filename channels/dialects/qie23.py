@@ -81,9 +81,10 @@ class Qie23Dialect(Dialect):
         start: datetime,
         end: datetime,
         limit: int | None,
+        now: datetime | None = None,
     ) -> list[SegmentBuilder]:
         segments = [
-            self._qrd("D", query_id, _SLOTS_WHAT, ("",), limit),
+            self._qrd("D", query_id, _SLOTS_WHAT, ("",), limit, now=now),
             SegmentBuilder("QRF", "", self._ts(start), self._ts(end)),
         ]
         self._place(segments, "slot_query.location_id", location_id)
