@@ -146,6 +146,11 @@ class Segment:
         """The unescaped value at one position, ``""`` when absent."""
         if self._is_msh_header_field(field):
             return self.raw(field)
+        raw = self.raw(field)
+        if raw.isalnum():
+            # Most values read are one code or id (AA, SQR, OK): no delimiter (they are never
+            # alphanumeric) and no escape, so the value is itself at position 1 and absent elsewhere.
+            return raw if component == subcomponent == repetition == 1 else ""
         subs = self.subcomponents(field, component, repetition, unescaped=False)
         if subcomponent > len(subs):
             return ""

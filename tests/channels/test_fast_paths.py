@@ -3,7 +3,8 @@
 - ``parse`` (delimiters cached per feed, segments split into fields only when read) against the parser
   it replaced (``reference_parse``), on fixtures, spliced fixtures, random bytes and generated messages;
 - ``build_ack`` (header parts cached per sender, the common AA written without the checks) against its
-  general path, and a cached answer against a fresh one.
+  general path, and a cached answer against a fresh one;
+- ``Segment.get`` of a plain alphanumeric value against splitting the field in full.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from hypothesis import strategies as st
 
 from channels import AckCode, ParseError, Party, build_ack, fixed_clock, parse
 from channels import ack as ack_module
+from channels.escaping import STANDARD, unescape
 from channels.ids import random_control_ids, sequential_control_ids
-from channels.message import Message
+from channels.message import Message, Segment
 from tests.channels.reference_parse import reference_parse
 from tests.channels.test_fuzz import _mutations
 
@@ -135,3 +137,27 @@ def test_control_ids_are_twenty_hex_digits_and_never_repeat() -> None:
     ids = [random_control_ids() for _ in range(3000)]  # several batches of random bytes
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 20 and all(c in "0123456789ABCDEF" for c in i) for i in ids)
+
+
+def _get_in_full(seg: Segment, field: int, component: int, sub: int, rep: int) -> str:
+    """``Segment.get`` the long way: split repetitions, components and subcomponents, then unescape."""
+    if seg.name == "MSH" and field <= 2:
+        return seg.raw(field)
+    subs = seg.subcomponents(field, component, rep, unescaped=False)
+    return unescape(subs[sub - 1], STANDARD, "latin-1") if sub <= len(subs) else ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.text(alphabet="AZaz09é中^~&|\\ .-", max_size=8), min_size=1, max_size=4),
+    field=st.integers(0, 6),
+    component=st.integers(1, 3),
+    sub=st.integers(1, 3),
+    rep=st.integers(1, 3),
+)
+def test_reading_one_value_matches_splitting_it_in_full(
+    values: list[str], field: int, component: int, sub: int, rep: int
+) -> None:
+    # A plain alphanumeric value takes the short way (Segment.get); every other value the long way.
+    seg = Segment("ZZZ", ("ZZZ", *values), STANDARD, "latin-1")
+    assert seg.get(field, component, sub, rep) == _get_in_full(seg, field, component, sub, rep)
