@@ -121,14 +121,22 @@ def slot_json(slot: Slot, tz: tzinfo) -> dict[str, Any]:
 class SlotsBody:
     """The available-slots answer exactly as ``json.dumps({"slots": [slot_json(s, tz) ...]})`` writes it,
     built as text: the per-slot dicts and the encoder's walk over them cost more than the rest of the
-    request's JSON work, and each start instant is converted and formatted once, not once per answer."""
+    request's JSON work, and each start instant is converted and formatted once, not once per answer.
+
+    A slot's row is kept by the slot object itself: answers the RIS repeats give the very same
+    (frozen) slots again (channels/dialects/slotmemo.py), so their rows are looked up, not written.
+    """
 
     MAX_STARTS = 8192
+    MAX_ROWS = 8192
 
     def __init__(self, tz: tzinfo) -> None:
         self._tz = tz
         # Instant -> its JSON string in tz. Equal datetimes are the same instant, so they format alike.
         self._starts: dict[datetime, str] = {}
+        # id(slot) -> (slot, its row). The slot is held, so its id cannot be reused while the entry
+        # lives, and a hit is checked to be that object: a Slot is frozen, so its row is too.
+        self._rows: dict[int, tuple[Slot, str]] = {}
 
     def _start(self, moment: datetime) -> str:
         text = self._starts.get(moment)
@@ -138,14 +146,23 @@ class SlotsBody:
             text = self._starts[moment] = encode_basestring_ascii(_start(moment, self._tz))
         return text
 
-    def __call__(self, slots: Iterable[Slot]) -> str:
+    def _row(self, s: Slot) -> str:
         q = encode_basestring_ascii  # the C function json.dumps uses for every str
-        start = self._start
-        rows = [
+        row = (
             f'{{"id": {q(s.id)}, "location": {q(s.location_id)}, "modality": {q(s.modality)}, '
-            f'"start": {start(s.start)}, "duration_minutes": {int.__repr__(s.duration_minutes)}}}'
-            for s in slots
-        ]
+            f'"start": {self._start(s.start)}, "duration_minutes": {int.__repr__(s.duration_minutes)}}}'
+        )
+        if len(self._rows) >= self.MAX_ROWS:
+            self._rows.clear()
+        self._rows[id(s)] = (s, row)
+        return row
+
+    def __call__(self, slots: Iterable[Slot]) -> str:
+        known = self._rows.get
+        rows = []
+        for s in slots:
+            entry = known(id(s))
+            rows.append(entry[1] if entry is not None and entry[0] is s else self._row(s))
         return '{"slots": [' + ", ".join(rows) + "]}"
 
 

@@ -52,3 +52,17 @@ def test_the_same_instant_in_another_offset_is_written_in_the_site_zone() -> Non
     )
     starts = [row["start"] for row in json.loads(body([utc, offset]))["slots"]]
     assert starts == ["2026-12-08T08:00:00-05:00", "2026-12-08T08:00:00-05:00"]
+
+
+def test_a_row_is_kept_by_its_slot_and_never_given_to_another() -> None:
+    tz = ZoneInfo("America/New_York")
+    body = SlotsBody(tz)
+    body.MAX_ROWS = 3  # full after three slots: kept rows are dropped, never mixed up
+    start = datetime(2026, 12, 8, 13, 0, tzinfo=UTC)
+    for n in range(10):
+        # A fresh slot each round, the last one unreferenced: without the held slot, CPython would
+        # often hand the new one the old one's id, and with it the old row.
+        slots = [Slot(f"S{n}", "L", "CR", start + timedelta(minutes=n), 15 + n)]
+        expected = json.dumps({"slots": [slot_json(s, tz) for s in slots]})
+        assert body(slots) == body(slots) == expected
+    assert len(body._rows) <= 3
