@@ -18,6 +18,7 @@ Questions carry no patient data (locations, modalities, days), so nothing here i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 
@@ -60,28 +61,16 @@ class _Template:
     def cut(cls, payload: bytes, control_id: str, time_text: str) -> _Template | None:
         """The template of ``payload`` built with ``control_id`` and ``time_text``, or None if a stand-in
         is missing from it (the build did not use it as it is)."""
-        values = (control_id.encode(), control_id[-QUERY_ID_LEN:].encode(), time_text.encode())
-        pieces: list[bytes] = [payload]
-        holes: list[int] = []
-        # The whole id first: its tail (the query id) is inside it.
-        for hole, value in enumerate(values):
-            cut_pieces: list[bytes] = []
-            cut_holes: list[int] = []
-            for index, piece in enumerate(pieces):
-                parts = piece.split(value)
-                for n, part in enumerate(parts):
-                    if n:
-                        cut_holes.append(hole)
-                    cut_pieces.append(part)
-                if index < len(holes):
-                    cut_holes.append(holes[index])
-            pieces, holes = cut_pieces, cut_holes
+        values = _values(control_id, time_text)
+        # The whole id is tried before its tail (the query id), which it contains.
+        parts = re.split(b"(" + b"|".join(map(re.escape, values)) + b")", payload)
+        holes = tuple(values.index(found) for found in parts[1::2])
         if _ID not in holes or _TIME not in holes:
             return None
-        return cls(tuple(pieces), tuple(holes))
+        return cls(tuple(parts[::2]), holes)
 
     def fill(self, control_id: str, time_text: str) -> bytes:
-        values = (control_id.encode(), control_id[-QUERY_ID_LEN:].encode(), time_text.encode())
+        values = _values(control_id, time_text)
         pieces = self.pieces
         out = [pieces[0]]
         for n, hole in enumerate(self.holes, 1):
@@ -90,9 +79,15 @@ class _Template:
         return b"".join(out)
 
 
+def _values(control_id: str, time_text: str) -> tuple[bytes, bytes, bytes]:
+    """What goes into the holes ``_ID``, ``_QUERY_ID`` and ``_TIME``."""
+    return control_id.encode(), control_id[-QUERY_ID_LEN:].encode(), time_text.encode()
+
+
 def _is_plain(text: str) -> bool:
-    """Written as it is by the encoder in any charset that carries ASCII: no escaping, no re-encoding."""
-    return text.isascii() and text.isprintable() and _plain(text) is None
+    """Written as it is by the encoder in any charset that carries ASCII (its own test for a leaf, in
+    SegmentBuilder.encode): no escaping, no re-encoding."""
+    return text.isascii() and _plain(text) is None
 
 
 class QueryTemplates:
